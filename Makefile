@@ -1,0 +1,30 @@
+# ragkeep — `make install` is the README's install command; everything else is a shortcut.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install up test lint typecheck bench clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, from the local CPU wheel; a plain requirement would pull several GB of CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# Imported by unstructured even for strategy `fast`; its own deps would drag in CUDA torchvision.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
+	$(BIN)/python -c "import core, ingest.embed as e; print('model at', e.model_path('all-MiniLM-L6-v2'))"
+
+up:
+	$(BIN)/ragkeep up
+
+test:
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf ragkeep-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,223 @@
+"""``ragkeep`` command line: run the whole service (``up``) or one part of it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.db import Database, create_schema
+from core.settings import Settings, get_settings
+
+app = typer.Typer(help="ragkeep: versioned, evaluated knowledge bases for RAG applications.", no_args_is_help=True)
+log = logging.getLogger("ragkeep")
+
+PortOption = Annotated[int | None, typer.Option("--port", help="API port (default RAGKEEP_API_PORT or 8000).")]
+HostOption = Annotated[str | None, typer.Option("--host", help="API bind address (default 127.0.0.1).")]
+
+
+class ChildFailed(Exception):
+    """A part of ragkeep could not be started."""
+
+
+def _api_command(settings: Settings, host: str | None, port: int | None) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "service.app:create_app",
+        "--factory",
+        "--host",
+        host or settings.api_host,
+        "--port",
+        str(port or settings.api_port),
+    ]
+
+
+def _worker_command(settings: Settings, concurrency: int | None, queues: str | None) -> list[str]:
+    from workers.app import all_queues
+
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "--loglevel=INFO",
+        "--concurrency",
+        str(concurrency or settings.worker.concurrency),
+        "-Q",
+        queues or ",".join(all_queues(settings)),
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def _beat_command(settings: Settings) -> list[str]:
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "beat",
+        "--loglevel=INFO",
+        "-s",
+        str(settings.resolved_data_dir / "celerybeat-schedule"),
+    ]
+
+
+def _chroma_command(settings: Settings) -> list[str]:
+    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if binary is None:
+        raise typer.BadParameter("the `chroma` executable (from the chromadb package) is not installed")
+    return [
+        binary,
+        "run",
+        "--path",
+        str(settings.chroma_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.chroma_port),
+    ]
+
+
+def _wait_for_chroma(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ChildFailed(f"chroma server exited with code {process.returncode} (port in use?)")
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise ChildFailed(f"chroma server did not answer on {url} within {timeout:.0f} s")
+
+
+def _prepare(settings: Settings) -> None:
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        create_schema(db.engine)
+    finally:
+        db.dispose()
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 20.0) -> None:
+    for _, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for name, process in reversed(processes):
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            typer.echo(f"{name} did not stop in {grace:.0f} s; killing it", err=True)
+            process.kill()
+            process.wait()
+
+
+@app.command()
+def up(port: PortOption = None, host: HostOption = None) -> None:
+    """Start everything on one machine: Chroma server (embedded default), worker, beat and the API."""
+    settings = get_settings()
+    _prepare(settings)
+    env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = failed = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        if settings.embedded_chroma:
+            settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+            chroma_log = (settings.resolved_data_dir / "chroma.log").open("ab")
+            chroma = subprocess.Popen(
+                _chroma_command(settings), env=env, start_new_session=True, stdout=chroma_log, stderr=subprocess.STDOUT
+            )
+            chroma_log.close()
+            processes.append(("chroma", chroma))
+            _wait_for_chroma(settings.resolved_chroma_url, chroma)
+            env["RAGKEEP_CHROMA_URL"] = settings.resolved_chroma_url
+        for name, command in (
+            ("worker", _worker_command(settings, None, None)),
+            ("beat", _beat_command(settings)),
+            ("api", _api_command(settings, host, port)),
+        ):
+            # Own sessions: Ctrl-C reaches only this supervisor, which stops the parts in order.
+            processes.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
+        api_url = f"http://{host or settings.api_host}:{port or settings.api_port}"
+        typer.echo(f"ragkeep is starting: API {api_url} (docs at {api_url}/docs), data in {settings.resolved_data_dir}")
+        while not stopping:
+            for name, process in processes:
+                if process.poll() is not None:
+                    typer.echo(f"{name} exited with code {process.returncode}; stopping ragkeep", err=True)
+                    failed = stopping = True
+            time.sleep(0.5)
+    except ChildFailed as exc:
+        typer.echo(f"ragkeep could not start: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        typer.echo("stopping ragkeep ...")
+        _stop(processes)
+    if failed:
+        raise typer.Exit(code=1)
+    typer.echo("ragkeep stopped")
+
+
+def _exec(command: list[str]) -> None:
+    os.execv(command[0], command)
+
+
+@app.command()
+def api(port: PortOption = None, host: HostOption = None) -> None:
+    """Run only the HTTP API (scale out with several of these)."""
+    settings = get_settings()
+    _prepare(settings)
+    _exec(_api_command(settings, host, port))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (default RAGKEEP_WORKER__CONCURRENCY).")
+    ] = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default all).")] = None,
+) -> None:
+    """Run only a Celery worker."""
+    settings = get_settings()
+    _prepare(settings)
+    _exec(_worker_command(settings, concurrency, queues))
+
+
+@app.command()
+def beat() -> None:
+    """Run only Celery beat (exactly one per deployment)."""
+    settings = get_settings()
+    _prepare(settings)
+    _exec(_beat_command(settings))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""Catalog repositories: every read and state change of collections, documents, versions and jobs.
+
+Functions take a ``Session`` and leave committing to the caller, except where a
+compare-and-set needs its own flush. State moves that can race (the live pointer, the
+one pending build per collection) are conditional UPDATEs, so they are atomic on
+SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.config import CollectionConfig
+from core.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    ConcurrentChange,
+    DocumentNotFound,
+    InvalidInput,
+    JobNotFound,
+    VersionDropped,
+    VersionNotFound,
+    VersionNotReady,
+)
+from core.models import (
+    Collection,
+    Document,
+    DocumentRevision,
+    DocumentStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    Version,
+    VersionDocument,
+    VersionState,
+    new_id,
+    utcnow,
+)
+
+COLLECTION_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,46})[a-z0-9]$")
+
+
+# ---------------------------------------------------------------- collections
+
+
+def validate_collection_name(name: str) -> str:
+    if not COLLECTION_NAME.match(name) or "--" in name:
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use 3-48 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def create_collection(
+    session: Session, name: str, description: str, owners: list[str], config: CollectionConfig
+) -> Collection:
+    validate_collection_name(name)
+    collection = Collection(name=name, description=description, owners=owners, config=config.model_dump())
+    session.add(collection)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise CollectionExists(f"collection {name!r} already exists") from None
+    return collection
+
+
+def get_collection(session: Session, name: str) -> Collection:
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        raise CollectionNotFound(f"collection {name!r} does not exist")
+    return collection
+
+
+def get_collection_by_id(session: Session, collection_id: str) -> Collection | None:
+    return session.get(Collection, collection_id)
+
+
+def list_collections(session: Session, offset: int, limit: int) -> tuple[Sequence[Collection], int]:
+    total = session.scalar(select(func.count()).select_from(Collection)) or 0
+    items = session.scalars(select(Collection).order_by(Collection.name).offset(offset).limit(limit)).all()
+    return items, total
+
+
+def collection_config(collection: Collection) -> CollectionConfig:
+    return CollectionConfig.model_validate(collection.config)
+
+
+def delete_collection(session: Session, collection: Collection) -> list[str]:
+    """Delete the collection's catalog rows; return the Chroma collections to drop."""
+    names = list(
+        session.scalars(
+            select(Version.chroma_collection).where(
+                Version.collection_id == collection.id, Version.dropped_at.is_(None)
+            )
+        )
+    )
+    session.delete(collection)
+    session.flush()
+    return names
+
+
+# ------------------------------------------------------------------ documents
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    filename: str
+    sha256: str
+    size: int
+    kind: str
+    content_type: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    document: Document
+    revision: DocumentRevision
+    changed: bool
+
+
+def record_upload(
+    session: Session, collection: Collection, files: Sequence[IncomingFile], job: Job
+) -> list[UploadOutcome]:
+    """Record each file as a new document revision unless it repeats the current one."""
+    outcomes: list[UploadOutcome] = []
+    for incoming in files:
+        document = session.scalar(
+            select(Document).where(Document.collection_id == collection.id, Document.filename == incoming.filename)
+        )
+        if document is None:
+            document = Document(collection_id=collection.id, filename=incoming.filename)
+            session.add(document)
+            session.flush()
+        current = session.get(DocumentRevision, document.current_revision_id) if document.current_revision_id else None
+        if (
+            current is not None
+            and not document.deleted
+            and current.sha256 == incoming.sha256
+            and current.upload_metadata == incoming.metadata
+        ):
+            outcomes.append(UploadOutcome(document, current, changed=False))
+            continue
+        number = (
+            session.scalar(select(func.max(DocumentRevision.number)).where(DocumentRevision.document_id == document.id))
+            or 0
+        ) + 1
+        revision = DocumentRevision(
+            document_id=document.id,
+            collection_id=collection.id,
+            number=number,
+            sha256=incoming.sha256,
+            size=incoming.size,
+            kind=incoming.kind,
+            content_type=incoming.content_type,
+            upload_metadata=incoming.metadata,
+            status=DocumentStatus.queued,
+            job_id=job.id,
+        )
+        session.add(revision)
+        session.flush()
+        document.current_revision_id = revision.id
+        document.deleted = False
+        document.updated_at = utcnow()
+        outcomes.append(UploadOutcome(document, revision, changed=True))
+    return outcomes
+
+
+def list_documents(session: Session, collection: Collection, offset: int, limit: int) -> tuple[Sequence[Document], int]:
+    where = (Document.collection_id == collection.id, Document.deleted.is_(False))
+    total = session.scalar(select(func.count()).select_from(Document).where(*where)) or 0
+    items = session.scalars(select(Document).where(*where).order_by(Document.filename).offset(offset).limit(limit))
+    return items.all(), total
+
+
+def get_document(session: Session, collection: Collection, document_id: str) -> Document:
+    document = session.get(Document, document_id)
+    if document is None or document.collection_id != collection.id or document.deleted:
+        raise DocumentNotFound(f"document {document_id!r} does not exist in collection {collection.name!r}")
+    return document
+
+
+def current_revision(session: Session, document: Document) -> DocumentRevision | None:
+    if document.current_revision_id is None:
+        return None
+    return session.get(DocumentRevision, document.current_revision_id)
+
+
+def mark_document_deleted(session: Session, document: Document) -> None:
+    document.deleted = True
+    document.updated_at = utcnow()
+
+
+def pending_revision_count(session: Session, collection_id: str) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(DocumentRevision)
+            .join(Document, Document.current_revision_id == DocumentRevision.id)
+            .where(
+                Document.collection_id == collection_id,
+                Document.deleted.is_(False),
+                DocumentRevision.status.in_([DocumentStatus.queued, DocumentStatus.parsing]),
+            )
+        )
+        or 0
+    )
+
+
+def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Document, DocumentRevision]]:
+    """For every live document, its newest successfully parsed revision.
+
+    A document whose newest upload failed to parse keeps serving its previous good
+    revision, so a broken re-upload never removes knowledge from the next version.
+    """
+    rows = session.execute(
+        select(Document, DocumentRevision)
+        .join(DocumentRevision, DocumentRevision.document_id == Document.id)
+        .where(
+            Document.collection_id == collection_id,
+            Document.deleted.is_(False),
+            DocumentRevision.status == DocumentStatus.ready,
+        )
+        .order_by(Document.filename, DocumentRevision.number.desc())
+    ).all()
+    chosen: dict[str, tuple[Document, DocumentRevision]] = {}
+    for document, revision in rows:
+        chosen.setdefault(document.id, (document, revision))
+    return list(chosen.values())
+
+
+# ----------------------------------------------------------------------- jobs
+
+
+def create_job(session: Session, kind: JobKind, collection_id: str | None, total: int = 0) -> Job:
+    job = Job(kind=kind, collection_id=collection_id, progress_total=total)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id!r} does not exist")
+    return job
+
+
+def start_job(session: Session, job: Job) -> None:
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.running
+        job.started_at = utcnow()
+    job.attempts += 1
+
+
+def finish_job(session: Session, job: Job, error: str | None = None, result: dict[str, Any] | None = None) -> None:
+    job.status = JobStatus.failed if error else JobStatus.succeeded
+    job.error = error
+    if result is not None:
+        job.result = {**job.result, **result}
+    job.finished_at = utcnow()
+    job.progress_done = max(job.progress_done, job.progress_total)
+
+
+def advance_job(session: Session, job_id: str, done: int = 1) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(progress_done=Job.progress_done + done))
+
+
+def mark_dispatched(session: Session, job_ids: Sequence[str]) -> None:
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=utcnow()))
+
+
+def stale_queued_jobs(session: Session, older_than: timedelta) -> Sequence[Job]:
+    cutoff = utcnow() - older_than
+    return session.scalars(
+        select(Job).where(
+            Job.status.in_([JobStatus.queued, JobStatus.running]),
+            func.coalesce(Job.dispatched_at, Job.created_at) < cutoff,
+        )
+    ).all()
+
+
+def revisions_of_job(session: Session, job_id: str) -> Sequence[DocumentRevision]:
+    return session.scalars(select(DocumentRevision).where(DocumentRevision.job_id == job_id)).all()
+
+
+def settle_ingest_job(session: Session, job: Job) -> bool:
+    """Finish an ingest job once none of its revisions is still queued or parsing."""
+    revisions = revisions_of_job(session, job.id)
+    if any(r.status in (DocumentStatus.queued, DocumentStatus.parsing) for r in revisions):
+        return False
+    failures = [r for r in revisions if r.status == DocumentStatus.failed]
+    error = None
+    if failures:
+        names = {
+            d.id: d.filename
+            for d in session.scalars(select(Document).where(Document.id.in_([r.document_id for r in failures])))
+        }
+        reasons = "; ".join(f"{names.get(r.document_id, r.document_id)}: {r.error}" for r in failures)
+        error = f"{len(failures)} of {len(revisions)} documents failed: {reasons}"
+    finish_job(
+        session,
+        job,
+        error=error,
+        result={
+            "failed_documents": [
+                {"document_id": r.document_id, "revision": r.number, "error": r.error} for r in failures
+            ]
+        },
+    )
+    return True
+
+
+def claim_build(session: Session, collection_id: str) -> Job | None:
+    """Create the collection's one pending build job, or return None if one is already pending.
+
+    The pending build absorbs every change made until it starts, which is what batches
+    many uploads into one version.
+    """
+    job = create_job(session, JobKind.build, collection_id, total=0)
+    claimed = session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id, Collection.pending_build_job_id.is_(None))
+        .values(pending_build_job_id=job.id)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        session.delete(job)
+        session.flush()
+        return None
+    return job
+
+
+def release_build(session: Session, collection_id: str, job_id: str) -> None:
+    """The pending build has started: later changes must schedule a new one."""
+    session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id, Collection.pending_build_job_id == job_id)
+        .values(pending_build_job_id=None)
+    )
+
+
+# ------------------------------------------------------------------- versions
+
+
+def list_versions(session: Session, collection: Collection, offset: int, limit: int) -> tuple[Sequence[Version], int]:
+    where = Version.collection_id == collection.id
+    total = session.scalar(select(func.count()).select_from(Version).where(where)) or 0
+    items = session.scalars(select(Version).where(where).order_by(Version.number.desc()).offset(offset).limit(limit))
+    return items.all(), total
+
+
+def get_version(session: Session, collection: Collection, number: int) -> Version:
+    version = session.scalar(select(Version).where(Version.collection_id == collection.id, Version.number == number))
+    if version is None:
+        raise VersionNotFound(f"version {number} of collection {collection.name!r} does not exist")
+    return version
+
+
+def version_for_job(session: Session, job_id: str) -> Version | None:
+    return session.scalar(select(Version).where(Version.job_id == job_id))
+
+
+def latest_version(session: Session, collection_id: str, states: Sequence[str]) -> Version | None:
+    return session.scalar(
+        select(Version)
+        .where(Version.collection_id == collection_id, Version.state.in_(states))
+        .order_by(Version.number.desc())
+        .limit(1)
+    )
+
+
+def version_documents(session: Session, version: Version) -> Sequence[VersionDocument]:
+    return session.scalars(select(VersionDocument).where(VersionDocument.version_id == version.id)).all()
+
+
+def create_version(session: Session, collection: Collection, job_id: str, chroma_name_for: Any) -> Version:
+    """Allocate the next version number (unique per collection; retried on a race)."""
+    for _ in range(5):
+        number = (
+            session.scalar(select(func.max(Version.number)).where(Version.collection_id == collection.id)) or 0
+        ) + 1
+        config = collection_config(collection)
+        version = Version(
+            id=new_id(),
+            collection_id=collection.id,
+            number=number,
+            state=VersionState.building,
+            config=config.ingestion.model_dump(),
+            embedding_model=config.ingestion.embedding_model,
+            chroma_collection=chroma_name_for(collection.name, number),
+            job_id=job_id,
+        )
+        session.add(version)
+        try:
+            session.commit()
+            return version
+        except IntegrityError:
+            session.rollback()
+    raise ConcurrentChange(f"could not allocate a version number for {collection.name!r}")
+
+
+def publish(session: Session, collection: Collection, version: Version) -> None:
+    """Make ``version`` live; the current live version becomes archived. Atomic."""
+    if version.dropped_at is not None:
+        raise VersionDropped(f"version {version.number} was dropped and cannot be published")
+    if version.state not in (VersionState.ready, VersionState.archived, VersionState.live):
+        raise VersionNotReady(f"version {version.number} is {version.state}, not ready; it cannot be published")
+    if version.state == VersionState.live:
+        return
+    _move_live_pointer(session, collection, version, replaced=collection.live_version_id)
+
+
+def rollback(session: Session, collection: Collection) -> Version:
+    """Make the version that was live before the current one live again. Atomic."""
+    if collection.live_version_id is None:
+        raise VersionNotReady(f"collection {collection.name!r} has no live version to roll back")
+    current = session.get(Version, collection.live_version_id)
+    target = session.get(Version, current.replaced_version_id) if current and current.replaced_version_id else None
+    if current is None or target is None:
+        raise VersionNotReady(f"collection {collection.name!r} has no earlier live version to roll back to")
+    if target.dropped_at is not None:
+        raise VersionDropped(f"version {target.number} was dropped; there is nothing to roll back to")
+    _move_live_pointer(session, collection, target, replaced=target.replaced_version_id)
+    return target
+
+
+def _move_live_pointer(session: Session, collection: Collection, version: Version, replaced: str | None) -> None:
+    previous = collection.live_version_id
+    condition = Collection.live_version_id.is_(None) if previous is None else Collection.live_version_id == previous
+    moved = session.execute(
+        update(Collection).where(Collection.id == collection.id, condition).values(live_version_id=version.id)
+    ).rowcount  # type: ignore[attr-defined]
+    if not moved:
+        session.rollback()
+        raise ConcurrentChange(f"the live version of {collection.name!r} changed concurrently; retry")
+    if previous is not None:
+        session.execute(update(Version).where(Version.id == previous).values(state=VersionState.archived))
+    version.state = VersionState.live
+    version.replaced_version_id = replaced
+    version.published_at = utcnow()
+    session.flush()
+    session.refresh(collection)
+
+
+def versions_to_drop(session: Session, collection: Collection, keep: int) -> list[Version]:
+    """Non-live versions beyond the newest ``keep``, plus failed ones, still holding a Chroma collection."""
+    candidates = session.scalars(
+        select(Version)
+        .where(
+            Version.collection_id == collection.id,
+            Version.dropped_at.is_(None),
+            Version.state.in_([VersionState.ready, VersionState.archived, VersionState.failed]),
+        )
+        .order_by(Version.number.desc())
+    ).all()
+    kept = [v for v in candidates if v.state != VersionState.failed][:keep]
+    return [v for v in candidates if v not in kept]
+
+
+def stale_cutoff(seconds: int) -> datetime:
+    return utcnow() - timedelta(seconds=seconds)

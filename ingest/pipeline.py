@@ -1,0 +1,323 @@
+"""Document revisions -> cached chunks -> cached embeddings -> a version's Chroma collection.
+
+Library code: no HTTP, no queue. The Celery tasks in ``workers/`` call
+``prepare_revision`` for each uploaded file and ``build_version`` for each version.
+
+Caches make builds incremental: chunks are keyed by (collection, document sha256,
+ingestion-config hash) and embeddings by (collection, model, sha256 of chunk text), so
+a version that changes one document re-embeds only that document's chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from chromadb.api import ClientAPI
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from core import catalog
+from core import chroma as chroma_access
+from core.blobs import BlobStore
+from core.config import IngestionConfig
+from core.errors import DocumentParseError
+from core.filetypes import FileKind
+from core.models import (
+    ChunkCache,
+    Collection,
+    Document,
+    DocumentRevision,
+    EmbeddingCache,
+    Version,
+    VersionDocument,
+    VersionState,
+    utcnow,
+)
+from ingest.embed import Embedder
+from ingest.partition import Chunk, partition_document
+
+log = logging.getLogger(__name__)
+
+# Chroma rejects a single add larger than get_max_batch_size() (5,461 here).
+WRITE_BATCH = 2000
+# Embeddings are committed to the cache in slices, so a killed worker loses little work.
+EMBED_SLICE = 256
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------- caches
+
+
+def cached_chunks(session: Session, collection_id: str, sha256: str, parse_hash: str) -> list[ChunkCache]:
+    return list(
+        session.scalars(
+            select(ChunkCache)
+            .where(
+                ChunkCache.collection_id == collection_id,
+                ChunkCache.sha256 == sha256,
+                ChunkCache.parse_hash == parse_hash,
+            )
+            .order_by(ChunkCache.position)
+        )
+    )
+
+
+def _insert_ignore(
+    session: Session, table: type[ChunkCache] | type[EmbeddingCache], rows: list[dict[str, object]]
+) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(table).values(rows).on_conflict_do_nothing())
+
+
+def store_chunks(session: Session, collection_id: str, sha256: str, parse_hash: str, chunks: Sequence[Chunk]) -> None:
+    rows: list[dict[str, object]] = [
+        {
+            "collection_id": collection_id,
+            "sha256": sha256,
+            "parse_hash": parse_hash,
+            "position": position,
+            "text": chunk.text,
+            "text_sha256": text_sha256(chunk.text),
+            "chunk_metadata": dict(chunk.metadata),
+        }
+        for position, chunk in enumerate(chunks)
+    ]
+    for start in range(0, len(rows), 500):
+        _insert_ignore(session, ChunkCache, rows[start : start + 500])
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: dict[str, np.ndarray]
+    embedded: int
+    reused: int
+
+
+def ensure_embeddings(
+    session: Session, collection_id: str, embedder: Embedder, texts: Sequence[str], commit: bool = True
+) -> EmbedResult:
+    """Vectors for ``texts`` keyed by text sha256; only texts missing from the cache are embedded."""
+    by_sha = {text_sha256(t): t for t in texts}
+    vectors: dict[str, np.ndarray] = {}
+    shas = list(by_sha)
+    for start in range(0, len(shas), 500):
+        part = shas[start : start + 500]
+        for sha, blob in session.execute(
+            select(EmbeddingCache.text_sha256, EmbeddingCache.vector).where(
+                EmbeddingCache.collection_id == collection_id,
+                EmbeddingCache.model == embedder.model_id,
+                EmbeddingCache.text_sha256.in_(part),
+            )
+        ):
+            vectors[sha] = np.frombuffer(blob, dtype=np.float32)
+    missing = [sha for sha in shas if sha not in vectors]
+    for start in range(0, len(missing), EMBED_SLICE):
+        part = missing[start : start + EMBED_SLICE]
+        embedded = embedder.embed([by_sha[sha] for sha in part])
+        rows: list[dict[str, object]] = []
+        for sha, vector in zip(part, embedded, strict=True):
+            vectors[sha] = vector
+            rows.append(
+                {
+                    "collection_id": collection_id,
+                    "model": embedder.model_id,
+                    "text_sha256": sha,
+                    "vector": vector.astype(np.float32).tobytes(),
+                }
+            )
+        _insert_ignore(session, EmbeddingCache, rows)
+        if commit:
+            session.commit()
+    return EmbedResult(vectors=vectors, embedded=len(missing), reused=len(shas) - len(missing))
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def _parse(
+    blobs: BlobStore, collection: Collection, revision: DocumentRevision, filename: str, config: IngestionConfig
+) -> list[Chunk]:
+    data = blobs.get(collection.id, revision.sha256)
+    return partition_document(data, filename, FileKind(revision.kind, revision.content_type), config)
+
+
+def prepare_revision(
+    session: Session,
+    blobs: BlobStore,
+    embedder: Embedder,
+    collection: Collection,
+    revision: DocumentRevision,
+    config: IngestionConfig,
+) -> tuple[int, int]:
+    """Parse, chunk and embed one document revision into the caches.
+
+    Returns (chunk count, chunks newly embedded).
+
+    Idempotent: a revision whose chunks are cached is not parsed again, and cached
+    embeddings are not recomputed. Raises ``DocumentParseError`` for a bad file.
+    """
+    parse_hash = config.parse_hash()
+    rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+    if not rows:
+        chunks = _parse(blobs, collection, revision, revision.document.filename, config)
+        store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
+        session.commit()
+        rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+    result = ensure_embeddings(session, collection.id, embedder, [r.text for r in rows])
+    return len(rows), result.embedded
+
+
+# ----------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    document_count: int
+    chunk_count: int
+    embedded: int
+    reused: int
+    skipped: list[dict[str, str]]
+
+
+def _node_metadata(row: ChunkCache, document: Document, revision: DocumentRevision) -> dict[str, object]:
+    metadata: dict[str, object] = dict(revision.upload_metadata)
+    metadata.update(row.chunk_metadata)
+    metadata.update(
+        {
+            "filename": document.filename,
+            "document_id": document.id,
+            "revision": revision.number,
+            "sha256": revision.sha256,
+            "position": row.position,
+        }
+    )
+    return metadata
+
+
+def diff_against(
+    previous: Sequence[VersionDocument], current: Sequence[tuple[Document, DocumentRevision]]
+) -> dict[str, list[str]]:
+    before = {vd.document_id: (vd.revision_id, vd.filename) for vd in previous}
+    after = {doc.id: (rev.id, doc.filename) for doc, rev in current}
+    return {
+        "added": sorted(after[d][1] for d in after.keys() - before.keys()),
+        "replaced": sorted(after[d][1] for d in after.keys() & before.keys() if after[d][0] != before[d][0]),
+        "removed": sorted(before[d][1] for d in before.keys() - after.keys()),
+    }
+
+
+def build_version(
+    session: Session,
+    client: ClientAPI,
+    blobs: BlobStore,
+    embedder: Embedder,
+    collection: Collection,
+    version: Version,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """Materialise ``version`` as its own Chroma collection from the current documents.
+
+    The Chroma collection is recreated from scratch on every attempt, so a retried
+    build after a killed worker never holds duplicate or half-written chunks; the
+    version only becomes ``ready`` after its vector count has been checked.
+    """
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    started = time.monotonic()
+    config = IngestionConfig.model_validate(version.config)
+    parse_hash = config.parse_hash()
+    snapshot = catalog.buildable_revisions(session, collection.id)
+
+    planned: list[tuple[Document, DocumentRevision, list[ChunkCache]]] = []
+    skipped: list[dict[str, str]] = []
+    for done, (document, revision) in enumerate(snapshot, start=1):
+        rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        if not rows:  # parsed under another ingestion config: parse again now
+            try:
+                store_chunks(
+                    session,
+                    collection.id,
+                    revision.sha256,
+                    parse_hash,
+                    _parse(blobs, collection, revision, document.filename, config),
+                )
+                session.commit()
+            except DocumentParseError as exc:
+                skipped.append({"filename": document.filename, "error": exc.detail})
+                continue
+            rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        planned.append((document, revision, rows))
+        if on_progress:
+            on_progress(done, len(snapshot))
+
+    texts = [row.text for _, _, rows in planned for row in rows]
+    embedded = ensure_embeddings(session, collection.id, embedder, texts)
+
+    chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
+    store = ChromaVectorStore(chroma_collection=chroma_collection)
+    batch = min(WRITE_BATCH, chroma_access.max_batch_size(client))
+    nodes: list[TextNode] = []
+    expected = 0
+    for document, revision, rows in planned:
+        for row in rows:
+            node = TextNode(
+                id_=f"{revision.id}:{row.position}",
+                text=row.text,
+                metadata=_node_metadata(row, document, revision),
+                embedding=embedded.vectors[row.text_sha256].tolist(),
+            )
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.id)
+            nodes.append(node)
+            if len(nodes) >= batch:
+                store.add(nodes)
+                expected += len(nodes)
+                nodes = []
+    if nodes:
+        store.add(nodes)
+        expected += len(nodes)
+    stored = chroma_collection.count()
+    if stored != expected:
+        raise RuntimeError(f"Chroma holds {stored} vectors for {version.chroma_collection}, expected {expected}")
+
+    previous = catalog.latest_version(
+        session, collection.id, [VersionState.live, VersionState.ready, VersionState.archived]
+    )
+    previous_docs = catalog.version_documents(session, previous) if previous and previous.id != version.id else []
+    current = [(d, r) for d, r, _ in planned]
+    previous_revisions = {vd.revision_id for vd in previous_docs}
+    # Embeddings computed for this version: by the parse tasks of its new revisions, and here.
+    embedded_count = embedded.embedded + sum(r.embedded_count for _, r in current if r.id not in previous_revisions)
+    for document, revision, rows in planned:
+        session.add(
+            VersionDocument(
+                version_id=version.id,
+                document_id=document.id,
+                revision_id=revision.id,
+                filename=document.filename,
+                chunk_count=len(rows),
+            )
+        )
+    version.document_count = len(planned)
+    version.chunk_count = expected
+    version.embedded_chunk_count = min(embedded_count, expected)
+    version.reused_chunk_count = expected - version.embedded_chunk_count
+    version.changes = {**diff_against(previous_docs, current), "skipped": skipped}
+    version.state = VersionState.ready
+    version.built_at = utcnow()
+    version.build_seconds = round(time.monotonic() - started, 3)
+    session.flush()
+    return BuildResult(len(planned), expected, version.embedded_chunk_count, version.reused_chunk_count, skipped)

@@ -1,0 +1,67 @@
+"""Collections: create, list, read, update, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from core import catalog
+from core import chroma as chroma_access
+from service.deps import SessionDep, StateDep
+from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Page, error_responses
+from service.views import collection_read
+
+router = APIRouter(prefix="/collections", tags=["collections"])
+ERRORS = error_responses(404, 409, 422)
+
+
+@router.post("", status_code=201, responses=ERRORS)
+def create_collection(body: CollectionCreate, session: SessionDep) -> CollectionRead:
+    """Create a collection."""
+    collection = catalog.create_collection(session, body.name, body.description, list(body.owners), body.config)
+    return collection_read(session, collection)
+
+
+@router.get("")
+def list_collections(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[CollectionRead]:
+    """List collections by name."""
+    items, total = catalog.list_collections(session, offset, limit)
+    return Page[CollectionRead](items=[collection_read(session, c) for c in items], total=total)
+
+
+@router.get("/{name}", responses=ERRORS)
+def get_collection(name: str, session: SessionDep) -> CollectionRead:
+    """Read one collection."""
+    return collection_read(session, catalog.get_collection(session, name))
+
+
+@router.patch("/{name}", responses=ERRORS)
+def update_collection(name: str, body: CollectionUpdate, session: SessionDep) -> CollectionRead:
+    """Change description, owners or config (a new ingestion config applies from the next build)."""
+    collection = catalog.get_collection(session, name)
+    if body.description is not None:
+        collection.description = body.description
+    if body.owners is not None:
+        collection.owners = list(body.owners)
+    if body.config is not None:
+        collection.config = body.config.model_dump()
+    session.flush()
+    return collection_read(session, collection)
+
+
+@router.delete("/{name}", status_code=204, responses=ERRORS)
+def delete_collection(name: str, session: SessionDep, state: StateDep) -> Response:
+    """Delete a collection with its documents, versions, Chroma collections and blobs."""
+    collection = catalog.get_collection(session, name)
+    collection_id = collection.id
+    chroma_names = catalog.delete_collection(session, collection)
+    session.commit()
+    for chroma_name in chroma_names:
+        chroma_access.drop_collection(state.chroma, chroma_name)
+    state.blobs.delete_namespace(collection_id)
+    return Response(status_code=204)

@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from core import chroma
+from core.db import ping
+from service.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
+def readyz(state: StateDep) -> Any:
+    """Catalog, broker and Chroma are reachable."""
+
+    def catalog() -> None:
+        ping(state.db.engine)
+
+    def chroma_server() -> None:
+        chroma.heartbeat(state.chroma)
+
+    probes: dict[str, Callable[[], None]] = {"catalog": catalog, "broker": state.tasks.ping, "chroma": chroma_server}
+    checks: dict[str, str] = {}
+    for name, check in probes.items():
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready"; report it, don't raise
+            checks[name] = f"unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "checks": checks}
+    )

@@ -1,0 +1,66 @@
+"""Versions: list, read, build, publish, roll back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from core import catalog
+from core.models import JobKind
+from service.deps import SessionDep, StateDep
+from service.schemas import BuildAccepted, Page, VersionRead, error_responses
+from service.views import version_read
+from workers.names import TaskName
+
+router = APIRouter(prefix="/collections/{name}", tags=["versions"])
+ERRORS = error_responses(404, 409, 410, 422)
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/versions", responses=ERRORS)
+def list_versions(
+    name: str,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[VersionRead]:
+    """List versions, newest first."""
+    collection = catalog.get_collection(session, name)
+    items, total = catalog.list_versions(session, collection, offset, limit)
+    return Page[VersionRead](items=[version_read(v) for v in items], total=total)
+
+
+@router.get("/versions/{number}", responses=ERRORS)
+def get_version(name: str, number: VersionNumber, session: SessionDep) -> VersionRead:
+    """Read one version: state, counts, config and what changed against the previous one."""
+    collection = catalog.get_collection(session, name)
+    return version_read(catalog.get_version(session, collection, number))
+
+
+@router.post("/versions", status_code=202, responses=ERRORS)
+def build_version(name: str, session: SessionDep, state: StateDep) -> BuildAccepted:
+    """Build a new version from the current documents (even if nothing changed)."""
+    collection = catalog.get_collection(session, name)
+    job = catalog.create_job(session, JobKind.build, collection.id)
+    job.result = {"trigger": "manual"}
+    catalog.mark_dispatched(session, [job.id])
+    session.commit()
+    state.tasks.send(TaskName.build_version, [job.id])
+    return BuildAccepted(job_id=job.id)
+
+
+@router.post("/versions/{number}/publish", responses=ERRORS)
+def publish_version(name: str, number: VersionNumber, session: SessionDep) -> VersionRead:
+    """Make a ready (or archived, still kept) version live; the current live version is archived."""
+    collection = catalog.get_collection(session, name)
+    version = catalog.get_version(session, collection, number)
+    catalog.publish(session, collection, version)
+    return version_read(version)
+
+
+@router.post("/rollback", responses=ERRORS)
+def rollback(name: str, session: SessionDep) -> VersionRead:
+    """Make the version that was live before the current one live again."""
+    collection = catalog.get_collection(session, name)
+    return version_read(catalog.rollback(session, collection))

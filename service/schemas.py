@@ -1,0 +1,156 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from core.config import CollectionConfig
+
+CollectionName = Annotated[
+    str, StringConstraints(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
+]
+Owners = Annotated[list[EmailStr], Field(max_length=50)]
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: CollectionName
+    description: Annotated[str, Field(max_length=2000)] = ""
+    owners: Owners = []
+    config: CollectionConfig = CollectionConfig()
+
+
+class CollectionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    owners: Owners | None = None
+    config: CollectionConfig | None = None
+
+
+class CollectionRead(BaseModel):
+    name: str
+    description: str
+    owners: list[str]
+    config: CollectionConfig
+    live_version: int | None
+    document_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class UploadedDocument(BaseModel):
+    id: str
+    filename: str
+    sha256: str
+    revision: int
+    status: str
+    changed: bool = Field(description="False when the bytes repeat the current revision (a no-op).")
+
+
+class UploadAccepted(BaseModel):
+    job_id: str
+    documents: list[UploadedDocument]
+
+
+class RevisionRead(BaseModel):
+    number: int
+    sha256: str
+    size: int
+    kind: str
+    status: str
+    error: str | None
+    chunk_count: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    parsed_at: datetime | None
+
+
+class DocumentRead(BaseModel):
+    id: str
+    filename: str
+    status: str
+    error: str | None
+    sha256: str | None
+    revision: int | None
+    chunk_count: int | None
+    created_at: datetime
+    updated_at: datetime
+    revisions: list[RevisionRead] = []
+
+
+class DocumentDeleted(BaseModel):
+    id: str
+    filename: str
+    build_job_id: str | None
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class JobRead(BaseModel):
+    id: str
+    kind: str
+    collection: str | None
+    status: str
+    progress: Progress
+    error: str | None
+    result: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+
+
+class VersionChanges(BaseModel):
+    added: list[str] = []
+    replaced: list[str] = []
+    removed: list[str] = []
+    skipped: list[dict[str, str]] = []
+
+
+class VersionRead(BaseModel):
+    number: int
+    state: str
+    document_count: int
+    chunk_count: int
+    embedded_chunk_count: int
+    reused_chunk_count: int
+    embedding_model: str
+    ingestion_config: dict[str, Any]
+    changes: VersionChanges
+    error: str | None
+    build_seconds: float | None
+    chroma_collection: str | None
+    created_at: datetime
+    built_at: datetime | None
+    published_at: datetime | None
+    dropped_at: datetime | None
+    job_id: str | None
+
+
+class BuildAccepted(BaseModel):
+    job_id: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entry documenting the error body for each status code."""
+    return {code: {"model": ErrorBody} for code in codes}

@@ -1,0 +1,114 @@
+"""Catalog rows -> API schemas."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import catalog
+from core.models import Collection, Document, Job, Version
+from service.schemas import (
+    CollectionRead,
+    DocumentRead,
+    JobRead,
+    Progress,
+    RevisionRead,
+    VersionChanges,
+    VersionRead,
+)
+
+
+def collection_read(session: Session, collection: Collection) -> CollectionRead:
+    live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
+    count = (
+        session.scalar(
+            select(func.count())
+            .select_from(Document)
+            .where(Document.collection_id == collection.id, Document.deleted.is_(False))
+        )
+        or 0
+    )
+    return CollectionRead(
+        name=collection.name,
+        description=collection.description,
+        owners=collection.owners,
+        config=catalog.collection_config(collection),
+        live_version=live.number if live else None,
+        document_count=count,
+        created_at=collection.created_at,
+        updated_at=collection.updated_at,
+    )
+
+
+def document_read(session: Session, document: Document, with_revisions: bool = False) -> DocumentRead:
+    current = catalog.current_revision(session, document)
+    revisions = (
+        [
+            RevisionRead(
+                number=r.number,
+                sha256=r.sha256,
+                size=r.size,
+                kind=r.kind,
+                status=r.status,
+                error=r.error,
+                chunk_count=r.chunk_count,
+                metadata=r.upload_metadata,
+                created_at=r.created_at,
+                parsed_at=r.parsed_at,
+            )
+            for r in document.revisions
+        ]
+        if with_revisions
+        else []
+    )
+    return DocumentRead(
+        id=document.id,
+        filename=document.filename,
+        status=current.status if current else "queued",
+        error=current.error if current else None,
+        sha256=current.sha256 if current else None,
+        revision=current.number if current else None,
+        chunk_count=current.chunk_count if current else None,
+        created_at=document.created_at,
+        updated_at=document.updated_at,
+        revisions=revisions,
+    )
+
+
+def job_read(session: Session, job: Job) -> JobRead:
+    collection = session.get(Collection, job.collection_id) if job.collection_id else None
+    return JobRead(
+        id=job.id,
+        kind=job.kind,
+        collection=collection.name if collection else None,
+        status=job.status,
+        progress=Progress(done=job.progress_done, total=job.progress_total),
+        error=job.error,
+        result=job.result,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        attempts=job.attempts,
+    )
+
+
+def version_read(version: Version) -> VersionRead:
+    return VersionRead(
+        number=version.number,
+        state=version.state,
+        document_count=version.document_count,
+        chunk_count=version.chunk_count,
+        embedded_chunk_count=version.embedded_chunk_count,
+        reused_chunk_count=version.reused_chunk_count,
+        embedding_model=version.embedding_model,
+        ingestion_config=version.config,
+        changes=VersionChanges.model_validate(version.changes or {}),
+        error=version.error,
+        build_seconds=version.build_seconds,
+        chroma_collection=None if version.dropped_at else version.chroma_collection,
+        created_at=version.created_at,
+        built_at=version.built_at,
+        published_at=version.published_at,
+        dropped_at=version.dropped_at,
+        job_id=version.job_id,
+    )

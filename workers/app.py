@@ -1,0 +1,67 @@
+"""The Celery application: broker from settings, reliability options, beat schedule.
+
+``celery -A workers.app worker`` and ``celery -A workers.app beat`` use the module-level
+``app``; creating it opens no connection. The API builds its own producer-only app with
+``create_celery`` and never imports the task modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from core.settings import Settings, get_settings
+from workers.names import ROUTES, Queue, TaskName, queue_name
+
+# Longer than the slowest task, so Redis does not redeliver a task that is still running.
+VISIBILITY_TIMEOUT_S = 4 * 3600
+
+
+def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
+    prefix = settings.queue_prefix
+    limits = settings.worker
+    app = Celery("ragkeep", broker=settings.broker_url, include=["workers.tasks"] if include_tasks else [])
+    annotations: dict[str, dict[str, Any]] = {
+        TaskName.parse_document: {
+            "soft_time_limit": limits.parse_soft_time_limit_s,
+            "time_limit": limits.parse_soft_time_limit_s + 60,
+        },
+        TaskName.build_version: {
+            "soft_time_limit": limits.build_soft_time_limit_s,
+            "time_limit": limits.build_soft_time_limit_s + 120,
+        },
+    }
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=queue_name(Queue.maintenance, prefix),
+        task_routes={name.value: {"queue": queue_name(queue, prefix)} for name, queue in ROUTES.items()},
+        task_annotations=annotations,
+        broker_connection_retry_on_startup=True,
+        # Kombu's SQLAlchemy transport passes transport options to create_engine: Redis only.
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S} if settings.redis_url else {},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            "reconcile-stuck-jobs": {
+                "task": TaskName.reconcile.value,
+                "schedule": float(limits.reconcile_interval_s),
+                "options": {"queue": queue_name(Queue.maintenance, prefix), "expires": limits.reconcile_interval_s},
+            },
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+def all_queues(settings: Settings) -> list[str]:
+    return [queue_name(q, settings.queue_prefix) for q in Queue]
+
+
+app = create_celery(get_settings(), include_tasks=True)

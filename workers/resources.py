@@ -1,0 +1,72 @@
+"""Per-process resources of a worker: catalog engine, blob store, Chroma client, embedder.
+
+Built in Celery's ``worker_process_init`` (after the fork): torch must not run in the
+parent before forking, or prefork children hang.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from chromadb.api import ClientAPI
+
+from core import chroma
+from core.blobs import BlobStore
+from core.db import Database
+from core.settings import Settings, get_settings
+from ingest.embed import Embedder
+from workers.client import TaskClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    tasks: TaskClient
+    embedders: dict[str, Embedder] = field(default_factory=dict)
+
+    @cached_property
+    def chroma(self) -> ClientAPI:
+        return chroma.connect(self.settings.resolved_chroma_url)
+
+    def embedder(self, model_id: str) -> Embedder:
+        if model_id not in self.embedders:
+            self.embedders[model_id] = Embedder(
+                model_id, batch_size=self.settings.worker.embed_batch_size, threads=self.settings.torch_threads()
+            )
+        return self.embedders[model_id]
+
+
+_resources: Resources | None = None
+
+
+def init_resources(settings: Settings | None = None, warm: bool = True) -> Resources:
+    global _resources
+    settings = settings or get_settings()
+    _resources = Resources(
+        settings=settings,
+        db=Database(settings.resolved_database_url),
+        blobs=BlobStore(settings.blob_dir),
+        tasks=TaskClient(settings),
+    )
+    if warm:
+        from core.config import DEFAULT_EMBEDDING_MODEL
+
+        _resources.embedder(DEFAULT_EMBEDDING_MODEL).embed(["warm-up"])
+    return _resources
+
+
+def resources() -> Resources:
+    return _resources if _resources is not None else init_resources(warm=False)
+
+
+def close_resources() -> None:
+    global _resources
+    if _resources is not None:
+        _resources.db.dispose()
+        _resources = None
