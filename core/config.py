@@ -28,7 +28,9 @@ class IngestionConfig(BaseModel):
         default="by_title", description="Unstructured chunk_by_title, or LlamaIndex's SentenceSplitter."
     )
     max_characters: int = Field(default=1000, ge=100, le=8000, description="Hard maximum chunk size.")
-    new_after_n_chars: int | None = Field(default=800, ge=50, le=8000, description="Soft maximum (by_title).")
+    new_after_n_chars: int | None = Field(
+        default=None, ge=50, le=8000, description="Soft maximum (by_title); default 80% of max_characters."
+    )
     overlap: int = Field(default=0, ge=0, le=2000, description="Characters repeated between split chunks.")
     embedding_model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
 

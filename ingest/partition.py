@@ -115,7 +115,7 @@ def _by_title(elements: list[Element], config: IngestionConfig) -> Iterable[tupl
     chunks = chunk_by_title(
         elements,
         max_characters=config.max_characters,
-        new_after_n_chars=config.new_after_n_chars,
+        new_after_n_chars=config.new_after_n_chars or config.max_characters * 4 // 5,
         overlap=config.overlap,
         combine_text_under_n_chars=min(200, config.max_characters // 2),
         multipage_sections=True,

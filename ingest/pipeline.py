@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from chromadb.api import ClientAPI
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -298,6 +298,7 @@ def build_version(
     )
     previous_docs = catalog.version_documents(session, previous) if previous and previous.id != version.id else []
     current = [(d, r) for d, r, _ in planned]
+    session.execute(delete(VersionDocument).where(VersionDocument.version_id == version.id))  # a retried build
     previous_revisions = {vd.revision_id for vd in previous_docs}
     # Embeddings computed for this version: by the parse tasks of its new revisions, and here.
     embedded_count = embedded.embedded + sum(r.embedded_count for _, r in current if r.id not in previous_revisions)

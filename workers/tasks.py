@@ -176,16 +176,17 @@ def build_version(self: Task, job_id: str) -> None:
             session.commit()
 
         try:
-            pipeline.build_version(
-                session,
-                res.chroma,
-                res.blobs,
-                res.embedder(version.embedding_model),
-                collection,
-                version,
-                on_progress=progress,
-            )
-            session.commit()
+            if version.state == VersionState.building:  # else redelivered after the build was recorded
+                pipeline.build_version(
+                    session,
+                    res.chroma,
+                    res.blobs,
+                    res.embedder(version.embedding_model),
+                    collection,
+                    version,
+                    on_progress=progress,
+                )
+                session.commit()
         except RETRYABLE as exc:
             session.rollback()
             if self.request.retries < MAX_RETRIES:

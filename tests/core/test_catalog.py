@@ -1,0 +1,154 @@
+"""Catalog behaviour, on SQLite and on PostgreSQL (the `database_url` fixture runs both)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.orm import Session
+
+from core import catalog
+from core.chroma import version_collection_name
+from core.config import CollectionConfig
+from core.db import Database, create_schema
+from core.errors import CollectionExists, ConcurrentChange, InvalidInput, VersionNotReady
+from core.models import Collection, DocumentStatus, JobKind, Version, VersionState
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    create_schema(database.engine)
+    yield database
+    from core.models import Base
+
+    Base.metadata.drop_all(database.engine)
+    database.dispose()
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator[Session]:
+    with db.session() as s:
+        yield s
+
+
+def _collection(session: Session, name: str = "hr-policies") -> Collection:
+    collection = catalog.create_collection(session, name, "", ["a@example.com"], CollectionConfig())
+    session.commit()
+    return collection
+
+
+def _file(name: str, sha: str, metadata: dict[str, object] | None = None) -> catalog.IncomingFile:
+    return catalog.IncomingFile(name, sha * 64, 10, "txt", "text/plain", dict(metadata or {}))
+
+
+def _ready_version(session: Session, collection: Collection) -> Version:
+    job = catalog.create_job(session, JobKind.build, collection.id)
+    version = catalog.create_version(session, collection, job.id, version_collection_name)
+    version.state = VersionState.ready
+    session.commit()
+    return version
+
+
+def test_collection_names_are_unique(session: Session) -> None:
+    _collection(session)
+    with pytest.raises(CollectionExists):
+        catalog.create_collection(session, "hr-policies", "", [], CollectionConfig())
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "Has-Caps", "-lead", "trail-", "double--hyphen", "a" * 49, "sp ace", "ü-nicode"]
+)
+def test_collection_name_must_be_a_lowercase_slug(session: Session, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        catalog.create_collection(session, name, "", [], CollectionConfig())
+
+
+def test_identical_reupload_is_a_noop_and_new_bytes_are_a_new_revision(session: Session) -> None:
+    collection = _collection(session)
+    job = catalog.create_job(session, JobKind.ingest, collection.id)
+    first = catalog.record_upload(session, collection, [_file("a.txt", "a")], job)
+    assert first[0].changed and first[0].revision.number == 1
+
+    again = catalog.record_upload(session, collection, [_file("a.txt", "a")], job)
+    assert not again[0].changed and again[0].revision.id == first[0].revision.id
+
+    newer = catalog.record_upload(session, collection, [_file("a.txt", "b")], job)
+    assert newer[0].changed and newer[0].revision.number == 2
+    assert newer[0].document.id == first[0].document.id
+
+    relabelled = catalog.record_upload(session, collection, [_file("a.txt", "b", {"team": "x"})], job)
+    assert relabelled[0].changed, "the same bytes with other upload metadata are a new revision"
+
+
+def test_failed_new_revision_keeps_serving_the_previous_good_one(session: Session) -> None:
+    collection = _collection(session)
+    job = catalog.create_job(session, JobKind.ingest, collection.id)
+    good = catalog.record_upload(session, collection, [_file("a.txt", "a")], job)[0].revision
+    good.status = DocumentStatus.ready
+    bad = catalog.record_upload(session, collection, [_file("a.txt", "b")], job)[0].revision
+    bad.status = DocumentStatus.failed
+    session.commit()
+    assert [rev.id for _, rev in catalog.buildable_revisions(session, collection.id)] == [good.id]
+
+
+def test_only_one_build_is_pending_per_collection(session: Session) -> None:
+    collection = _collection(session)
+    first = catalog.claim_build(session, collection.id)
+    session.commit()
+    assert first is not None
+    assert catalog.claim_build(session, collection.id) is None
+    catalog.release_build(session, collection.id, first.id)
+    session.commit()
+    assert catalog.claim_build(session, collection.id) is not None
+
+
+def test_publish_and_rollback_walk_the_live_history(session: Session) -> None:
+    collection = _collection(session)
+    v1, v2, v3 = (_ready_version(session, collection) for _ in range(3))
+    for version in (v1, v2, v3):
+        catalog.publish(session, collection, version)
+        session.commit()
+    assert collection.live_version_id == v3.id
+    assert session.get(Version, v2.id).state == VersionState.archived  # type: ignore[union-attr]
+
+    assert catalog.rollback(session, collection).id == v2.id
+    session.commit()
+    assert catalog.rollback(session, collection).id == v1.id
+    session.commit()
+    with pytest.raises(VersionNotReady):
+        catalog.rollback(session, collection)
+
+
+def test_building_version_cannot_be_published(session: Session) -> None:
+    collection = _collection(session)
+    job = catalog.create_job(session, JobKind.build, collection.id)
+    version = catalog.create_version(session, collection, job.id, version_collection_name)
+    with pytest.raises(VersionNotReady):
+        catalog.publish(session, collection, version)
+
+
+def test_concurrent_publish_one_wins_the_other_conflicts(db: Database) -> None:
+    with db.session() as setup:
+        collection = _collection(setup)
+        v1, v2 = _ready_version(setup, collection), _ready_version(setup, collection)
+        collection_id = collection.id
+    with db.session() as a, db.session() as b:
+        coll_a, coll_b = a.get(Collection, collection_id), b.get(Collection, collection_id)
+        assert coll_a is not None and coll_b is not None
+        catalog.publish(a, coll_a, a.get(Version, v1.id))  # type: ignore[arg-type]
+        a.commit()
+        with pytest.raises(ConcurrentChange):
+            # b still believes nothing is live: its compare-and-set must fail, not overwrite.
+            catalog.publish(b, coll_b, b.get(Version, v2.id))  # type: ignore[arg-type]
+    with db.session() as check:
+        assert check.get(Collection, collection_id).live_version_id == v1.id  # type: ignore[union-attr]
+
+
+def test_retention_keeps_the_newest_non_live_versions(session: Session) -> None:
+    collection = _collection(session)
+    versions = [_ready_version(session, collection) for _ in range(4)]
+    catalog.publish(session, collection, versions[-1])
+    session.commit()
+    dropped = catalog.versions_to_drop(session, collection, keep=2)
+    assert [v.number for v in dropped] == [1]

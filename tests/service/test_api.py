@@ -1,0 +1,181 @@
+"""API contract in-process: validation, error bodies, upload checks. No worker runs here."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from service.app import create_app
+from tests.conftest import EXAMPLE_DOCS
+
+
+@pytest.fixture
+def client(tmp_path: Path, chroma_server: str) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server, max_upload_mb=1)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _error(response: object, status: int, name: str) -> str:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["error"] == name
+    assert body["detail"]
+    return str(body["detail"])
+
+
+def _create(client: TestClient, name: str = "hr-policies", **extra: object) -> dict[str, object]:
+    response = client.post("/collections", json={"name": name, **extra})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_create_read_update_list_collection(client: TestClient) -> None:
+    created = _create(client, owners=["a@example.com"], description="HR", config={"publish_policy": "manual"})
+    assert created["live_version"] is None and created["config"]["publish_policy"] == "manual"  # type: ignore[index]
+    patched = client.patch("/collections/hr-policies", json={"owners": ["b@example.com"]}).json()
+    assert patched["owners"] == ["b@example.com"] and patched["description"] == "HR"
+    listing = client.get("/collections").json()
+    assert listing["total"] == 1 and listing["items"][0]["name"] == "hr-policies"
+
+
+def test_duplicate_collection_is_409(client: TestClient) -> None:
+    _create(client)
+    _error(client.post("/collections", json={"name": "hr-policies"}), 409, "CollectionExists")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Bad Name"},
+        {"name": "ab"},
+        {"name": "ok-name", "owners": ["not-an-email"]},
+        {"name": "ok-name", "config": {"keep_versions": -1}},
+        {"name": "ok-name", "config": {"unknown": 1}},
+        {"name": "ok-name", "config": {"ingestion": {"strategy": "hi_res"}}},
+        {"name": "ok-name", "extra": True},
+    ],
+)
+def test_invalid_collection_bodies_are_422(client: TestClient, body: dict[str, object]) -> None:
+    _error(client.post("/collections", json=body), 422, "InvalidInput")
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post("/collections", content=b"{not json", headers={"content-type": "application/json"})
+    _error(response, 422, "InvalidInput")
+
+
+@pytest.mark.parametrize(
+    "path", ["/collections/nope", "/collections/nope/documents", "/collections/nope/versions", "/jobs/nope"]
+)
+def test_unknown_ids_are_404(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+    assert client.get(path).json()["error"].endswith("NotFound")
+
+
+def test_unknown_version_and_document_are_404(client: TestClient) -> None:
+    _create(client)
+    _error(client.get("/collections/hr-policies/versions/7"), 404, "VersionNotFound")
+    _error(client.get("/collections/hr-policies/documents/abc"), 404, "DocumentNotFound")
+    _error(client.post("/collections/hr-policies/versions/7/publish"), 404, "VersionNotFound")
+    _error(client.post("/collections/hr-policies/rollback"), 409, "VersionNotReady")
+
+
+def _files(*names: str) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("files", (name, (EXAMPLE_DOCS / name).read_bytes())) for name in names]
+
+
+def test_upload_accepts_and_reupload_is_a_noop(client: TestClient) -> None:
+    _create(client)
+    first = client.post("/collections/hr-policies/documents", files=_files("fake-text.txt", "simple.docx"))
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert [d["changed"] for d in body["documents"]] == [True, True]
+    job = client.get(f"/jobs/{body['job_id']}").json()
+    assert job["kind"] == "ingest" and job["progress"]["total"] == 2
+
+    again = client.post("/collections/hr-policies/documents", files=_files("fake-text.txt")).json()
+    assert again["documents"][0]["changed"] is False
+    assert again["documents"][0]["id"] == body["documents"][0]["id"]
+    assert client.get(f"/jobs/{again['job_id']}").json()["status"] == "succeeded"
+
+    docs = client.get("/collections/hr-policies/documents").json()
+    assert docs["total"] == 2
+    one = client.get(f"/collections/hr-policies/documents/{body['documents'][0]['id']}").json()
+    assert one["revisions"][0]["number"] == 1 and one["status"] == "queued"
+
+
+def test_unsupported_type_is_415_and_stores_nothing(client: TestClient) -> None:
+    _create(client)
+    response = client.post("/collections/hr-policies/documents", files=_files("fake-text.txt", "CantinaBand3.wav"))
+    assert "CantinaBand3.wav" in _error(response, 415, "UnsupportedFileType")
+    assert client.get("/collections/hr-policies/documents").json()["total"] == 0
+
+
+def test_file_over_the_limit_is_413(client: TestClient) -> None:
+    _create(client)
+    big = b"word " * (1024 * 1024 // 5 + 10)
+    response = client.post("/collections/hr-policies/documents", files=[("files", ("big.txt", big))])
+    _error(response, 413, "FileTooLarge")
+
+
+def test_empty_file_is_422(client: TestClient) -> None:
+    _create(client)
+    _error(client.post("/collections/hr-policies/documents", files=[("files", ("e.txt", b""))]), 422, "InvalidInput")
+
+
+@pytest.mark.parametrize(
+    "metadata", ["{bad", "[1, 2]", json.dumps({"filename": "x"}), json.dumps({"nested": {"a": 1}})]
+)
+def test_bad_upload_metadata_is_422(client: TestClient, metadata: str) -> None:
+    _create(client)
+    response = client.post(
+        "/collections/hr-policies/documents", files=_files("fake-text.txt"), data={"metadata": metadata}
+    )
+    _error(response, 422, "InvalidInput")
+
+
+def test_path_components_are_stripped_from_filenames(client: TestClient) -> None:
+    _create(client)
+    response = client.post(
+        "/collections/hr-policies/documents", files=[("files", ("../../etc/passwd.txt", io.BytesIO(b"root text")))]
+    )
+    assert response.status_code == 202
+    assert response.json()["documents"][0]["filename"] == "passwd.txt"
+
+
+def test_upload_without_files_is_422(client: TestClient) -> None:
+    _create(client)
+    _error(client.post("/collections/hr-policies/documents", data={"metadata": "{}"}), 422, "InvalidInput")
+
+
+def test_delete_collection_removes_it_and_its_blobs(client: TestClient, tmp_path: Path) -> None:
+    _create(client)
+    client.post("/collections/hr-policies/documents", files=_files("fake-text.txt"))
+    assert any((tmp_path / "blobs").rglob("*"))
+    assert client.delete("/collections/hr-policies").status_code == 204
+    assert client.get("/collections/hr-policies").status_code == 404
+    assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok"}
+
+
+def test_readiness_reports_an_unreachable_chroma(tmp_path: Path) -> None:
+    from tests.processes import free_port
+
+    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
+    with TestClient(create_app(settings)) as test_client:
+        response = test_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["chroma"].startswith("unreachable")
