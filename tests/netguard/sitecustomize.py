@@ -7,6 +7,7 @@ model hubs, telemetry, spaCy/NLTK downloaders would all fail loudly here.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 
 _real_connect = socket.socket.connect
@@ -25,15 +26,24 @@ def _allowed(address: object) -> bool:
         return False
 
 
+def _refuse(address: object) -> ConnectionRefusedError:
+    # Libraries swallow connection errors (telemetry does), so every attempt is also logged.
+    record = os.environ.get("RAGKEEP_NETGUARD_LOG")
+    if record:
+        with open(record, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {address!r}\n")
+    return ConnectionRefusedError(f"ragkeep test network guard: connection to {address!r} refused")
+
+
 def _guarded_connect(self: socket.socket, address: object) -> None:
     if not _allowed(address):
-        raise ConnectionRefusedError(f"ragkeep test network guard: connection to {address!r} refused")
+        raise _refuse(address)
     _real_connect(self, address)  # type: ignore[arg-type]
 
 
 def _guarded_connect_ex(self: socket.socket, address: object) -> int:
     if not _allowed(address):
-        raise ConnectionRefusedError(f"ragkeep test network guard: connection to {address!r} refused")
+        raise _refuse(address)
     return _real_connect_ex(self, address)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,85 @@
+"""A running ragkeep: real Celery worker and API processes against a real Chroma server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REDIS_URL
+from tests.processes import start_api, start_worker, stop
+
+
+@dataclass
+class Stack:
+    url: str
+    chroma_url: str
+    data_dir: Path
+    netguard_log: Path
+    http: httpx.Client
+
+    def wait_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = self.http.get(f"/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(f"job {job_id} did not finish: {job}")
+
+    def wait_live(self, collection: str, number: int, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get(f"/collections/{collection}/versions/{number}")
+            if response.status_code == 200 and response.json()["state"] in ("live", "ready", "failed"):
+                version: dict[str, Any] = response.json()
+                return version
+            time.sleep(0.3)
+        raise TimeoutError(f"version {number} of {collection} was not built in {timeout} s")
+
+    def upload(self, collection: str, files: list[tuple[str, bytes]], metadata: str | None = None) -> dict[str, Any]:
+        response = self.http.post(
+            f"/collections/{collection}/documents",
+            files=[("files", (name, data)) for name, data in files],
+            data={"metadata": metadata} if metadata else None,
+        )
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack]:
+    netguard_log = tmp / "netguard.log"
+    base = {
+        "RAGKEEP_DATA_DIR": str(tmp / "data"),
+        "RAGKEEP_CHROMA_URL": chroma_url,
+        "RAGKEEP_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:8]}-",
+        "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "1.5",
+        "RAGKEEP_WORKER__CONCURRENCY": "2",
+        "RAGKEEP_NETGUARD_LOG": str(netguard_log),
+        **env,
+    }
+    worker = start_worker(base, tmp / "worker.log", concurrency=2)
+    api, url = start_api(base, tmp / "api.log")
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            yield Stack(url, chroma_url, tmp / "data", netguard_log, http)
+    finally:
+        stop(api)
+        stop(worker, timeout=60)
+        for log in ("worker.log", "api.log"):
+            text = (tmp / log).read_text(errors="replace")
+            assert "Traceback" not in text, f"{log} holds a traceback:\n{text[-6000:]}"
+    assert not netguard_log.exists(), f"a process tried to reach the internet: {netguard_log.read_text()}"
+
+
+@pytest.fixture(scope="module")
+def redis_stack(tmp_path_factory: pytest.TempPathFactory, chroma_server: str) -> Iterator[Stack]:
+    """Redis broker, SQLite catalog (the production broker with the embedded catalog)."""
+    yield from run_stack(tmp_path_factory.mktemp("redis-stack"), chroma_server, {"RAGKEEP_REDIS_URL": REDIS_URL})
