@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,8 +21,8 @@ class WorkerSettings(BaseModel):
         default=0, ge=0, description="Torch threads per worker process; 0 = cores / concurrency."
     )
     parse_soft_time_limit_s: int = Field(default=600, ge=5, description="A document that parses longer fails alone.")
-    build_soft_time_limit_s: int = Field(default=3600, ge=30)
-    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    build_soft_time_limit_s: int = Field(default=3600, ge=30, description="A build running longer fails.")
+    embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Texts per embedding forward pass.")
     reconcile_interval_s: int = Field(default=60, ge=5, description="How often beat re-dispatches stuck jobs.")
     stuck_after_s: int = Field(default=300, ge=10, description="A queued job older than this is dispatched again.")
     build_debounce_s: float = Field(
@@ -36,7 +35,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGKEEP_", env_nested_delimiter="__", extra="ignore")
 
-    env: Literal["development", "production"] = "development"
     data_dir: Path = Field(default=Path("ragkeep-data"), description="Root of every embedded store.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
     redis_url: str | None = Field(
@@ -45,11 +43,11 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         default=None, description="Chroma server; default a child `chroma run` on chroma_port."
     )
-    chroma_port: int = Field(default=8001, ge=1, le=65535)
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65535)
+    chroma_port: int = Field(default=8001, ge=1, le=65535, description="Port of the embedded Chroma server.")
+    api_host: str = Field(default="127.0.0.1", description="Bind address of `ragkeep up` / `ragkeep api`.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="API port (`--port` overrides).")
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted file, in MiB (413 above).")
-    max_files_per_request: int = Field(default=100, ge=1)
+    max_files_per_request: int = Field(default=100, ge=1, description="Files accepted in one upload request.")
     queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
     worker: WorkerSettings = WorkerSettings()
 

@@ -1,0 +1,88 @@
+"""The deployment files and docs must stay true to the code (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from cli.main import app as cli_app
+from core.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+
+
+def _env_names(model: type[BaseModel] = Settings, prefix: str = "RAGKEEP_") -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _env_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.add(f"{prefix}{name.upper()}")
+    return names
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_compose_has_every_part_of_the_service() -> None:
+    assert set(_compose()["services"]) == {"api", "worker", "beat", "redis", "postgres", "chroma"}
+
+
+def test_compose_environment_names_real_settings_and_points_at_its_services() -> None:
+    services = _compose()["services"]
+    known = _env_names()
+    for name in ("api", "worker", "beat"):
+        env = services[name]["environment"]
+        unknown = {k for k in env if k.startswith("RAGKEEP_")} - known
+        assert not unknown, f"{name} sets settings that do not exist: {unknown}"
+        settings = Settings(
+            redis_url=env["RAGKEEP_REDIS_URL"],
+            database_url=env["RAGKEEP_DATABASE_URL"],
+            chroma_url=env["RAGKEEP_CHROMA_URL"],
+        )
+        assert settings.broker_url.startswith("redis://redis:")
+        assert (
+            settings.resolved_database_url.startswith("postgresql+psycopg://")
+            and "@postgres:" in env["RAGKEEP_DATABASE_URL"]
+        )
+        assert settings.resolved_chroma_url == "http://chroma:8000"
+        assert "blobs:/data" in services[name]["volumes"] and env["RAGKEEP_DATA_DIR"] == "/data"
+        for dependency in services[name]["depends_on"]:
+            assert dependency in services
+    postgres = services["postgres"]["environment"]
+    url = services["api"]["environment"]["RAGKEEP_DATABASE_URL"]
+    assert f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432/{postgres['POSTGRES_DB']}" in url
+    assert "--port" in services["chroma"]["command"] and "8000" in services["chroma"]["command"]
+
+
+def test_compose_commands_are_real_cli_commands() -> None:
+    commands = {c.name or (c.callback.__name__ if c.callback else "") for c in cli_app.registered_commands}
+    services = _compose()["services"]
+    for name in ("api", "worker", "beat"):
+        command = services[name]["command"]
+        assert command[0] == "ragkeep" and command[1] in commands
+    assert services["api"]["ports"] == ["8000:8000"]
+
+
+def test_readme_configuration_table_matches_the_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(RAGKEEP_[A-Z0-9_]+)`", readme, flags=re.M))
+    assert documented == _env_names()
+
+
+def test_readme_has_exactly_the_two_setup_commands_and_the_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set up and run", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
+    assert commands == ["make install", ".venv/bin/ragkeep up"]
+    test = readme.split("## Test", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
+    assert test == "make test"
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make install" in (ROOT / ".ci" / "run").read_text()
