@@ -257,10 +257,13 @@ def get_job(session: Session, job_id: str) -> Job:
 
 
 def start_job(session: Session, job: Job) -> None:
+    """Mark the job running. An ingest job's attempts count its dispatches, not its documents."""
     if job.status == JobStatus.queued:
         job.status = JobStatus.running
         job.started_at = utcnow()
-    job.attempts += 1
+        job.attempts += 1
+    elif job.kind == JobKind.build:
+        job.attempts += 1
 
 
 def finish_job(session: Session, job: Job, error: str | None = None, result: dict[str, Any] | None = None) -> None:

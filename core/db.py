@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from filelock import FileLock
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.models import Base
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -36,9 +37,39 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_ID = 0x7261676B  # "ragk": PostgreSQL advisory lock serialising concurrent upgrades
+
+
+def _alembic_config(connection: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """API, workers and beat may start together: only one of them migrates at a time."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                conn.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database:
+        with FileLock(f"{engine.url.database}.migrate.lock"):
+            yield
+    else:
+        yield
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the catalog tables that do not exist yet."""
-    Base.metadata.create_all(engine)
+    """Bring the catalog schema to the newest Alembic revision (creates it on first start)."""
+    with _migration_lock(engine), engine.begin() as connection:
+        alembic_command.upgrade(_alembic_config(connection), "head")
 
 
 def ping(engine: Engine) -> None:

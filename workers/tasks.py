@@ -297,6 +297,7 @@ def reconcile() -> int:
                     catalog.settle_ingest_job(session, job)
                     session.commit()
                     continue
+                job.attempts += 1
                 res.tasks.parse_revisions(session, job.id, pending)
             elif job.kind == JobKind.build:
                 catalog.mark_dispatched(session, [job.id])

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -12,7 +15,7 @@ from core.chroma import version_collection_name
 from core.config import CollectionConfig
 from core.db import Database, create_schema
 from core.errors import CollectionExists, ConcurrentChange, InvalidInput, VersionNotReady
-from core.models import Collection, DocumentStatus, JobKind, Version, VersionState
+from core.models import Base, Collection, DocumentStatus, JobKind, Version, VersionState
 
 
 @pytest.fixture
@@ -20,9 +23,9 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     create_schema(database.engine)
     yield database
-    from core.models import Base
-
     Base.metadata.drop_all(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     database.dispose()
 
 
@@ -48,6 +51,13 @@ def _ready_version(session: Session, collection: Collection) -> Version:
     version.state = VersionState.ready
     session.commit()
     return version
+
+
+def test_migrations_create_exactly_the_model_schema(db: Database) -> None:
+    """A model change without a migration fails here."""
+    create_schema(db.engine)  # a second upgrade is a no-op
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_collection_names_are_unique(session: Session) -> None:

@@ -23,6 +23,7 @@ class Stack:
     data_dir: Path
     netguard_log: Path
     http: httpx.Client
+    env: dict[str, str]
 
     def wait_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -69,7 +70,7 @@ def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack
     api, url = start_api(base, tmp / "api.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
-            yield Stack(url, chroma_url, tmp / "data", netguard_log, http)
+            yield Stack(url, chroma_url, tmp / "data", netguard_log, http, base)
     finally:
         stop(api)
         stop(worker, timeout=60)

@@ -73,7 +73,7 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.get("/readyz").json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok"}
             _upload_and_replace(
-                Stack(url, f"http://127.0.0.1:{chroma_port}", tmp_path / "data", tmp_path / "netguard.log", http),
+                Stack(url, f"http://127.0.0.1:{chroma_port}", tmp_path / "data", tmp_path / "netguard.log", http, env),
                 "embedded-kb",
             )
         children = psutil.Process(up.pid).children(recursive=True)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import chromadb
 import pytest
 
-from core import chroma
-from tests.conftest import DATASETS, EXAMPLE_DOCS
+from core import catalog, chroma
+from core.blobs import BlobStore
+from core.db import Database
+from core.models import JobKind, utcnow
+from core.settings import Settings
+from tests.conftest import DATASETS, EXAMPLE_DOCS, REDIS_URL
 from tests.integration.conftest import Stack
+from workers.client import TaskClient
+from workers.names import TaskName
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +137,38 @@ def test_manual_policy_builds_but_does_not_publish(redis_stack: Stack) -> None:
     assert build.status_code == 202
     assert s.wait_job(build.json()["job_id"])["result"]["version"] == 2
     assert s.http.get("/collections/manual-kb").json()["live_version"] == 1
+
+
+def test_reconciler_dispatches_a_job_whose_message_was_lost(redis_stack: Stack) -> None:
+    """The catalog holds a queued job but the broker never got its message (e.g. a broker outage)."""
+    s = redis_stack
+    s.http.post("/collections", json={"name": "lost-message"})
+    settings = Settings(
+        data_dir=s.data_dir, redis_url=REDIS_URL, queue_prefix=s.env["RAGKEEP_QUEUE_PREFIX"], chroma_url=s.chroma_url
+    )
+    db = Database(settings.resolved_database_url)
+    data = (EXAMPLE_DOCS / "fake-text.txt").read_bytes()
+    with db.session() as session:
+        collection = catalog.get_collection(session, "lost-message")
+        job = catalog.create_job(session, JobKind.ingest, collection.id, total=1)
+        catalog.record_upload(
+            session,
+            collection,
+            [
+                catalog.IncomingFile(
+                    "a.txt", BlobStore(settings.blob_dir).put(collection.id, data), len(data), "txt", "text/plain", {}
+                )
+            ],
+            job,
+        )
+        job.created_at = utcnow() - timedelta(hours=1)
+        job_id = job.id
+    db.dispose()
+    assert s.http.get(f"/jobs/{job_id}").json()["status"] == "queued"
+
+    client = TaskClient(settings)
+    assert client.send(TaskName.reconcile, [])
+    client.close()
+    job_read = s.wait_job(job_id, timeout=120)
+    assert job_read["status"] == "succeeded" and job_read["attempts"] >= 1
+    assert s.wait_live("lost-message", 1)["document_count"] == 1
