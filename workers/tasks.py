@@ -216,15 +216,15 @@ def build_version(self: Task, job_id: str) -> None:
 
 
 def _unchanged(session: Session, collection: Collection) -> bool:
-    latest = catalog.latest_version(
-        session, collection.id, [VersionState.live, VersionState.ready, VersionState.archived]
-    )
+    """True when a build would repeat the newest version (or, with no version yet, hold nothing)."""
+    current = {doc.id: rev.id for doc, rev in catalog.buildable_revisions(session, collection.id)}
+    states = [VersionState.live, VersionState.ready, VersionState.archived]
+    latest = catalog.latest_version(session, collection.id, states)
     if latest is None:
-        return False
+        return not current  # every document of the first upload failed: no empty version
     if latest.config != catalog.collection_config(collection).ingestion.model_dump():
         return False
     built = {vd.document_id: vd.revision_id for vd in catalog.version_documents(session, latest)}
-    current = {doc.id: rev.id for doc, rev in catalog.buildable_revisions(session, collection.id)}
     return built == current
 
 

@@ -172,3 +172,17 @@ def test_reconciler_dispatches_a_job_whose_message_was_lost(redis_stack: Stack) 
     job_read = s.wait_job(job_id, timeout=120)
     assert job_read["status"] == "succeeded" and job_read["attempts"] >= 1
     assert s.wait_live("lost-message", 1)["document_count"] == 1
+
+
+def test_a_first_upload_that_fails_entirely_builds_no_empty_version(redis_stack: Stack) -> None:
+    s = redis_stack
+    s.http.post("/collections", json={"name": "all-broken"})
+    upload = s.upload("all-broken", [("cut.pdf", PDF.read_bytes()[:3000])])
+    assert s.wait_job(upload["job_id"])["status"] == "failed"
+    deadline = time.monotonic() + 30
+    while "build_job_id" not in (job := s.http.get(f"/jobs/{upload['job_id']}").json())["result"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    build = s.wait_job(job["result"]["build_job_id"])
+    assert build["status"] == "succeeded" and build["result"]["version"] is None
+    assert s.http.get("/collections/all-broken/versions").json()["total"] == 0
