@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +25,16 @@ class Stack:
     netguard_log: Path
     http: httpx.Client
     env: dict[str, str]
+    processes: tuple[subprocess.Popen[bytes], ...] = ()
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            assert process.poll() is None, f"{process.args} exited with {process.returncode}; see its log"
 
     def wait_job(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_alive()
             job: dict[str, Any] = self.http.get(f"/jobs/{job_id}").json()
             if job["status"] in ("succeeded", "failed"):
                 return job
@@ -37,6 +44,7 @@ class Stack:
     def wait_live(self, collection: str, number: int, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_alive()
             response = self.http.get(f"/collections/{collection}/versions/{number}")
             if response.status_code == 200 and response.json()["state"] in ("live", "ready", "failed"):
                 version: dict[str, Any] = response.json()
@@ -70,7 +78,7 @@ def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack
     api, url = start_api(base, tmp / "api.log")
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
-            yield Stack(url, chroma_url, tmp / "data", netguard_log, http, base)
+            yield Stack(url, chroma_url, tmp / "data", netguard_log, http, base, (worker, api))
     finally:
         stop(api)
         stop(worker, timeout=60)
