@@ -13,6 +13,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY core core
 COPY ingest ingest
 COPY eval eval
+COPY query query
 COPY workers workers
 COPY service service
 COPY cli cli

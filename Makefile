@@ -13,7 +13,7 @@ install:
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	# Imported by unstructured even for strategy `fast`; its own deps would drag in CUDA torchvision.
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
-	$(BIN)/python -c "import core, ingest.embed as e; print('model at', e.model_path('all-MiniLM-L6-v2'))"
+	$(BIN)/python -c "import core, core.embedding as e; print('model at', e.model_path('all-MiniLM-L6-v2'))"
 
 up:
 	$(BIN)/ragkeep up

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from core.models import (
     Job,
     JobKind,
     JobStatus,
+    QueryLog,
     Version,
     VersionDocument,
     VersionState,
@@ -470,5 +471,10 @@ def versions_to_drop(session: Session, collection: Collection, keep: int) -> lis
     return [v for v in candidates if v not in kept]
 
 
-def stale_cutoff(seconds: int) -> datetime:
-    return utcnow() - timedelta(seconds=seconds)
+# ------------------------------------------------------------------ query log
+
+
+def prune_query_log(session: Session, older_than: timedelta) -> int:
+    """Delete query log rows older than the retention period; return how many."""
+    result = session.execute(delete(QueryLog).where(QueryLog.created_at < utcnow() - older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -48,11 +48,54 @@ class IngestionConfig(BaseModel):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+DEFAULT_PROMPT_TEMPLATE = """You answer questions for a knowledge base. Use only the numbered context passages below.
+Cite the passage numbers that support each statement in square brackets, like [1] or [2][3].
+If the passages do not contain the answer, say that the knowledge base does not answer it.
+
+Context:
+{context}
+
+Question: {question}
+Answer:"""
+
+
+class RetrievalConfig(BaseModel):
+    """How /query finds chunks in a version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(default=5, ge=1, le=50, description="Chunks retrieved when the request gives no top_k.")
+    hybrid: bool = Field(
+        default=False, description="BM25 (with CJK bigrams) fused with dense retrieval by reciprocal rank."
+    )
+    min_score: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Drop dense hits below this cosine similarity."
+    )
+
+
 class CollectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ingestion: IngestionConfig = IngestionConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    prompt_template: str = Field(
+        default=DEFAULT_PROMPT_TEMPLATE,
+        min_length=20,
+        max_length=8000,
+        description="LLM prompt; must contain {context} and {question}.",
+    )
     publish_policy: Literal["auto", "manual"] = Field(
         default="auto", description="auto: a successfully built version goes live; manual: publish by hand."
     )
     keep_versions: int = Field(default=5, ge=0, le=1000, description="Non-live versions kept queryable.")
+
+    @model_validator(mode="after")
+    def _template_has_slots(self) -> CollectionConfig:
+        missing = [slot for slot in ("{context}", "{question}") if slot not in self.prompt_template]
+        if missing:
+            raise ValueError(f"prompt_template must contain {' and '.join(missing)}")
+        try:
+            self.prompt_template.format(context="", question="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"prompt_template has a stray brace or unknown slot: {exc}") from None
+        return self

@@ -155,6 +155,8 @@ class Version(Base):
     reused_chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # Blob (in the collection's namespace) holding the version's BM25 index for hybrid retrieval.
+    bm25_sha256: Mapped[str | None] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     # The version that was live when this one was published: rollback pops back to it.
     replaced_version_id: Mapped[str | None] = mapped_column(String(32))
@@ -218,3 +220,26 @@ class EmbeddingCache(Base):
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     text_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class QueryLog(Base):
+    """One answered query: for monitoring, evaluation and feedback."""
+
+    __tablename__ = "query_log"
+    __table_args__ = (Index("ix_query_log_collection_created", "collection_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    version_number: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16))
+    answer_mode: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str] = mapped_column(Text, default="")
+    chunk_ids: Mapped[list[Any]] = mapped_column(default=list)
+    cited_chunk_ids: Mapped[list[Any]] = mapped_column(default=list)
+    usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    latency_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
+    model: Mapped[str | None] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

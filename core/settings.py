@@ -30,6 +30,27 @@ class WorkerSettings(BaseModel):
     )
 
 
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint for answers; without base_url answers are extractive."""
+
+    base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:11434/v1 (OpenAI, vLLM, Ollama).")
+    model: str | None = Field(default=None, description="Model name sent to the endpoint.")
+    api_key: str = Field(default="", description="Bearer key for the endpoint (empty for local servers).")
+    timeout_s: float = Field(default=30.0, gt=0, description="After this the answer falls back to extractive.")
+    max_tokens: int = Field(default=512, ge=1, le=32768, description="Completion limit per answer.")
+    temperature: float = Field(default=0.0, ge=0, le=2)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class QuerySettings(BaseModel):
+    index_cache_size: int = Field(default=32, ge=1, description="Version indexes kept warm per API process.")
+    max_top_k: int = Field(default=50, ge=1, le=500, description="Largest top_k a request may ask for.")
+    log_retention_days: int = Field(default=90, ge=1, description="Query log rows older than this are deleted.")
+
+
 class Settings(BaseSettings):
     """ragkeep settings. Environment prefix ``RAGKEEP_``, nested delimiter ``__``."""
 
@@ -50,6 +71,8 @@ class Settings(BaseSettings):
     max_files_per_request: int = Field(default=100, ge=1, description="Files accepted in one upload request.")
     queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
     worker: WorkerSettings = WorkerSettings()
+    llm: LLMSettings = LLMSettings()
+    query: QuerySettings = QuerySettings()
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 from core import catalog
 from core import chroma as chroma_access
 from core.blobs import BlobStore
+from core.bm25 import BM25Index
 from core.config import IngestionConfig
+from core.embedding import Embedder
 from core.errors import DocumentParseError
 from core.filetypes import FileKind
 from core.models import (
@@ -40,7 +42,6 @@ from core.models import (
     VersionState,
     utcnow,
 )
-from ingest.embed import Embedder
 from ingest.partition import Chunk, partition_document
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ log = logging.getLogger(__name__)
 WRITE_BATCH = 2000
 # Embeddings are committed to the cache in slices, so a killed worker loses little work.
 EMBED_SLICE = 256
+
+
+def chunk_id(revision: DocumentRevision, position: int) -> str:
+    """Deterministic chunk id (document revision + position): a re-run never duplicates."""
+    return f"{revision.id}:{position}"
 
 
 def text_sha256(text: str) -> str:
@@ -275,7 +281,7 @@ def build_version(
     for document, revision, rows in planned:
         for row in rows:
             node = TextNode(
-                id_=f"{revision.id}:{row.position}",
+                id_=chunk_id(revision, row.position),
                 text=row.text,
                 metadata=_node_metadata(row, document, revision),
                 embedding=embedded.vectors[row.text_sha256].tolist(),
@@ -289,6 +295,12 @@ def build_version(
     if nodes:
         store.add(nodes)
         expected += len(nodes)
+    # The BM25 index for hybrid retrieval is built for every version, so hybrid can be switched on later.
+    lexical = BM25Index.build(
+        [chunk_id(revision, row.position) for _, revision, rows in planned for row in rows],
+        [row.text for _, _, rows in planned for row in rows],
+    )
+    version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
     stored = chroma_collection.count()
     if stored != expected:
         raise RuntimeError(f"Chroma holds {stored} vectors for {version.chroma_collection}, expected {expected}")

@@ -16,7 +16,7 @@ from core.db import Database, create_schema
 from core.errors import RagkeepError
 from core.settings import Settings, get_settings
 from service.deps import AppState
-from service.routers import collections, documents, health, jobs, versions
+from service.routers import collections, documents, health, jobs, openai_compat, query, versions
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return _error(500, "InternalError", "an unexpected error occurred; it has been logged")
 
-    for router in (health.router, collections.router, documents.router, versions.router, jobs.router):
+    for router in (
+        health.router,
+        collections.router,
+        documents.router,
+        versions.router,
+        jobs.router,
+        query.router,
+        openai_compat.router,
+    ):
         app.include_router(router)
     return app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from core import chroma
 from core.blobs import BlobStore
 from core.db import Database
 from core.settings import Settings
+from query.engine import QueryEngine
 from workers.client import TaskClient
 
 
@@ -24,10 +26,20 @@ class AppState:
     db: Database
     blobs: BlobStore
     tasks: TaskClient
+    _engine: QueryEngine | None = None
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
     def chroma(self) -> ClientAPI:
         return chroma.connect(self.settings.resolved_chroma_url)
+
+    @property
+    def query_engine(self) -> QueryEngine:
+        """Built on first use: loading the embedding model takes seconds and is not needed for uploads."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = QueryEngine(self.settings, self.db, self.blobs, self.chroma)
+            return self._engine
 
 
 def get_state(request: Request) -> AppState:
@@ -51,3 +63,10 @@ def get_settings_dep(state: StateDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_engine(state: StateDep) -> QueryEngine:
+    return state.query_engine
+
+
+EngineDep = Annotated[QueryEngine, Depends(get_engine)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -154,3 +154,59 @@ class ErrorBody(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entry documenting the error body for each status code."""
     return {code: {"model": ErrorBody} for code in codes}
+
+
+FilterScalar = str | int | float | bool
+Question = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
+
+
+class QueryCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collection: CollectionName
+    question: Question
+    top_k: Annotated[int, Field(ge=1, le=500)] | None = None
+    version: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Pin a version; default live.")
+    filters: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=100)],
+    ] = Field(
+        default_factory=dict, description="Equality filters on chunk metadata (a list matches any of its values)."
+    )
+    mode: Literal["answer", "retrieve"] = "answer"
+    stream: bool = Field(default=False, description="Server-Sent Events: `token` events, then `done`.")
+
+
+class CitationRead(BaseModel):
+    n: int
+    document_id: str | None
+    filename: str | None
+    page: int | None
+    section: str | None
+    chunk_id: str
+    score: float
+    text: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int
+
+
+class Latency(BaseModel):
+    retrieve: float
+    generate: float
+    total: float
+
+
+class QueryRead(BaseModel):
+    query_id: str
+    collection: str
+    version: int
+    answer: str
+    answer_mode: Literal["llm", "extractive", "none"]
+    citations: list[CitationRead]
+    usage: Usage
+    latency_ms: Latency
+    warnings: list[str] = []

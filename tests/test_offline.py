@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import core, tiktoken
     from core.config import IngestionConfig
     from core.filetypes import detect_file_kind
-    from ingest.embed import Embedder
+    from core.embedding import Embedder
     from ingest.partition import partition_document
     from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: F401
     import ragas  # noqa: F401  (its analytics must not be attempted)

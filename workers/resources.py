@@ -15,8 +15,8 @@ from chromadb.api import ClientAPI
 from core import chroma
 from core.blobs import BlobStore
 from core.db import Database
+from core.embedding import Embedder
 from core.settings import Settings, get_settings
-from ingest.embed import Embedder
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from core import catalog, chroma
 from core.blobs import BlobStore
 from core.config import CollectionConfig, IngestionConfig
 from core.db import Database, create_schema
+from core.embedding import Embedder
 from core.filetypes import detect_file_kind
 from core.models import Collection, DocumentRevision, DocumentStatus, JobKind, Version
-from ingest.embed import Embedder
 from ingest.pipeline import build_version, prepare_revision
 from tests.conftest import DATASETS, EXAMPLE_DOCS
 

@@ -60,6 +60,11 @@ class Embedder:
         assert dim is not None
         return int(dim)
 
+    def count_tokens(self, text: str) -> int:
+        """Wordpiece tokens the model sees for ``text`` (capped at its window)."""
+        model = self._load()
+        return min(len(model.tokenizer(text)["input_ids"]), int(model.max_seq_length))
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (in order) into a ``(len(texts), dim)`` float32 array."""
         if not texts:

@@ -1,0 +1,297 @@
+"""Answer a question from one version of a collection: resolve, retrieve, answer, log.
+
+Library code used by the API's ``/query`` and ``/v1/chat/completions`` routes; it holds
+the per-process warm state (embedding model, version indexes, LLM client).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from chromadb.api import ClientAPI
+
+from core import catalog
+from core.blobs import BlobStore
+from core.bm25 import BM25Index
+from core.config import CollectionConfig
+from core.db import Database
+from core.embedding import Embedder
+from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotReady
+from core.models import Collection, QueryLog, Version, VersionState
+from core.settings import Settings
+from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
+from query.retrieval import FilterValue, Hit, IndexCache, LlamaEmbedding, VersionIndex, retrieve
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["answer", "retrieve"]
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    collection: str
+    question: str
+    top_k: int | None = None
+    version: int | None = None
+    filters: Mapping[str, FilterValue | list[FilterValue]] = field(default_factory=dict)
+    mode: Mode = "answer"
+    history: Sequence[tuple[str, str]] = ()
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    document_id: str | None
+    filename: str | None
+    page: int | None
+    section: str | None
+    chunk_id: str
+    score: float
+    text: str
+
+
+@dataclass
+class QueryResult:
+    query_id: str
+    collection: str
+    version: int
+    answer: str
+    answer_mode: str
+    citations: list[Citation]
+    usage: dict[str, int]
+    latency_ms: dict[str, float]
+    warnings: list[str]
+    model: str | None
+
+
+@dataclass
+class _Prepared:
+    collection: Collection
+    version: Version
+    config: CollectionConfig
+    hits: list[Hit]
+    embedding_tokens: int
+    started: float
+    retrieve_ms: float
+
+
+def _citation(n: int, hit: Hit) -> Citation:
+    page = hit.metadata.get("page")
+    return Citation(
+        n=n,
+        document_id=hit.metadata.get("document_id"),
+        filename=hit.metadata.get("filename"),
+        page=int(page) if isinstance(page, (int, float)) else None,
+        section=hit.metadata.get("section") or None,
+        chunk_id=hit.chunk_id,
+        score=hit.score,
+        text=hit.text,
+    )
+
+
+class QueryEngine:
+    def __init__(
+        self, settings: Settings, db: Database, blobs: BlobStore, chroma: ClientAPI, embedder: Embedder | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.chroma = chroma
+        self.embedder = embedder or Embedder(threads=None)
+        self.embed_model = LlamaEmbedding(self.embedder)
+        self.indexes = IndexCache(settings.query.index_cache_size)
+        self.llm = LLMClient(settings.llm) if settings.llm.configured else None
+
+    # ---------------------------------------------------------------- steps
+
+    def _resolve(self, request: QueryRequest) -> tuple[Collection, Version, CollectionConfig]:
+        with self.db.session() as session:
+            collection = catalog.get_collection(session, request.collection)
+            config = catalog.collection_config(collection)
+            if request.version is None:
+                if collection.live_version_id is None:
+                    raise VersionNotReady(f"collection {collection.name!r} has no live version yet")
+                version = session.get(Version, collection.live_version_id)
+                if version is None:
+                    raise NotFound(f"the live version of {collection.name!r} is missing")
+            else:
+                version = catalog.get_version(session, collection, request.version)
+            if version.dropped_at is not None:
+                raise VersionDropped(
+                    f"version {version.number} of {collection.name!r} was dropped (keep_versions); its vectors are gone"
+                )
+            if version.state not in (VersionState.ready, VersionState.live, VersionState.archived):
+                raise VersionNotReady(f"version {version.number} of {collection.name!r} is {version.state}")
+            session.expunge_all()
+        return collection, version, config
+
+    def _index(self, collection: Collection, version: Version) -> VersionIndex:
+        def load_bm25() -> BM25Index | None:
+            if not version.bm25_sha256:
+                return None
+            return BM25Index.loads(self.blobs.get(collection.id, version.bm25_sha256))
+
+        return self.indexes.get(
+            version.chroma_collection,
+            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25),
+        )
+
+    def _prepare(self, request: QueryRequest) -> _Prepared:
+        started = time.perf_counter()
+        question = request.question.strip()
+        if not question:
+            raise InvalidInput("question is empty")
+        collection, version, config = self._resolve(request)
+        top_k = request.top_k or config.retrieval.top_k
+        if top_k > self.settings.query.max_top_k:
+            raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
+        index = self._index(collection, version)
+        vector: np.ndarray = self.embedder.embed([question])[0]
+        hits = retrieve(
+            index, question, vector, top_k, config.retrieval.hybrid, request.filters, config.retrieval.min_score
+        )
+        return _Prepared(
+            collection,
+            version,
+            config,
+            hits,
+            self.embedder.count_tokens(question),
+            started,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _prompt(self, prepared: _Prepared, question: str) -> str:
+        return prepared.config.prompt_template.format(context=context_block(prepared.hits), question=question)
+
+    def _finish(
+        self, request: QueryRequest, prepared: _Prepared, answer: Answer | None, generate_ms: float
+    ) -> QueryResult:
+        if answer is None:  # retrieve mode: every hit is a citation
+            citations = [_citation(n, hit) for n, hit in enumerate(prepared.hits, start=1)]
+            answer = Answer("", "none", [])
+        else:
+            citations = [_citation(n, prepared.hits[n - 1]) for n in answer.cited]
+        usage = {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "embedding_tokens": prepared.embedding_tokens,
+        }
+        latency = {
+            "retrieve": round(prepared.retrieve_ms, 2),
+            "generate": round(generate_ms, 2),
+            "total": round((time.perf_counter() - prepared.started) * 1000, 2),
+        }
+        model = self.llm.model if answer.mode == "llm" and self.llm else None
+        row = QueryLog(
+            collection_id=prepared.collection.id,
+            version_number=prepared.version.number,
+            question=request.question,
+            mode=request.mode,
+            answer_mode=answer.mode,
+            answer=answer.text,
+            chunk_ids=[hit.chunk_id for hit in prepared.hits],
+            cited_chunk_ids=[c.chunk_id for c in citations],
+            usage=usage,
+            latency_ms=latency,
+            warnings=answer.warnings,
+            model=model,
+            client=request.client,
+        )
+        with self.db.session() as session:
+            session.add(row)
+            session.flush()
+            query_id = row.id
+        return QueryResult(
+            query_id,
+            prepared.collection.name,
+            prepared.version.number,
+            answer.text,
+            answer.mode,
+            citations,
+            usage,
+            latency,
+            answer.warnings,
+            model,
+        )
+
+    def _fallback(self, question: str, hits: Sequence[Hit], exc: BaseException) -> Answer:
+        log.warning("LLM endpoint failed, answering extractively: %r", exc)
+        answer = extractive_answer(question, hits)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        answer.warnings.insert(
+            0,
+            f"LLM endpoint failed ({type(exc).__name__}{': ' + reason if reason else ''}); "
+            "answered extractively from the retrieved passages",
+        )
+        return answer
+
+    # ---------------------------------------------------------------- public
+
+    def query(self, request: QueryRequest) -> QueryResult:
+        """Answer ``request`` in one piece."""
+        prepared = self._prepare(request)
+        started = time.perf_counter()
+        answer: Answer | None = None
+        if request.mode == "answer":
+            if self.llm is None or not prepared.hits:
+                answer = extractive_answer(request.question, prepared.hits)
+            else:
+                try:
+                    answer = self.llm.answer(self._prompt(prepared, request.question), request.history, prepared.hits)
+                    if not answer.cited:
+                        answer.warnings.append("the LLM answer cites none of the retrieved passages")
+                except Exception as exc:  # timeouts, connection errors, 4xx/5xx of the endpoint
+                    answer = self._fallback(request.question, prepared.hits, exc)
+        return self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
+
+    def stream(self, request: QueryRequest) -> Iterator[tuple[str, Any]]:
+        """Yield ("token", text) events while the answer is generated, then ("done", QueryResult)."""
+        prepared = self._prepare(request)
+        started = time.perf_counter()
+        if request.mode == "retrieve":
+            yield "done", self._finish(request, prepared, None, 0.0)
+            return
+        if self.llm is None or not prepared.hits:
+            answer = extractive_answer(request.question, prepared.hits)
+            if answer.text:
+                yield "token", answer.text
+            yield "done", self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
+            return
+        prompt = self._prompt(prepared, request.question)
+        parts: list[str] = []
+        counts: dict[str, int] = {}
+        try:
+            for delta, reported in self.llm.stream(prompt, request.history):
+                counts.update(reported)
+                if delta:
+                    parts.append(delta)
+                    yield "token", delta
+            text = "".join(parts).strip()
+            answer = Answer(
+                text,
+                "llm",
+                cited_numbers(text, len(prepared.hits)),
+                counts.get("prompt_tokens", 0),
+                counts.get("completion_tokens", 0),
+            )
+            if not counts:
+                answer.prompt_tokens = _estimate_tokens(prompt)
+                answer.completion_tokens = _estimate_tokens(text)
+                answer.warnings.append("the endpoint reported no token usage; counts are estimated")
+        except Exception as exc:
+            answer = self._fallback(request.question, prepared.hits, exc)
+            if parts:
+                answer.warnings.append("the streamed text was cut off; the final answer replaces it")
+        yield "done", self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
+
+
+def _estimate_tokens(text: str) -> int:
+    import tiktoken
+
+    return len(tiktoken.get_encoding("cl100k_base").encode(text))

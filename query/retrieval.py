@@ -1,0 +1,220 @@
+"""Retrieval over one version through LlamaIndex: dense, or hybrid (BM25 fused by reciprocal rank).
+
+A ``VersionIndex`` wraps ``VectorStoreIndex.from_vector_store(ChromaVectorStore(...))`` for
+one version's Chroma collection plus that version's BM25 index; ``IndexCache`` keeps them
+warm per process so that a query does not rebuild anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from chromadb.api import ClientAPI
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import QueryBundle
+from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
+from llama_index.vector_stores.chroma import ChromaVectorStore
+from pydantic import PrivateAttr
+
+from core import chroma as chroma_access
+from core.bm25 import BM25Index
+from core.embedding import Embedder
+from core.errors import VersionDropped
+
+FilterValue = str | int | float | bool
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+
+
+class LlamaEmbedding(BaseEmbedding):  # type: ignore[misc]  # llama_index is not type-checked
+    """ragkeep's ``Embedder`` as a LlamaIndex embedding model (never a hub download)."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__(model_name=embedder.model_id, embed_batch_size=embedder.batch_size)
+        self._embedder = embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self._embedder.embed([query])[0]]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_query_embedding(text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self._embedder.embed(texts)]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk; ``score`` is the cosine similarity to the question."""
+
+    chunk_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+def _none_if_blank(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def metadata_filters(filters: Mapping[str, FilterValue | list[FilterValue]]) -> MetadataFilters | None:
+    """AND of equality filters (a list means any of its values)."""
+    if not filters:
+        return None
+    items: list[MetadataFilter | MetadataFilters] = []
+    for key, value in filters.items():
+        if isinstance(value, list):
+            items.append(MetadataFilter(key=key, value=value, operator=FilterOperator.IN))
+        else:
+            items.append(MetadataFilter(key=key, value=value, operator=FilterOperator.EQ))
+    return MetadataFilters(filters=items)
+
+
+def _chroma_where(filters: Mapping[str, FilterValue | list[FilterValue]]) -> dict[str, Any] | None:
+    clauses = [{k: {"$in": v} if isinstance(v, list) else {"$eq": v}} for k, v in filters.items()]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class VersionIndex:
+    def __init__(
+        self,
+        client: ClientAPI,
+        chroma_name: str,
+        embed_model: LlamaEmbedding,
+        load_bm25: Callable[[], BM25Index | None],
+    ) -> None:
+        collection = chroma_access.get_collection(client, chroma_name)
+        if collection is None:
+            raise VersionDropped(f"the vectors of this version ({chroma_name}) are gone")
+        self.collection = collection
+        self.index = VectorStoreIndex.from_vector_store(
+            ChromaVectorStore(chroma_collection=collection), embed_model=embed_model
+        )
+        self._load_bm25 = load_bm25
+        self._bm25: BM25Index | None = None
+        self._bm25_lock = threading.Lock()
+
+    def bm25(self) -> BM25Index | None:
+        with self._bm25_lock:
+            if self._bm25 is None:
+                self._bm25 = self._load_bm25()
+            return self._bm25
+
+    def dense(
+        self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> list[Hit]:
+        retriever = self.index.as_retriever(similarity_top_k=top_k, filters=metadata_filters(filters))
+        nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=[float(x) for x in vector]))
+        hits = []
+        for node in nodes:
+            # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
+            cosine = 1.0 + float(np.log(node.score)) if node.score and node.score > 0 else -1.0
+            metadata = {k: _none_if_blank(v) for k, v in node.node.metadata.items()}
+            hits.append(Hit(node.node.node_id, node.node.get_content(), round(cosine, 6), metadata))
+        return hits
+
+    def lexical(
+        self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> list[Hit]:
+        index = self.bm25()
+        if index is None:
+            return []
+        # Over-fetch, then let Chroma apply the metadata filter to the candidates.
+        ranked = index.search(question, top_k * 4 if filters else top_k)
+        if not ranked:
+            return []
+        ids = [chunk for chunk, _ in ranked]
+        found = self.collection.get(
+            ids=ids, where=_chroma_where(filters), include=["documents", "metadatas", "embeddings"]
+        )
+        rows = {
+            chunk: (text, meta, emb)
+            for chunk, text, meta, emb in zip(
+                found["ids"],
+                found["documents"] or [],
+                found["metadatas"] or [],
+                found["embeddings"] if found["embeddings"] is not None else [],
+                strict=False,
+            )
+        }
+        hits = []
+        for chunk in ids:
+            if chunk in rows:
+                text, meta, emb = rows[chunk]
+                cosine = float(np.dot(np.asarray(emb, dtype=np.float32), vector))
+                metadata = {k: _none_if_blank(v) for k, v in (meta or {}).items() if not k.startswith("_node")}
+                hits.append(Hit(chunk, text or "", round(cosine, 6), metadata))
+        return hits[:top_k]
+
+
+def fuse(rankings: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
+    """Reciprocal-rank fusion: each list contributes 1 / (60 + rank) per hit."""
+    scores: dict[str, float] = {}
+    by_id: dict[str, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            by_id.setdefault(hit.chunk_id, hit)
+    order = sorted(scores, key=lambda chunk: -scores[chunk])[:top_k]
+    return [by_id[chunk] for chunk in order]
+
+
+def retrieve(
+    index: VersionIndex,
+    question: str,
+    vector: np.ndarray,
+    top_k: int,
+    hybrid: bool,
+    filters: Mapping[str, FilterValue | list[FilterValue]],
+    min_score: float | None,
+) -> list[Hit]:
+    """Dense retrieval, or dense + BM25 fused by reciprocal rank.
+
+    ``min_score`` drops dense hits below that cosine similarity; in hybrid mode a chunk
+    that BM25 found stays, since lexical matches (names, codes, CJK) are why hybrid exists.
+    """
+    pool = max(top_k * 4, 20) if hybrid else top_k
+    dense = index.dense(question, vector, pool, filters)
+    if min_score is not None:
+        dense = [hit for hit in dense if hit.score >= min_score]
+    if not hybrid:
+        return dense[:top_k]
+    return fuse([dense, index.lexical(question, vector, pool, filters)], top_k)
+
+
+class IndexCache:
+    """Per-process LRU of warm ``VersionIndex`` objects, keyed by Chroma collection name."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, VersionIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, build: Callable[[], VersionIndex]) -> VersionIndex:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        index = build()
+        with self._lock:
+            self._items[key] = index
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return index
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)

@@ -1,0 +1,183 @@
+"""OpenAI-compatible chat API: any OpenAI SDK client can use a collection as its "model".
+
+``model`` is the collection name, or ``name@N`` to pin version N. The last user message
+is the question; earlier messages are passed to the LLM as conversation context.
+Citations come back in the extra ``citations`` field (and in the last stream chunk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import catalog
+from core.errors import InvalidInput
+from query.engine import QueryRequest, QueryResult
+from service.deps import EngineDep, SessionDep
+from service.routers.query import query_read
+from service.schemas import error_responses
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionCreate(BaseModel):
+    # OpenAI clients send many optional knobs (temperature, user, ...): accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=3, max_length=60)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    top_k: Annotated[int, Field(ge=1, le=500)] | None = None
+
+
+def _parse_model(model: str) -> tuple[str, int | None]:
+    name, _, pinned = model.partition("@")
+    if not pinned:
+        return name, None
+    if not pinned.isdigit() or int(pinned) < 1:
+        raise InvalidInput(f"model {model!r}: use '<collection>' or '<collection>@<version number>'")
+    return name, int(pinned)
+
+
+def _request(body: ChatCompletionCreate) -> QueryRequest:
+    users = [i for i, m in enumerate(body.messages) if m.role == "user" and m.text().strip()]
+    if not users:
+        raise InvalidInput("messages must contain a user message with text")
+    last = users[-1]
+    question = body.messages[last].text().strip()
+    if len(question) > 4000:
+        raise InvalidInput("the question (last user message) may be at most 4000 characters")
+    history = [
+        (m.role if m.role in ("user", "assistant", "system") else "user", m.text())
+        for m in body.messages[:last]
+        if m.text().strip()
+    ]
+    name, version = _parse_model(body.model)
+    return QueryRequest(collection=name, question=question, top_k=body.top_k, version=version, history=history)
+
+
+def _usage(result: QueryResult) -> dict[str, int]:
+    prompt, completion = result.usage["prompt_tokens"], result.usage["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _extras(result: QueryResult) -> dict[str, Any]:
+    read = query_read(result).model_dump(mode="json")
+    return {
+        "citations": read["citations"],
+        "ragkeep": {
+            key: read[key]
+            for key in ("query_id", "collection", "version", "answer_mode", "warnings", "latency_ms", "usage")
+        },
+    }
+
+
+@router.get("/models")
+def list_models(session: SessionDep) -> dict[str, Any]:
+    """Collections as models (pin a version with `name@N`)."""
+    items, _ = catalog.list_collections(session, 0, 10_000)
+    return {
+        "object": "list",
+        "data": [
+            {"id": c.name, "object": "model", "created": int(c.created_at.timestamp()), "owned_by": "ragkeep"}
+            for c in items
+        ],
+    }
+
+
+@router.post("/chat/completions", responses=error_responses(404, 409, 410, 422))
+def chat_completions(body: ChatCompletionCreate, engine: EngineDep) -> Any:
+    """Chat completion over a collection, in OpenAI's format (streaming and not)."""
+    request = _request(body)
+    created = int(time.time())
+    if not body.stream:
+        result = engine.query(request)
+        return {
+            "id": f"chatcmpl-{result.query_id}",
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.answer},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": _usage(result),
+            **_extras(result),
+        }
+
+    events = engine.stream(request)
+    first = next(events)  # errors (unknown collection, no live version) keep their HTTP status
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(stream_id: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+        payload = {
+            "id": stream_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    def render() -> Iterator[str]:
+        stream_id = f"chatcmpl-{int(time.time() * 1000)}"
+        yield chunk(stream_id, {"role": "assistant", "content": ""}, None)
+        streamed: list[str] = []
+        for kind, payload in itertools.chain([first], events):
+            if kind == "token":
+                streamed.append(payload)
+                yield chunk(stream_id, {"content": payload}, None)
+                continue
+            result: QueryResult = payload
+            if "".join(streamed).strip() != result.answer.strip():
+                # The LLM failed mid-stream and the answer fell back: send the final text.
+                yield chunk(stream_id, {"content": ("\n\n" if streamed else "") + result.answer}, None)
+            yield chunk(stream_id, {}, "stop", **_extras(result))
+            if include_usage:
+                usage = {
+                    "id": stream_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": body.model,
+                    "choices": [],
+                    "usage": _usage(result),
+                }
+                yield f"data: {json.dumps(usage)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(render(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,58 @@
+"""POST /query: grounded answers with citations from a collection's live (or pinned) version."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from query.engine import QueryRequest, QueryResult
+from service.deps import EngineDep
+from service.schemas import QueryCreate, QueryRead, error_responses
+
+router = APIRouter(tags=["query"])
+
+
+def query_read(result: QueryResult) -> QueryRead:
+    return QueryRead.model_validate(asdict(result))
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post(
+    "/query",
+    responses={
+        **error_responses(404, 409, 410, 422),
+        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"},
+    },
+)
+def query(body: QueryCreate, engine: EngineDep) -> Any:
+    """Answer a question from the collection's live version (or the pinned one), with citations."""
+    request = QueryRequest(
+        collection=body.collection,
+        question=body.question,
+        top_k=body.top_k,
+        version=body.version,
+        filters=body.filters,
+        mode=body.mode,
+    )
+    if not body.stream:
+        return query_read(engine.query(request))
+    events = engine.stream(request)
+    first = next(events)  # resolves and retrieves now, so a bad request still gets its 4xx status
+
+    def render() -> Iterator[str]:
+        for kind, payload in itertools.chain([first], events):
+            if kind == "token":
+                yield _sse("token", {"text": payload})
+            else:
+                yield _sse("done", query_read(payload).model_dump(mode="json"))
+
+    return StreamingResponse(render(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,129 @@
+"""A small deterministic OpenAI-compatible chat server for tests (a hosted LLM cannot run here).
+
+It answers with the first sentence of context passage [1], cited as ``[1]``, so the real
+client path (LlamaIndex's OpenAI-like LLM, the openai package) is exercised end to end.
+The model name selects failure modes: ``slow`` sleeps past any sane timeout and
+``broken`` answers HTTP 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_PASSAGE = re.compile(r"^\[1\] \([^)]*\)\n(.+?)(?:\n\n\[2\]|\n\nQuestion:|\Z)", re.S | re.M)
+
+
+def scripted_answer(prompt: str) -> str:
+    match = _PASSAGE.search(prompt)
+    if not match:
+        return "The knowledge base does not answer this."
+    first = re.split(r"(?<=[.!?])\s+", match.group(1).strip().replace("\n", " "))[0]
+    return f"{first[:300]} [1]"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeLLMServer
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length))
+        self.server.requests.append(request)
+        model = request.get("model", "")
+        if not self.path.endswith("/chat/completions"):
+            self._json(404, {"error": {"message": "unknown path"}})
+            return
+        if model == "broken":
+            self._json(500, {"error": {"message": "the model crashed", "type": "server_error"}})
+            return
+        if model == "slow":
+            time.sleep(5)
+        prompt = request["messages"][-1]["content"]
+        if isinstance(prompt, list):
+            prompt = " ".join(part.get("text", "") for part in prompt)
+        answer = scripted_answer(prompt)
+        usage = {
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": len(answer.split()),
+            "total_tokens": len(prompt.split()) + len(answer.split()),
+        }
+        if not request.get("stream"):
+            self._json(
+                200,
+                {
+                    "id": "cmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for event in self._chunks(model, answer, usage, request):
+            self.wfile.write(f"data: {event}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    @staticmethod
+    def _chunks(model: str, answer: str, usage: dict[str, int], request: dict[str, Any]) -> Iterator[str]:
+        base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        for i, word in enumerate(answer.split(" ")):
+            delta = {"content": word if i == 0 else " " + word}
+            yield json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (request.get("stream_options") or {}).get("include_usage"):
+            yield json.dumps({**base, "choices": [], "usage": usage})
+
+
+class FakeLLMServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict[str, Any]] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The timeout test's client hangs up on purpose; anything else is a real failure.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@contextmanager
+def running_fake_llm() -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
