@@ -86,3 +86,33 @@ def test_readme_has_exactly_the_two_setup_commands_and_the_test_command() -> Non
     assert test == "make test"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make install" in (ROOT / ".ci" / "run").read_text()
+
+
+FORBIDDEN = {
+    "core": {"fastapi", "celery", "service", "workers", "ingest", "query", "eval", "cli"},
+    "ingest": {"fastapi", "celery", "service", "workers", "query", "cli"},
+    "query": {"fastapi", "celery", "service", "workers", "ingest", "cli"},
+    "eval": {"fastapi", "celery", "service", "workers", "cli"},
+    "workers": {"fastapi", "service", "query", "cli"},
+    "service": {"ingest", "cli", "celery"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_packages_keep_the_import_direction() -> None:
+    for package, forbidden in FORBIDDEN.items():
+        for path in (ROOT / package).rglob("*.py"):
+            bad = _imports(path) & forbidden
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

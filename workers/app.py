@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from core.settings import Settings, get_settings
 from workers.names import ROUTES, Queue, TaskName, queue_name
@@ -53,6 +54,11 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
                 "task": TaskName.reconcile.value,
                 "schedule": float(limits.reconcile_interval_s),
                 "options": {"queue": queue_name(Queue.maintenance, prefix), "expires": limits.reconcile_interval_s},
+            },
+            "prune-query-log": {
+                "task": TaskName.prune_query_log.value,
+                "schedule": crontab(minute="30", hour="3"),
+                "options": {"queue": queue_name(Queue.maintenance, prefix), "expires": 3600},
             },
         },
         timezone="UTC",

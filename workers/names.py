@@ -9,6 +9,7 @@ class TaskName(StrEnum):
     parse_document = "ingest.parse_document"
     build_version = "ingest.build_version"
     reconcile = "maintenance.reconcile"
+    prune_query_log = "maintenance.prune_query_log"
 
 
 class Queue(StrEnum):
@@ -21,6 +22,7 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.parse_document: Queue.ingest,
     TaskName.build_version: Queue.build,
     TaskName.reconcile: Queue.maintenance,
+    TaskName.prune_query_log: Queue.maintenance,
 }
 
 

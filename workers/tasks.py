@@ -307,3 +307,13 @@ def reconcile() -> int:
     if redispatched:
         log.info("reconciler re-dispatched %d stuck jobs", redispatched)
     return redispatched
+
+
+@app.task(name=TaskName.prune_query_log)
+def prune_query_log() -> int:
+    """Delete query log rows older than RAGKEEP_QUERY__LOG_RETENTION_DAYS (daily, from beat)."""
+    res = resources()
+    with res.db.session() as session:
+        removed = catalog.prune_query_log(session, timedelta(days=res.settings.query.log_retention_days))
+    log.info("pruned %d query log rows", removed)
+    return removed

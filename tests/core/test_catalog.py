@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +16,7 @@ from core.chroma import version_collection_name
 from core.config import CollectionConfig
 from core.db import Database, create_schema
 from core.errors import CollectionExists, ConcurrentChange, InvalidInput, VersionNotReady
-from core.models import Base, Collection, DocumentStatus, JobKind, Version, VersionState
+from core.models import Base, Collection, DocumentStatus, JobKind, QueryLog, Version, VersionState, utcnow
 
 
 @pytest.fixture
@@ -162,3 +163,22 @@ def test_retention_keeps_the_newest_non_live_versions(session: Session) -> None:
     session.commit()
     dropped = catalog.versions_to_drop(session, collection, keep=2)
     assert [v.number for v in dropped] == [1]
+
+
+def test_query_log_retention_deletes_only_old_rows(session: Session) -> None:
+    collection = _collection(session)
+    for age_days in (1, 10, 100):
+        session.add(
+            QueryLog(
+                collection_id=collection.id,
+                version_number=1,
+                question=f"{age_days}",
+                mode="answer",
+                answer_mode="none",
+                created_at=utcnow() - timedelta(days=age_days),
+            )
+        )
+    session.commit()
+    assert catalog.prune_query_log(session, timedelta(days=30)) == 1
+    session.commit()
+    assert sorted(q.question for q in session.query(QueryLog)) == ["1", "10"]
