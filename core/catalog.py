@@ -26,6 +26,7 @@ from core.errors import (
     DocumentNotFound,
     InvalidInput,
     JobNotFound,
+    NotFound,
     VersionDropped,
     VersionNotFound,
     VersionNotReady,
@@ -35,6 +36,9 @@ from core.models import (
     Document,
     DocumentRevision,
     DocumentStatus,
+    EvalRun,
+    GoldenItem,
+    GoldenSet,
     Job,
     JobKind,
     JobStatus,
@@ -478,3 +482,81 @@ def prune_query_log(session: Session, older_than: timedelta) -> int:
     """Delete query log rows older than the retention period; return how many."""
     result = session.execute(delete(QueryLog).where(QueryLog.created_at < utcnow() - older_than))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ golden sets, evaluations
+
+
+def create_golden_set(
+    session: Session, collection: Collection, filename: str, source_format: str, items: Sequence[dict[str, Any]]
+) -> GoldenSet:
+    """Store a new golden-set revision (numbers are per collection; retried on a race)."""
+    for _ in range(5):
+        revision = (
+            session.scalar(select(func.max(GoldenSet.revision)).where(GoldenSet.collection_id == collection.id)) or 0
+        ) + 1
+        golden = GoldenSet(
+            collection_id=collection.id,
+            revision=revision,
+            filename=filename,
+            source_format=source_format,
+            item_count=len(items),
+        )
+        golden.items = [GoldenItem(position=i, **item) for i, item in enumerate(items)]
+        session.add(golden)
+        try:
+            session.flush()
+            return golden
+        except IntegrityError:
+            session.rollback()
+    raise ConcurrentChange("could not allocate a golden-set revision; retry")
+
+
+def list_golden_sets(session: Session, collection: Collection) -> Sequence[GoldenSet]:
+    return session.scalars(
+        select(GoldenSet).where(GoldenSet.collection_id == collection.id).order_by(GoldenSet.revision.desc())
+    ).all()
+
+
+def create_eval_run(
+    session: Session, collection: Collection, version: Version, golden: GoldenSet, trigger: str, job: Job
+) -> EvalRun:
+    run = EvalRun(
+        collection_id=collection.id,
+        version_id=version.id,
+        version_number=version.number,
+        golden_set_id=golden.id,
+        golden_revision=golden.revision,
+        job_id=job.id,
+        trigger=trigger,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_eval_run(session: Session, run_id: str) -> EvalRun:
+    run = session.get(EvalRun, run_id)
+    if run is None:
+        raise NotFound(f"evaluation {run_id!r} does not exist")
+    return run
+
+
+def list_eval_runs(
+    session: Session, collection: Collection, offset: int = 0, limit: int = 100, version_number: int | None = None
+) -> tuple[Sequence[EvalRun], int]:
+    where = [EvalRun.collection_id == collection.id]
+    if version_number is not None:
+        where.append(EvalRun.version_number == version_number)
+    total = session.scalar(select(func.count()).select_from(EvalRun).where(*where)) or 0
+    items = session.scalars(
+        select(EvalRun).where(*where).order_by(EvalRun.created_at.desc()).offset(offset).limit(limit)
+    ).all()
+    return items, total
+
+
+def latest_eval_run(session: Session, version: Version, golden_set_id: str | None = None) -> EvalRun | None:
+    query = select(EvalRun).where(EvalRun.version_id == version.id, EvalRun.status == JobStatus.succeeded)
+    if golden_set_id is not None:
+        query = query.where(EvalRun.golden_set_id == golden_set_id)
+    return session.scalar(query.order_by(EvalRun.created_at.desc()).limit(1))

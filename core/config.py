@@ -73,6 +73,40 @@ class RetrievalConfig(BaseModel):
     )
 
 
+METRICS = (
+    "context_precision",
+    "context_recall",
+    "llm_context_precision",
+    "llm_context_recall",
+    "faithfulness",
+    "answer_relevancy",
+)
+Metric = Literal[
+    "context_precision",
+    "context_recall",
+    "llm_context_precision",
+    "llm_context_recall",
+    "faithfulness",
+    "answer_relevancy",
+]
+
+
+def _default_gate() -> dict[Metric, float]:
+    return {"context_precision": 0.05, "context_recall": 0.05, "faithfulness": 0.05}
+
+
+class EvaluationConfig(BaseModel):
+    """Which golden set and metrics evaluate the collection, and the promotion gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    golden_set_revision: int | None = Field(default=None, ge=1, description="Pin a golden set; default the newest.")
+    gate: dict[Metric, float] = Field(
+        default_factory=_default_gate,
+        description="publish_policy gated: largest allowed drop of each metric against the live version.",
+    )
+
+
 class CollectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -84,9 +118,12 @@ class CollectionConfig(BaseModel):
         max_length=8000,
         description="LLM prompt; must contain {context} and {question}.",
     )
-    publish_policy: Literal["auto", "manual"] = Field(
-        default="auto", description="auto: a successfully built version goes live; manual: publish by hand."
+    publish_policy: Literal["auto", "manual", "gated"] = Field(
+        default="auto",
+        description="auto: a built version goes live; manual: publish by hand; "
+        "gated: evaluated first, live only if no gated metric regresses.",
     )
+    evaluation: EvaluationConfig = EvaluationConfig()
     keep_versions: int = Field(default=5, ge=0, le=1000, description="Non-live versions kept queryable.")
 
     @model_validator(mode="after")

@@ -80,3 +80,7 @@ class DocumentParseError(RagkeepError):
     """A document that cannot be turned into chunks; fails that document alone."""
 
     status_code = 422
+
+
+class GoldenSetMissing(Conflict):
+    """An evaluation needs a golden set and the collection has none."""

@@ -79,6 +79,8 @@ class JobStatus(StrEnum):
 class JobKind(StrEnum):
     ingest = "ingest"
     build = "build"
+    evaluate = "evaluate"
+    report = "report"
 
 
 class Collection(Base):
@@ -158,6 +160,8 @@ class Version(Base):
     # Blob (in the collection's namespace) holding the version's BM25 index for hybrid retrieval.
     bm25_sha256: Mapped[str | None] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # publish_policy "gated": {"passed": bool, "reasons": [...], "against": N, "evaluation_id": ...}.
+    gate: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The version that was live when this one was published: rollback pops back to it.
     replaced_version_id: Mapped[str | None] = mapped_column(String(32))
     build_seconds: Mapped[float | None] = mapped_column(Float)
@@ -243,3 +247,90 @@ class QueryLog(Base):
     model: Mapped[str | None] = mapped_column(String(128))
     client: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class GoldenSet(Base):
+    """One revision of a collection's golden set (questions with references)."""
+
+    __tablename__ = "golden_sets"
+    __table_args__ = (UniqueConstraint("collection_id", "revision"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255))
+    source_format: Mapped[str] = mapped_column(String(16))
+    item_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    items: Mapped[list[GoldenItem]] = relationship(order_by="GoldenItem.position", cascade="all, delete-orphan")
+
+
+class GoldenItem(Base):
+    __tablename__ = "golden_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    golden_set_id: Mapped[str] = mapped_column(ForeignKey("golden_sets.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    reference_answer: Mapped[str] = mapped_column(Text, default="")
+    reference_contexts: Mapped[list[Any]] = mapped_column(default=list)
+    reference_documents: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class EvalRun(Base):
+    """RAGAS scores of one version on one golden-set revision."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+    version_number: Mapped[int] = mapped_column(Integer)
+    golden_set_id: Mapped[str] = mapped_column(ForeignKey("golden_sets.id", ondelete="CASCADE"))
+    golden_revision: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
+    # {metric: {"mean", "ci_low", "ci_high", "measured", "not_measured"}}
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    answer_mode: Mapped[str | None] = mapped_column(String(16))
+    judge_model: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class EvalResult(Base):
+    __tablename__ = "eval_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    retrieved_chunk_ids: Mapped[list[Any]] = mapped_column(default=list)
+    retrieved_filenames: Mapped[list[Any]] = mapped_column(default=list)
+    # {metric: float or None (not measured)}
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Report(Base):
+    """An owner report; kept even when sending fails, so it stays readable through the API."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    chart_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed | no_recipients
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()

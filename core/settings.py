@@ -45,6 +45,38 @@ class LLMSettings(BaseModel):
         return bool(self.base_url and self.model)
 
 
+class JudgeSettings(BaseModel):
+    """The judge LLM for RAGAS's LLM metrics (faithfulness, answer relevancy, LLM context precision/recall)."""
+
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint; unset: LLM metrics not measured."
+    )
+    model: str | None = Field(default=None, description="Judge model name.")
+    api_key: str = Field(default="", description="Bearer key for the judge endpoint.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Per judge call.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class SMTPSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="SMTP server for owner reports.")
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str = Field(default="", description="Login (empty: no AUTH).")
+    password: str = Field(default="", description="Password for the login.")
+    starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+    sender: str = Field(default="ragkeep@localhost", description="From address of reports.")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class EvalSettings(BaseModel):
+    schedule: str = Field(default="0 2 * * *", description="Nightly evaluation + reports, crontab in UTC.")
+    trend_runs: int = Field(default=10, ge=2, le=100, description="Runs shown in the report's trend chart.")
+    bootstrap_samples: int = Field(default=2000, ge=100, le=100000, description="Resamples for intervals.")
+    worst_questions: int = Field(default=5, ge=1, le=50, description="Worst questions listed in reports.")
+
+
 class QuerySettings(BaseModel):
     index_cache_size: int = Field(default=32, ge=1, description="Version indexes kept warm per API process.")
     max_top_k: int = Field(default=50, ge=1, le=500, description="Largest top_k a request may ask for.")
@@ -73,6 +105,9 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     llm: LLMSettings = LLMSettings()
     query: QuerySettings = QuerySettings()
+    judge: JudgeSettings = JudgeSettings()
+    smtp: SMTPSettings = SMTPSettings()
+    eval: EvalSettings = EvalSettings()
 
     @property
     def resolved_data_dir(self) -> Path:

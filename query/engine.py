@@ -42,6 +42,7 @@ class QueryRequest:
     mode: Mode = "answer"
     history: Sequence[tuple[str, str]] = ()
     client: str | None = None
+    record: bool = True  # False for evaluation runs: they are not user traffic
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class QueryResult:
     latency_ms: dict[str, float]
     warnings: list[str]
     model: str | None
+    sources: list[Citation] = field(default_factory=list)  # every retrieved chunk, cited or not
 
 
 @dataclass
@@ -172,11 +174,12 @@ class QueryEngine:
     def _finish(
         self, request: QueryRequest, prepared: _Prepared, answer: Answer | None, generate_ms: float
     ) -> QueryResult:
+        sources = [_citation(n, hit) for n, hit in enumerate(prepared.hits, start=1)]
         if answer is None:  # retrieve mode: every hit is a citation
-            citations = [_citation(n, hit) for n, hit in enumerate(prepared.hits, start=1)]
+            citations = sources
             answer = Answer("", "none", [])
         else:
-            citations = [_citation(n, prepared.hits[n - 1]) for n in answer.cited]
+            citations = [sources[n - 1] for n in answer.cited]
         usage = {
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
@@ -188,6 +191,20 @@ class QueryEngine:
             "total": round((time.perf_counter() - prepared.started) * 1000, 2),
         }
         model = self.llm.model if answer.mode == "llm" and self.llm else None
+        if not request.record:
+            return QueryResult(
+                "",
+                prepared.collection.name,
+                prepared.version.number,
+                answer.text,
+                answer.mode,
+                citations,
+                usage,
+                latency,
+                answer.warnings,
+                model,
+                sources,
+            )
         row = QueryLog(
             collection_id=prepared.collection.id,
             version_number=prepared.version.number,

@@ -2,6 +2,8 @@
 
 It answers with the first sentence of context passage [1], cited as ``[1]``, so the real
 client path (LlamaIndex's OpenAI-like LLM, the openai package) is exercised end to end.
+As a judge it answers ragas 0.4.3's prompts with the JSON they expect, each verdict
+decided by word overlap, so RAGAS's real faithfulness code path runs.
 The model name selects failure modes: ``slow`` sleeps past any sane timeout and
 ``broken`` answers HTTP 500.
 """
@@ -16,6 +18,62 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# ragas 0.4.3 judge prompts (ragas.metrics.collections), recognised by their instruction text.
+_JUDGE_PROMPTS = {
+    "Break down each sentence into one or more fully understandable statements": "statements",
+    "judge the faithfulness of a series of statements based on a given context": "nli",
+    "verify if the context was useful in arriving at the given answer": "precision",
+    "classify if the statement can be attributed to the given context or not": "recall",
+    "Generate a question for the given answer and identify if the answer is noncommittal": "relevancy",
+}
+_JUDGE_INPUT = re.compile(r"Now perform the same with the following input\s*\ninput:\s*(\{.*\})\s*\nOutput:\s*$", re.S)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _supported(claim: str, reference: str) -> int:
+    """1 when at least half of the claim's words of 4+ letters occur in the reference."""
+    words = [w for w in _WORD.findall(claim.lower()) if len(w) >= 4]
+    if not words:
+        return 1
+    known = set(_WORD.findall(reference.lower()))
+    return int(sum(w in known for w in words) * 2 >= len(words))
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+def judge_answer(prompt: str) -> dict[str, Any] | None:
+    """The JSON a judge returns for a ragas prompt, decided by word overlap; None if not a judge prompt."""
+    kind = next((k for marker, k in _JUDGE_PROMPTS.items() if marker in prompt), None)
+    match = _JUDGE_INPUT.search(prompt)
+    if kind is None or match is None:
+        return None
+    data = json.loads(match.group(1))
+    if kind == "statements":
+        return {"statements": _sentences(data.get("answer", "")) or ["(empty)"]}
+    if kind == "nli":
+        context = data.get("context", "")
+        return {
+            "statements": [
+                {"statement": s, "reason": "checked against the context", "verdict": _supported(s, context)}
+                for s in data.get("statements", [])
+            ]
+        }
+    if kind == "precision":
+        return {"reason": "word overlap", "verdict": _supported(data.get("answer", ""), data.get("context", ""))}
+    if kind == "recall":
+        context = data.get("context", "")
+        return {
+            "classifications": [
+                {"statement": s, "reason": "word overlap", "attributed": _supported(s, context)}
+                for s in _sentences(data.get("answer", "")) or ["(empty)"]
+            ]
+        }
+    response = data.get("response", "").strip()
+    return {"question": (response.rstrip(" .!?") or "What") + "?", "noncommittal": 0}
+
 
 _PASSAGE = re.compile(r"^\[1\] \([^)]*\)\n(.+?)(?:\n\n\[2\]|\n\nQuestion:|\Z)", re.S | re.M)
 
@@ -58,7 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = request["messages"][-1]["content"]
         if isinstance(prompt, list):
             prompt = " ".join(part.get("text", "") for part in prompt)
-        answer = scripted_answer(prompt)
+        first_user = next((m["content"] for m in request["messages"] if m.get("role") == "user"), "")
+        judged = judge_answer(first_user if isinstance(first_user, str) else "")
+        answer = json.dumps(judged) if judged is not None else scripted_answer(prompt)
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(answer.split()),

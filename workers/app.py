@@ -19,6 +19,15 @@ from workers.names import ROUTES, Queue, TaskName, queue_name
 VISIBILITY_TIMEOUT_S = 4 * 3600
 
 
+def nightly_schedule(expression: str) -> crontab:
+    """A five-field crontab expression (minute hour day-of-month month day-of-week), UTC."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"RAGKEEP_EVAL__SCHEDULE must have 5 crontab fields, got {expression!r}")
+    minute, hour, day_of_month, month, day_of_week = fields
+    return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)
+
+
 def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
     prefix = settings.queue_prefix
     limits = settings.worker
@@ -54,6 +63,11 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
                 "task": TaskName.reconcile.value,
                 "schedule": float(limits.reconcile_interval_s),
                 "options": {"queue": queue_name(Queue.maintenance, prefix), "expires": limits.reconcile_interval_s},
+            },
+            "nightly-evaluation": {
+                "task": TaskName.nightly.value,
+                "schedule": nightly_schedule(settings.eval.schedule),
+                "options": {"queue": queue_name(Queue.maintenance, prefix), "expires": 6 * 3600},
             },
             "prune-query-log": {
                 "task": TaskName.prune_query_log.value,

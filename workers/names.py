@@ -10,12 +10,17 @@ class TaskName(StrEnum):
     build_version = "ingest.build_version"
     reconcile = "maintenance.reconcile"
     prune_query_log = "maintenance.prune_query_log"
+    evaluate = "eval.run"
+    nightly = "eval.nightly"
+    nightly_collection = "eval.nightly_collection"
+    send_report = "report.send"
 
 
 class Queue(StrEnum):
     ingest = "ingest"
     build = "build"
     maintenance = "maintenance"
+    eval = "eval"
 
 
 ROUTES: dict[TaskName, Queue] = {
@@ -23,6 +28,10 @@ ROUTES: dict[TaskName, Queue] = {
     TaskName.build_version: Queue.build,
     TaskName.reconcile: Queue.maintenance,
     TaskName.prune_query_log: Queue.maintenance,
+    TaskName.evaluate: Queue.eval,
+    TaskName.nightly: Queue.maintenance,
+    TaskName.nightly_collection: Queue.eval,
+    TaskName.send_report: Queue.maintenance,
 }
 
 

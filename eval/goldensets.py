@@ -1,0 +1,114 @@
+"""Golden-set files: JSONL lines, or LlamaIndex's ``LabelledRagDataset`` JSON (``rag_dataset.json``).
+
+Parsing is all-or-nothing: every malformed line is reported with its line number and
+nothing is stored, so a golden set never silently loses questions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from core.errors import InvalidInput
+
+MAX_ITEMS = 5000
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+
+
+class GoldenItemIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+    reference_answer: Annotated[str, StringConstraints(max_length=20000)] = ""
+    reference_contexts: Annotated[list[Text], Field(max_length=50)] = []
+    reference_documents: Annotated[list[Text], Field(max_length=50)] = []
+    tags: Annotated[list[Text], Field(max_length=50)] = []
+
+
+@dataclass(frozen=True)
+class ParsedGoldenSet:
+    source_format: str
+    items: list[GoldenItemIn]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where or 'value'}: {first.get('msg', 'invalid')}"
+
+
+def _from_llamaindex(payload: dict[str, Any]) -> list[GoldenItemIn]:
+    examples = payload.get("examples")
+    if not isinstance(examples, list):
+        raise InvalidInput("a LabelledRagDataset JSON needs an 'examples' list")
+    items, problems = [], []
+    for number, example in enumerate(examples, start=1):
+        if not isinstance(example, dict):
+            problems.append(f"example {number}: not an object")
+            continue
+        try:
+            items.append(
+                GoldenItemIn(
+                    question=example.get("query", ""),
+                    reference_answer=example.get("reference_answer") or "",
+                    reference_contexts=example.get("reference_contexts") or [],
+                )
+            )
+        except ValidationError as exc:
+            problems.append(f"example {number}: {_describe(exc)}")
+    if problems:
+        raise InvalidInput("golden set rejected, nothing stored: " + "; ".join(problems[:20]))
+    return items
+
+
+def _from_jsonl(text: str) -> list[GoldenItemIn]:
+    items, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"line {number}: not a JSON object")
+            continue
+        try:
+            items.append(GoldenItemIn.model_validate(value))
+        except ValidationError as exc:
+            problems.append(f"line {number}: {_describe(exc)}")
+    if problems:
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise InvalidInput("golden set rejected, nothing stored: " + "; ".join(problems[:20]) + more)
+    return items
+
+
+def parse_golden_set(data: bytes) -> ParsedGoldenSet:
+    """Parse an uploaded golden set; raise ``InvalidInput`` naming every bad line."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("golden set must be UTF-8 text (JSONL or LabelledRagDataset JSON)") from None
+    stripped = text.lstrip()
+    if not stripped:
+        raise InvalidInput("golden set is empty")
+    source_format, items = "jsonl", None
+    if stripped.startswith("{") and "\n{" not in stripped.strip():
+        # One JSON document: a LabelledRagDataset (or a single JSONL line).
+        try:
+            payload = json.loads(stripped)
+        except json.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict) and "examples" in payload:
+            source_format, items = "llamaindex", _from_llamaindex(payload)
+    if items is None:
+        items = _from_jsonl(text)
+    if not items:
+        raise InvalidInput("golden set has no questions")
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(f"golden set has {len(items)} questions; at most {MAX_ITEMS}")
+    return ParsedGoldenSet(source_format, items)

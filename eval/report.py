@@ -1,0 +1,225 @@
+"""The owner report of a collection: data from the catalog, a trend chart, HTML and text renderings."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.config import METRICS
+from core.models import (
+    Collection,
+    Document,
+    DocumentRevision,
+    DocumentStatus,
+    EvalResult,
+    EvalRun,
+    Job,
+    JobStatus,
+    QueryLog,
+    Report,
+    Version,
+    utcnow,
+)
+from core.settings import EvalSettings
+from eval.runner import scores_by_position
+from eval.stats import paired_delta
+
+CHART_CID = "trend-chart@ragkeep"
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    subject: str
+    html: str
+    text: str
+    chart_png: bytes | None
+    context: dict[str, Any]
+
+
+def _since(session: Session, collection: Collection) -> datetime:
+    last = session.scalar(
+        select(func.max(Report.created_at)).where(Report.collection_id == collection.id, Report.status == "sent")
+    )
+    return last or utcnow() - timedelta(days=7)
+
+
+def _delta(session: Session, base: EvalRun | None, run: EvalRun, metric: str, samples: int) -> float | None:
+    if base is None or base.golden_set_id != run.golden_set_id:
+        return None
+    return paired_delta(
+        metric, scores_by_position(session, base, metric), scores_by_position(session, run, metric), samples
+    ).delta
+
+
+def _chart(runs: list[EvalRun]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {m: [(i, r.metrics.get(m, {}).get("mean")) for i, r in enumerate(runs)] for m in METRICS}
+    series = {m: [(i, v) for i, v in points if v is not None] for m, points in series.items()}
+    series = {m: points for m, points in series.items() if points}
+    if not series:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=100)
+    for metric, points in series.items():
+        axis.plot([i for i, _ in points], [v for _, v in points], marker="o", label=metric)
+    axis.set_xticks(range(len(runs)), [f"v{r.version_number}\n{r.created_at:%m-%d}" for r in runs], fontsize=7)
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel("score")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def build_report(session: Session, collection: Collection, settings: EvalSettings) -> RenderedReport:
+    """Gather everything the owners should know since the last sent report and render it."""
+    since = _since(session, collection)
+    live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
+    runs_desc = session.scalars(
+        select(EvalRun)
+        .where(EvalRun.collection_id == collection.id, EvalRun.status == JobStatus.succeeded)
+        .order_by(EvalRun.created_at.desc())
+        .limit(settings.trend_runs)
+    ).all()
+    live_run = next((r for r in runs_desc if live is not None and r.version_id == live.id), None)
+    metrics: list[dict[str, Any]] = []
+    worst: list[dict[str, Any]] = []
+    if live_run is not None:
+        previous_run = session.scalar(
+            select(EvalRun)
+            .where(
+                EvalRun.version_id == live_run.version_id,
+                EvalRun.status == JobStatus.succeeded,
+                EvalRun.created_at < live_run.created_at,
+            )
+            .order_by(EvalRun.created_at.desc())
+            .limit(1)
+        )
+        previous_version_run = None
+        if live is not None and live.replaced_version_id:
+            previous_version_run = session.scalar(
+                select(EvalRun)
+                .where(
+                    EvalRun.version_id == live.replaced_version_id,
+                    EvalRun.golden_set_id == live_run.golden_set_id,
+                    EvalRun.status == JobStatus.succeeded,
+                )
+                .order_by(EvalRun.created_at.desc())
+                .limit(1)
+            )
+        for metric in METRICS:
+            stats = live_run.metrics.get(metric) or {}
+            metrics.append(
+                {
+                    "name": metric,
+                    "mean": stats.get("mean"),
+                    "ci_low": stats.get("ci_low"),
+                    "ci_high": stats.get("ci_high"),
+                    "measured": stats.get("measured", 0),
+                    "not_measured": stats.get("not_measured", 0),
+                    "delta_previous_run": _delta(session, previous_run, live_run, metric, settings.bootstrap_samples),
+                    "delta_previous_version": _delta(
+                        session, previous_version_run, live_run, metric, settings.bootstrap_samples
+                    ),
+                }
+            )
+        rows = session.scalars(select(EvalResult).where(EvalResult.run_id == live_run.id)).all()
+
+        def badness(row: EvalResult) -> float:
+            values = [float(v) for v in row.scores.values() if v is not None]
+            return min(values) if values else 2.0
+
+        for row in sorted(rows, key=badness)[: settings.worst_questions]:
+            worst.append(
+                {
+                    "question": row.question,
+                    "answer": row.answer[:400],
+                    "scores": {k: v for k, v in row.scores.items() if v is not None},
+                    "sources": list(dict.fromkeys(f for f in row.retrieved_filenames if f)),
+                }
+            )
+    gates = [
+        {"number": v.number, "state": v.state, **v.gate}
+        for v in session.scalars(
+            select(Version)
+            .where(Version.collection_id == collection.id, Version.created_at >= since)
+            .order_by(Version.number)
+        )
+        if v.gate
+    ]
+    failed_documents = [
+        {"filename": filename, "revision": rev.number, "error": rev.error}
+        for rev, filename in session.execute(
+            select(DocumentRevision, Document.filename)
+            .join(Document, Document.id == DocumentRevision.document_id)
+            .where(
+                DocumentRevision.collection_id == collection.id,
+                DocumentRevision.status == DocumentStatus.failed,
+                DocumentRevision.parsed_at >= since,
+            )
+        )
+    ]
+    failed_jobs = [
+        {"id": job.id, "kind": job.kind, "error": job.error}
+        for job in session.scalars(
+            select(Job).where(
+                Job.collection_id == collection.id, Job.status == JobStatus.failed, Job.finished_at >= since
+            )
+        )
+    ]
+    volume = dict(
+        session.execute(
+            select(QueryLog.answer_mode, func.count())
+            .where(QueryLog.collection_id == collection.id, QueryLog.created_at >= since)
+            .group_by(QueryLog.answer_mode)
+        ).all()
+    )
+    runs = list(reversed(runs_desc))
+    context = {
+        "collection": collection,
+        "since": since,
+        "generated_at": utcnow(),
+        "live": live,
+        "live_run": live_run,
+        "metrics": metrics,
+        "worst": worst,
+        "gates": gates,
+        "failed_documents": failed_documents,
+        "failed_jobs": failed_jobs,
+        "query_volume": {"total": sum(volume.values()), "by_mode": volume},
+        "chart_cid": CHART_CID,
+    }
+    chart = _chart(runs)
+    context["has_chart"] = chart is not None
+    headline = "no evaluation yet"
+    if live_run is not None:
+        shown = [m for m in metrics if m["mean"] is not None][:2]
+        headline = ", ".join(f"{m['name']} {m['mean']:.2f}" for m in shown) or "nothing measured"
+    version_label = f"v{live.number}" if live else "no live version"
+    subject = f"[ragkeep] {collection.name}: {version_label}, {headline}"
+    return RenderedReport(
+        subject=subject,
+        html=_TEMPLATES.get_template("report.html.j2").render(**context),
+        text=_TEMPLATES.get_template("report.txt.j2").render(**context),
+        chart_png=chart,
+        context=context,
+    )

@@ -1,0 +1,171 @@
+"""Evaluate one version on one golden-set revision, and compare two runs.
+
+Each golden question goes through the same retrieval and answer path as ``/query``
+(``QueryEngine``), pinned to the version under test; RAGAS then scores the retrieved
+contexts and the answer. Per-question rows and aggregates with 95% bootstrap
+intervals are stored on the run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.config import METRICS
+from core.errors import GoldenSetMissing, InvalidInput
+from core.models import Collection, EvalResult, EvalRun, GoldenItem, GoldenSet, JobStatus, utcnow
+from eval.ragas_adapter import RagasScorer, Sample
+from eval.stats import MetricDelta, aggregate, gate_decision, paired_delta
+from query.engine import QueryEngine, QueryRequest
+
+
+def golden_items(session: Session, run: EvalRun) -> Sequence[GoldenItem]:
+    return session.scalars(
+        select(GoldenItem).where(GoldenItem.golden_set_id == run.golden_set_id).order_by(GoldenItem.position)
+    ).all()
+
+
+def run_evaluation(
+    session: Session,
+    engine: QueryEngine,
+    scorer: RagasScorer,
+    collection: Collection,
+    run: EvalRun,
+    bootstrap_samples: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Answer every golden question with the run's version, score it, store rows and aggregates."""
+    items = golden_items(session, run)
+    if not items:
+        raise InvalidInput("the golden set has no questions")
+    samples: list[Sample] = []
+    answered: list[tuple[GoldenItem, Any]] = []
+    modes: Counter[str] = Counter()
+    for done, item in enumerate(items, start=1):
+        result = engine.query(
+            QueryRequest(collection=collection.name, question=item.question, version=run.version_number, record=False)
+        )
+        modes[result.answer_mode] += 1
+        answered.append((item, result))
+        samples.append(
+            Sample(
+                question=item.question,
+                answer=result.answer,
+                retrieved_contexts=[source.text for source in result.sources],
+                retrieved_documents=[source.filename or "" for source in result.sources],
+                reference_answer=item.reference_answer,
+                reference_contexts=list(item.reference_contexts),
+                reference_documents=list(item.reference_documents),
+            )
+        )
+        if on_progress:
+            on_progress(done, len(items) * 2)
+    scores = scorer.score(samples)
+    session.query(EvalResult).filter(EvalResult.run_id == run.id).delete()  # a retried run starts clean
+    for (item, result), row_scores in zip(answered, scores, strict=True):
+        session.add(
+            EvalResult(
+                run_id=run.id,
+                position=item.position,
+                question=item.question,
+                answer=result.answer,
+                retrieved_chunk_ids=[s.chunk_id for s in result.sources],
+                retrieved_filenames=[s.filename for s in result.sources],
+                scores=row_scores,
+            )
+        )
+    run.metrics = {metric: aggregate([row.get(metric) for row in scores], bootstrap_samples) for metric in METRICS}
+    run.answer_mode = modes.most_common(1)[0][0]
+    run.judge_model = scorer.judge_model
+    run.status = JobStatus.succeeded
+    run.finished_at = utcnow()
+    if on_progress:
+        on_progress(len(items) * 2, len(items) * 2)
+
+
+def scores_by_position(session: Session, run: EvalRun, metric: str) -> dict[int, float | None]:
+    rows = session.scalars(select(EvalResult).where(EvalResult.run_id == run.id))
+    return {row.position: row.scores.get(metric) for row in rows}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: EvalRun
+    candidate: EvalRun
+    deltas: list[MetricDelta]
+    worse: list[dict[str, Any]]
+
+
+def compare_runs(session: Session, base: EvalRun, candidate: EvalRun, samples: int, worst: int = 10) -> Comparison:
+    """Paired per-metric deltas (candidate - base) on the same golden questions, and what got worse."""
+    if base.golden_set_id != candidate.golden_set_id:
+        raise InvalidInput(
+            f"runs use different golden-set revisions ({base.golden_revision} and {candidate.golden_revision}); "
+            "compare runs on the same revision"
+        )
+    deltas = [
+        paired_delta(
+            metric, scores_by_position(session, base, metric), scores_by_position(session, candidate, metric), samples
+        )
+        for metric in METRICS
+    ]
+    base_rows = {r.position: r for r in session.scalars(select(EvalResult).where(EvalResult.run_id == base.id))}
+    worse: list[dict[str, Any]] = []
+    for row in session.scalars(select(EvalResult).where(EvalResult.run_id == candidate.id)):
+        before = base_rows.get(row.position)
+        if before is None:
+            continue
+        drops = {
+            metric: round(float(before.scores[metric]) - float(row.scores[metric]), 4)
+            for metric in METRICS
+            if before.scores.get(metric) is not None
+            and row.scores.get(metric) is not None
+            and float(row.scores[metric]) < float(before.scores[metric])
+        }
+        if drops:
+            worse.append(
+                {
+                    "position": row.position,
+                    "question": row.question,
+                    "drops": drops,
+                    "retrieved_before": before.retrieved_filenames,
+                    "retrieved_after": row.retrieved_filenames,
+                }
+            )
+    worse.sort(key=lambda item: -max(dict(item["drops"]).values()))
+    return Comparison(base, candidate, deltas, worse[:worst])
+
+
+def gate(
+    session: Session, base: EvalRun, candidate: EvalRun, thresholds: dict[str, float], samples: int
+) -> dict[str, Any]:
+    """The promotion decision for ``candidate`` against the live version's run ``base``."""
+    comparison = compare_runs(session, base, candidate, samples)
+    passed, reasons = gate_decision(comparison.deltas, thresholds)
+    return {
+        "passed": passed,
+        "reasons": reasons,
+        "against": base.version_number,
+        "evaluation_id": candidate.id,
+        "base_evaluation_id": base.id,
+        "deltas": {d.metric: d.delta for d in comparison.deltas if d.metric in thresholds},
+    }
+
+
+def latest_golden_set(session: Session, collection: Collection, revision: int | None) -> GoldenSet:
+    query = select(GoldenSet).where(GoldenSet.collection_id == collection.id)
+    if revision is not None:
+        query = query.where(GoldenSet.revision == revision)
+    golden = session.scalar(query.order_by(GoldenSet.revision.desc()).limit(1))
+    if golden is None:
+        raise GoldenSetMissing(
+            f"collection {collection.name!r} has no golden set"
+            + (f" revision {revision}" if revision else "")
+            + "; upload one first"
+        )
+    return golden
