@@ -43,6 +43,7 @@ from core.models import (
     JobKind,
     JobStatus,
     QueryLog,
+    Report,
     Version,
     VersionDocument,
     VersionState,
@@ -560,3 +561,17 @@ def latest_eval_run(session: Session, version: Version, golden_set_id: str | Non
     if golden_set_id is not None:
         query = query.where(EvalRun.golden_set_id == golden_set_id)
     return session.scalar(query.order_by(EvalRun.created_at.desc()).limit(1))
+
+
+def list_reports(session: Session, collection: Collection, offset: int, limit: int) -> tuple[Sequence[Report], int]:
+    where = Report.collection_id == collection.id
+    total = session.scalar(select(func.count()).select_from(Report).where(where)) or 0
+    items = session.scalars(select(Report).where(where).order_by(Report.created_at.desc()).offset(offset).limit(limit))
+    return items.all(), total
+
+
+def get_report(session: Session, collection: Collection, report_id: str) -> Report:
+    report = session.get(Report, report_id)
+    if report is None or report.collection_id != collection.id:
+        raise NotFound(f"report {report_id!r} does not exist in collection {collection.name!r}")
+    return report

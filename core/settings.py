@@ -67,7 +67,9 @@ class SMTPSettings(BaseModel):
     password: str = Field(default="", description="Password for the login.")
     starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
     sender: str = Field(default="ragkeep@localhost", description="From address of reports.")
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="Per SMTP connection.")
+    retries: int = Field(default=5, ge=0, le=20, description="Sending attempts after the first one.")
+    retry_delay_s: float = Field(default=15.0, ge=0, description="First retry delay; doubles each time (max 600).")
 
 
 class EvalSettings(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,36 @@ from core.settings import JudgeSettings
 
 log = logging.getLogger(__name__)
 
+_SPACE = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _normalized(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def reference_pieces(contexts: Sequence[str], size: int) -> list[str]:
+    """Reference passages cut at sentence ends into pieces of about ``size`` characters, normalised.
+
+    RAGAS's LLM-free context metrics compare strings by Levenshtein similarity: a whole
+    2,500-character reference page never resembles a 1,000-character chunk, so the
+    references are cut to the chunk size of the version under test. Whitespace and case
+    are normalised because PDF extractors disagree on them.
+    """
+    pieces: list[str] = []
+    for context in contexts:
+        current = ""
+        for sentence in _SENTENCE_END.split(_normalized(context)):
+            if current and len(current) + len(sentence) > size:
+                pieces.append(current)
+                current = ""
+            current = f"{current} {sentence}".strip()
+        if current:
+            pieces.append(current)
+    return pieces
+
+
 LLM_METRICS = ("llm_context_precision", "llm_context_recall", "faithfulness", "answer_relevancy")
-NON_LLM_METRICS = ("context_precision", "context_recall")
 JUDGE_CONCURRENCY = 4
 
 
@@ -110,7 +139,7 @@ class RagasScorer:
             "answer_relevancy": AnswerRelevancy(llm=llm, embeddings=_ragas_embeddings(embedder)),
         }
 
-    async def _non_llm(self, sample: Sample) -> dict[str, float | None]:
+    async def _non_llm(self, sample: Sample, piece_chars: int) -> dict[str, float | None]:
         from ragas.dataset_schema import SingleTurnSample
 
         scores: dict[str, float | None] = {"context_precision": None, "context_recall": None}
@@ -119,8 +148,8 @@ class RagasScorer:
         if sample.reference_contexts:
             row = SingleTurnSample(
                 user_input=sample.question,
-                retrieved_contexts=sample.retrieved_contexts,
-                reference_contexts=sample.reference_contexts,
+                retrieved_contexts=[_normalized(c) for c in sample.retrieved_contexts],
+                reference_contexts=reference_pieces(sample.reference_contexts, piece_chars),
             )
             scores["context_precision"] = _value(await self._string_precision.single_turn_ascore(row))
             scores["context_recall"] = _value(await self._string_recall.single_turn_ascore(row))
@@ -169,15 +198,19 @@ class RagasScorer:
         scores.update(zip(names, values, strict=True))
         return scores
 
-    async def _score_all(self, samples: Sequence[Sample]) -> list[dict[str, float | None]]:
+    async def _score_all(self, samples: Sequence[Sample], piece_chars: int) -> list[dict[str, float | None]]:
         gate = asyncio.Semaphore(JUDGE_CONCURRENCY)
         results = []
         for sample in samples:
-            scores = await self._non_llm(sample)
+            scores = await self._non_llm(sample, piece_chars)
             scores.update(await self._llm(sample, gate))
             results.append(scores)
         return results
 
-    def score(self, samples: Sequence[Sample]) -> list[dict[str, float | None]]:
-        """Per sample: every metric name -> score in [0, 1], or None when not measured."""
-        return asyncio.run(self._score_all(samples))
+    def score(self, samples: Sequence[Sample], piece_chars: int = 1000) -> list[dict[str, float | None]]:
+        """Per sample: every metric name -> score in [0, 1], or None when not measured.
+
+        ``piece_chars`` is the chunk size of the version under test (reference passages
+        are cut to it for the string-similarity metrics).
+        """
+        return asyncio.run(self._score_all(samples, piece_chars))

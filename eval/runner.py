@@ -16,9 +16,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import catalog
 from core.config import METRICS
-from core.errors import GoldenSetMissing, InvalidInput
-from core.models import Collection, EvalResult, EvalRun, GoldenItem, GoldenSet, JobStatus, utcnow
+from core.errors import GoldenSetMissing, InvalidInput, VersionDropped, VersionNotReady
+from core.models import (
+    Collection,
+    EvalResult,
+    EvalRun,
+    GoldenItem,
+    GoldenSet,
+    Job,
+    JobKind,
+    JobStatus,
+    Version,
+    VersionState,
+    utcnow,
+)
 from eval.ragas_adapter import RagasScorer, Sample
 from eval.stats import MetricDelta, aggregate, gate_decision, paired_delta
 from query.engine import QueryEngine, QueryRequest
@@ -65,7 +78,9 @@ def run_evaluation(
         )
         if on_progress:
             on_progress(done, len(items) * 2)
-    scores = scorer.score(samples)
+    version = session.get(Version, run.version_id)
+    piece_chars = int((version.config if version else {}).get("max_characters", 1000))
+    scores = scorer.score(samples, piece_chars)
     session.query(EvalResult).filter(EvalResult.run_id == run.id).delete()  # a retried run starts clean
     for (item, result), row_scores in zip(answered, scores, strict=True):
         session.add(
@@ -169,3 +184,17 @@ def latest_golden_set(session: Session, collection: Collection, revision: int | 
             + "; upload one first"
         )
     return golden
+
+
+def new_run(session: Session, collection: Collection, version: Version, trigger: str) -> tuple[EvalRun, Job]:
+    """Create an evaluation run of ``version`` on the collection's golden set, with its job (not committed)."""
+    if version.dropped_at is not None:
+        raise VersionDropped(f"version {version.number} was dropped; it cannot be evaluated")
+    if version.state not in (VersionState.ready, VersionState.live, VersionState.archived):
+        raise VersionNotReady(f"version {version.number} is {version.state}; only built versions can be evaluated")
+    config = catalog.collection_config(collection)
+    golden = latest_golden_set(session, collection, config.evaluation.golden_set_revision)
+    job = catalog.create_job(session, JobKind.evaluate, collection.id, total=golden.item_count * 2)
+    run = catalog.create_eval_run(session, collection, version, golden, trigger, job)
+    job.result = {"evaluation_id": run.id, "version": version.number}
+    return run, job

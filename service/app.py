@@ -16,7 +16,7 @@ from core.db import Database, create_schema
 from core.errors import RagkeepError
 from core.settings import Settings, get_settings
 from service.deps import AppState
-from service.routers import collections, documents, health, jobs, openai_compat, query, versions
+from service.routers import collections, documents, evaluations, health, jobs, openai_compat, query, versions
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.router,
         query.router,
         openai_compat.router,
+        evaluations.router,
     ):
         app.include_router(router)
     return app

@@ -140,6 +140,7 @@ class VersionRead(BaseModel):
     published_at: datetime | None
     dropped_at: datetime | None
     job_id: str | None
+    gate: dict[str, Any] = Field(default_factory=dict, description="publish_policy gated: the decision.")
 
 
 class BuildAccepted(BaseModel):
@@ -210,3 +211,83 @@ class QueryRead(BaseModel):
     usage: Usage
     latency_ms: Latency
     warnings: list[str] = []
+
+
+class GoldenSetRead(BaseModel):
+    revision: int
+    filename: str
+    source_format: str
+    item_count: int
+    created_at: datetime
+
+
+class EvaluationAccepted(BaseModel):
+    job_id: str
+    evaluation_id: str
+
+
+class MetricSummary(BaseModel):
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    measured: int
+    not_measured: int
+
+
+class EvalResultRead(BaseModel):
+    position: int
+    question: str
+    answer: str
+    retrieved_chunk_ids: list[str]
+    retrieved_filenames: list[str | None]
+    scores: dict[str, float | None]
+
+
+class EvaluationRead(BaseModel):
+    id: str
+    collection: str
+    version: int
+    golden_set_revision: int
+    trigger: str
+    status: str
+    metrics: dict[str, MetricSummary]
+    answer_mode: str | None
+    judge_model: str | None
+    error: str | None
+    job_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    results: list[EvalResultRead] | None = None
+
+
+class MetricDeltaRead(BaseModel):
+    metric: str
+    pairs: int
+    base_mean: float | None
+    candidate_mean: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class ComparisonRead(BaseModel):
+    base: EvaluationRead
+    candidate: EvaluationRead
+    deltas: list[MetricDeltaRead]
+    worse_questions: list[dict[str, Any]]
+
+
+class ReportAccepted(BaseModel):
+    job_id: str
+
+
+class ReportRead(BaseModel):
+    id: str
+    subject: str
+    recipients: list[str]
+    status: str
+    attempts: int
+    error: str | None
+    job_id: str | None
+    created_at: datetime
+    sent_at: datetime | None

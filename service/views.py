@@ -111,4 +111,5 @@ def version_read(version: Version) -> VersionRead:
         published_at=version.published_at,
         dropped_at=version.dropped_at,
         job_id=version.job_id,
+        gate=version.gate or {},
     )

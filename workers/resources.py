@@ -14,9 +14,12 @@ from chromadb.api import ClientAPI
 
 from core import chroma
 from core.blobs import BlobStore
+from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
 from core.embedding import Embedder
 from core.settings import Settings, get_settings
+from eval.ragas_adapter import RagasScorer
+from query.engine import QueryEngine
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -29,10 +32,27 @@ class Resources:
     blobs: BlobStore
     tasks: TaskClient
     embedders: dict[str, Embedder] = field(default_factory=dict)
+    _engine: QueryEngine | None = None
+    _scorer: RagasScorer | None = None
 
     @cached_property
     def chroma(self) -> ClientAPI:
         return chroma.connect(self.settings.resolved_chroma_url)
+
+    @property
+    def query_engine(self) -> QueryEngine:
+        """Evaluations answer through the same engine as the API's /query."""
+        if self._engine is None:
+            self._engine = QueryEngine(
+                self.settings, self.db, self.blobs, self.chroma, self.embedder(DEFAULT_EMBEDDING_MODEL)
+            )
+        return self._engine
+
+    @property
+    def scorer(self) -> RagasScorer:
+        if self._scorer is None:
+            self._scorer = RagasScorer(self.settings.judge, self.embedder(DEFAULT_EMBEDDING_MODEL))
+        return self._scorer
 
     def embedder(self, model_id: str) -> Embedder:
         if model_id not in self.embedders:
@@ -55,8 +75,6 @@ def init_resources(settings: Settings | None = None, warm: bool = True) -> Resou
         tasks=TaskClient(settings),
     )
     if warm:
-        from core.config import DEFAULT_EMBEDDING_MODEL
-
         _resources.embedder(DEFAULT_EMBEDDING_MODEL).embed(["warm-up"])
     return _resources
 

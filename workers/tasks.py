@@ -7,29 +7,35 @@ the catalog state and either finishes the work or does nothing.
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core import catalog
+from core import catalog, email
 from core import chroma as chroma_access
-from core.errors import ConcurrentChange, DocumentParseError
+from core.errors import ConcurrentChange, DocumentParseError, GoldenSetMissing, RagkeepError
 from core.models import (
     Collection,
     DocumentRevision,
     DocumentStatus,
+    EvalRun,
     Job,
     JobKind,
     JobStatus,
+    Report,
     Version,
     VersionState,
     utcnow,
 )
+from eval import runner
+from eval.report import CHART_CID, build_report
 from ingest import pipeline
 from workers.app import app
 from workers.names import TaskName
@@ -201,6 +207,8 @@ def build_version(self: Task, job_id: str) -> None:
 
         if config.publish_policy == "auto":
             _publish_if_newest(session, collection, version)
+        elif config.publish_policy == "gated":
+            _start_gate(session, res, collection, version)
         dropped = _apply_retention(session, res, collection, config.keep_versions)
         session.refresh(version)
         catalog.finish_job(
@@ -317,3 +325,225 @@ def prune_query_log() -> int:
         removed = catalog.prune_query_log(session, timedelta(days=res.settings.query.log_retention_days))
     log.info("pruned %d query log rows", removed)
     return removed
+
+
+# ----------------------------------------------------------------- evaluation
+
+
+def _evaluate_now(session: Session, res: Resources, run: EvalRun, job: Job) -> None:
+    """Run one evaluation in this task; record success or a readable failure on run and job."""
+    collection = catalog.get_collection_by_id(session, run.collection_id)
+    if collection is None:
+        return
+    catalog.start_job(session, job)
+    run.status = JobStatus.running
+    session.commit()
+
+    def progress(done: int, total: int) -> None:
+        job.progress_done, job.progress_total = done, total
+        session.commit()
+
+    try:
+        runner.run_evaluation(
+            session,
+            res.query_engine,
+            res.scorer,
+            collection,
+            run,
+            res.settings.eval.bootstrap_samples,
+            on_progress=progress,
+        )
+    except Exception as exc:
+        session.rollback()
+        log.warning("evaluation %s failed: %r", run.id, exc, exc_info=not isinstance(exc, RagkeepError))
+        run.status = JobStatus.failed
+        run.error = exc.detail if isinstance(exc, RagkeepError) else _reason(exc)
+        run.finished_at = utcnow()
+        catalog.finish_job(session, job, error=f"evaluation of version {run.version_number} failed: {run.error}")
+    else:
+        means = {metric: stats["mean"] for metric, stats in run.metrics.items() if stats["mean"] is not None}
+        catalog.finish_job(
+            session, job, result={"evaluation_id": run.id, "version": run.version_number, "metrics": means}
+        )
+    session.commit()
+
+
+def _decide_gate(session: Session, res: Resources, run: EvalRun) -> None:
+    """publish_policy gated: the candidate goes live only if no gated metric regresses against live."""
+    version = session.get(Version, run.version_id)
+    collection = catalog.get_collection_by_id(session, run.collection_id)
+    if version is None or collection is None:
+        return
+    config = catalog.collection_config(collection)
+    decision: dict[str, Any]
+    live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
+    if run.status != JobStatus.succeeded:
+        decision = {"passed": False, "reasons": [f"the evaluation failed: {run.error}"], "evaluation_id": run.id}
+    elif live is None or live.id == version.id:
+        decision = {"passed": True, "reasons": ["no live version to compare with"], "evaluation_id": run.id}
+    else:
+        base = catalog.latest_eval_run(session, live, run.golden_set_id)
+        if base is None:  # the live version was never scored on this golden set: score it now
+            base, base_job = runner.new_run(session, collection, live, "gate-baseline")
+            session.commit()
+            _evaluate_now(session, res, base, base_job)
+        if base.status != JobStatus.succeeded:
+            decision = {
+                "passed": False,
+                "reasons": [f"the live version's evaluation failed: {base.error}"],
+                "evaluation_id": run.id,
+            }
+        else:
+            decision = runner.gate(
+                session,
+                base,
+                run,
+                {str(k): v for k, v in config.evaluation.gate.items()},
+                res.settings.eval.bootstrap_samples,
+            )
+    version.gate = decision
+    session.commit()
+    if decision["passed"]:
+        _publish_if_newest(session, collection, version)
+
+
+def _start_gate(session: Session, res: Resources, collection: Collection, version: Version) -> None:
+    try:
+        run, _ = runner.new_run(session, collection, version, "gate")
+    except GoldenSetMissing as exc:
+        version.gate = {"passed": False, "reasons": [f"{exc.detail}; or publish this version by hand"]}
+        session.commit()
+        return
+    session.commit()
+    res.tasks.send(TaskName.evaluate, [run.id])
+
+
+@app.task(name=TaskName.evaluate, bind=True, max_retries=MAX_RETRIES)
+def evaluate(self: Task, run_id: str) -> None:
+    """Evaluate a version on a golden set; for a gated build, then decide whether it goes live."""
+    res = resources()
+    with res.db.session() as session:
+        run = session.get(EvalRun, run_id)
+        if run is None:
+            return
+        job = session.get(Job, run.job_id) if run.job_id else None
+        if run.status not in (JobStatus.succeeded, JobStatus.failed) and job is not None:
+            _evaluate_now(session, res, run, job)
+        version = session.get(Version, run.version_id)
+        if run.trigger == "gate" and version is not None and not version.gate:
+            _decide_gate(session, res, run)
+
+
+@app.task(name=TaskName.nightly)
+def nightly() -> int:
+    """Beat: evaluate and report every collection (one task per collection, spread over workers)."""
+    res = resources()
+    with res.db.session() as session:
+        ids = list(session.scalars(select(Collection.id)))
+    for collection_id in ids:
+        res.tasks.send(TaskName.nightly_collection, [collection_id])
+    return len(ids)
+
+
+@app.task(name=TaskName.nightly_collection)
+def nightly_collection(collection_id: str) -> None:
+    """Evaluate the live version and every ready version not yet scored on the golden set; then report."""
+    res = resources()
+    with res.db.session() as session:
+        collection = catalog.get_collection_by_id(session, collection_id)
+        if collection is None:
+            return
+        config = catalog.collection_config(collection)
+        try:
+            golden = runner.latest_golden_set(session, collection, config.evaluation.golden_set_revision)
+        except GoldenSetMissing:
+            golden = None
+        if golden is not None:
+            candidates = session.scalars(
+                select(Version)
+                .where(
+                    Version.collection_id == collection.id,
+                    Version.dropped_at.is_(None),
+                    Version.state.in_([VersionState.live, VersionState.ready]),
+                )
+                .order_by(Version.number)
+            ).all()
+            for version in candidates:
+                # The live version nightly (its score moves with prompts and models); others once.
+                if version.state == VersionState.ready and catalog.latest_eval_run(session, version, golden.id):
+                    continue
+                run, job = runner.new_run(session, collection, version, "nightly")
+                session.commit()
+                _evaluate_now(session, res, run, job)
+        report_job = catalog.create_job(session, JobKind.report, collection.id, total=1)
+        session.commit()
+    res.tasks.send(TaskName.send_report, [report_job.id])
+
+
+# -------------------------------------------------------------------- reports
+
+
+@app.task(name=TaskName.send_report, bind=True, max_retries=None)
+def send_report(self: Task, job_id: str) -> None:
+    """Build the collection's report (kept in the catalog) and email it to the owners; retry SMTP failures."""
+    res = resources()
+    with res.db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status in (JobStatus.succeeded, JobStatus.failed):
+            return
+        collection = catalog.get_collection_by_id(session, job.collection_id or "")
+        if collection is None:
+            catalog.finish_job(session, job, error="the collection was deleted")
+            return
+        catalog.start_job(session, job)
+        report = session.get(Report, job.result.get("report_id", "")) if job.result.get("report_id") else None
+        if report is None:
+            rendered = build_report(session, collection, res.settings.eval)
+            report = Report(
+                collection_id=collection.id,
+                subject=rendered.subject,
+                recipients=list(collection.owners),
+                html=rendered.html,
+                text=rendered.text,
+                chart_png=rendered.chart_png,
+                job_id=job.id,
+            )
+            session.add(report)
+            session.flush()
+            job.result = {**job.result, "report_id": report.id}
+            session.commit()
+        if not report.recipients:
+            report.status = "no_recipients"
+            catalog.finish_job(session, job, result={"report_id": report.id, "status": report.status})
+            return
+        report.attempts += 1
+        message = email.build_message(
+            res.settings.smtp.sender,
+            report.recipients,
+            report.subject,
+            report.text,
+            report.html,
+            report.chart_png,
+            CHART_CID if report.chart_png else None,
+        )
+        try:
+            email.send(res.settings.smtp, message)
+        except (OSError, smtplib.SMTPException) as exc:
+            report.error = f"{type(exc).__name__}: {exc}"[:500]
+            smtp = res.settings.smtp
+            if self.request.retries < smtp.retries:
+                session.commit()
+                raise self.retry(exc=exc, countdown=min(600.0, smtp.retry_delay_s * 2**self.request.retries)) from exc
+            report.status = "failed"
+            catalog.finish_job(
+                session,
+                job,
+                error=f"could not send the report after {report.attempts} attempts "
+                f"({report.error}); it stays readable at /collections/{collection.name}/reports/latest",
+                result={"report_id": report.id, "status": report.status},
+            )
+            return
+        report.status, report.sent_at, report.error = "sent", utcnow(), None
+        catalog.finish_job(
+            session, job, result={"report_id": report.id, "status": report.status, "recipients": report.recipients}
+        )

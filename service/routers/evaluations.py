@@ -1,0 +1,208 @@
+"""Golden sets, evaluation runs, comparisons and owner reports."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import catalog
+from core.errors import InvalidInput
+from core.models import Collection, EvalResult, EvalRun, JobKind
+from eval import runner
+from eval.goldensets import parse_golden_set
+from eval.report import CHART_CID, build_report
+from service.deps import SessionDep, SettingsDep, StateDep
+from service.routers.versions import VersionNumber
+from service.schemas import (
+    ComparisonRead,
+    EvalResultRead,
+    EvaluationAccepted,
+    EvaluationRead,
+    GoldenSetRead,
+    MetricDeltaRead,
+    Page,
+    ReportAccepted,
+    ReportRead,
+    error_responses,
+)
+from workers.names import TaskName
+
+router = APIRouter(tags=["evaluation"])
+ERRORS = error_responses(404, 409, 410, 413, 422)
+MAX_GOLDEN_SET_BYTES = 50 * 1024 * 1024
+
+
+def _inline_chart(html: str, chart: bytes | None) -> str:
+    """For the browser: the e-mail's cid: image reference becomes a data URI."""
+    if not chart:
+        return html
+    return html.replace(f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(chart).decode())
+
+
+def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) -> EvaluationRead:
+    collection = session.get(Collection, run.collection_id)
+    results = None
+    if with_results:
+        rows = session.scalars(select(EvalResult).where(EvalResult.run_id == run.id).order_by(EvalResult.position))
+        results = [
+            EvalResultRead(
+                position=r.position,
+                question=r.question,
+                answer=r.answer,
+                retrieved_chunk_ids=r.retrieved_chunk_ids,
+                retrieved_filenames=r.retrieved_filenames,
+                scores=r.scores,
+            )
+            for r in rows
+        ]
+    return EvaluationRead(
+        id=run.id,
+        collection=collection.name if collection else "",
+        version=run.version_number,
+        golden_set_revision=run.golden_revision,
+        trigger=run.trigger,
+        status=run.status,
+        metrics=run.metrics,
+        answer_mode=run.answer_mode,
+        judge_model=run.judge_model,
+        error=run.error,
+        job_id=run.job_id,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        results=results,
+    )
+
+
+@router.post("/collections/{name}/goldensets", status_code=201, responses=ERRORS)
+def upload_golden_set(
+    name: str,
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="JSONL, or LlamaIndex LabelledRagDataset JSON.")],
+) -> GoldenSetRead:
+    """Upload a golden set: a new revision. A malformed line rejects the whole file, naming the line."""
+    collection = catalog.get_collection(session, name)
+    data = file.file.read(MAX_GOLDEN_SET_BYTES + 1)
+    if len(data) > MAX_GOLDEN_SET_BYTES:
+        raise InvalidInput(f"golden set is larger than {MAX_GOLDEN_SET_BYTES // (1024 * 1024)} MiB")
+    parsed = parse_golden_set(data)
+    golden = catalog.create_golden_set(
+        session,
+        collection,
+        file.filename or "goldenset.jsonl",
+        parsed.source_format,
+        [item.model_dump() for item in parsed.items],
+    )
+    return GoldenSetRead.model_validate(golden, from_attributes=True)
+
+
+@router.get("/collections/{name}/goldensets", responses=ERRORS)
+def list_golden_sets(name: str, session: SessionDep) -> Page[GoldenSetRead]:
+    """Golden-set revisions, newest first, with their question counts."""
+    items = catalog.list_golden_sets(session, catalog.get_collection(session, name))
+    return Page[GoldenSetRead](
+        items=[GoldenSetRead.model_validate(g, from_attributes=True) for g in items], total=len(items)
+    )
+
+
+@router.post("/collections/{name}/versions/{number}/evaluations", status_code=202, responses=ERRORS)
+def evaluate_version(name: str, number: VersionNumber, session: SessionDep, state: StateDep) -> EvaluationAccepted:
+    """Evaluate a version on the collection's golden set (202 + job)."""
+    collection = catalog.get_collection(session, name)
+    run, job = runner.new_run(session, collection, catalog.get_version(session, collection, number), "manual")
+    catalog.mark_dispatched(session, [job.id])
+    session.commit()
+    state.tasks.send(TaskName.evaluate, [run.id])
+    return EvaluationAccepted(job_id=job.id, evaluation_id=run.id)
+
+
+@router.get("/collections/{name}/evaluations", responses=ERRORS)
+def list_evaluations(
+    name: str,
+    session: SessionDep,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[EvaluationRead]:
+    """Evaluation runs, newest first, with aggregate scores."""
+    collection = catalog.get_collection(session, name)
+    runs, total = catalog.list_eval_runs(session, collection, offset, limit, version)
+    return Page[EvaluationRead](items=[evaluation_read(session, r) for r in runs], total=total)
+
+
+@router.get("/evaluations/{evaluation_id}", responses=ERRORS)
+def get_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationRead:
+    """One run with its per-question rows."""
+    return evaluation_read(session, catalog.get_eval_run(session, evaluation_id), with_results=True)
+
+
+@router.get("/collections/{name}/evaluations/compare", responses=ERRORS)
+def compare(
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    base: Annotated[str, Query(description="Evaluation id of the baseline run.")],
+    candidate: Annotated[str, Query(description="Evaluation id of the candidate run.")],
+) -> ComparisonRead:
+    """Paired per-metric deltas (candidate - base) with bootstrap intervals, and the questions that got worse."""
+    collection = catalog.get_collection(session, name)
+    runs = [catalog.get_eval_run(session, run_id) for run_id in (base, candidate)]
+    if any(run.collection_id != collection.id for run in runs):
+        raise InvalidInput("both evaluations must belong to this collection")
+    comparison = runner.compare_runs(session, runs[0], runs[1], settings.eval.bootstrap_samples)
+    return ComparisonRead(
+        base=evaluation_read(session, comparison.base),
+        candidate=evaluation_read(session, comparison.candidate),
+        deltas=[MetricDeltaRead(**asdict(d)) for d in comparison.deltas],
+        worse_questions=comparison.worse,
+    )
+
+
+@router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=ERRORS)
+def latest_report(name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """The owners' report as a page, as of now."""
+    collection = catalog.get_collection(session, name)
+    rendered = build_report(session, collection, settings.eval)
+    html = rendered.html
+    if rendered.chart_png:
+        html = html.replace(
+            f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(rendered.chart_png).decode()
+        )
+    return HTMLResponse(html)
+
+
+@router.post("/collections/{name}/reports/send", status_code=202, responses=ERRORS)
+def send_report(name: str, session: SessionDep, state: StateDep) -> ReportAccepted:
+    """Build the report and email it to the owners now (202 + job)."""
+    collection = catalog.get_collection(session, name)
+    job = catalog.create_job(session, JobKind.report, collection.id, total=1)
+    catalog.mark_dispatched(session, [job.id])
+    session.commit()
+    state.tasks.send(TaskName.send_report, [job.id])
+    return ReportAccepted(job_id=job.id)
+
+
+@router.get("/collections/{name}/reports", responses=ERRORS)
+def list_reports(
+    name: str,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[ReportRead]:
+    """Reports built for the owners (sent or not), newest first."""
+    collection = catalog.get_collection(session, name)
+    reports, total = catalog.list_reports(session, collection, offset, limit)
+    return Page[ReportRead](items=[ReportRead.model_validate(r, from_attributes=True) for r in reports], total=total)
+
+
+@router.get("/collections/{name}/reports/{report_id}", response_class=HTMLResponse, responses=ERRORS)
+def get_report(name: str, report_id: str, session: SessionDep) -> HTMLResponse:
+    """A stored report as it was built (also when sending it failed)."""
+    collection = catalog.get_collection(session, name)
+    report = catalog.get_report(session, collection, report_id)
+    return HTMLResponse(_inline_chart(report.html, report.chart_png))
