@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from core.settings import Settings
 from tests.conftest import DATASETS, EXAMPLE_DOCS, REDIS_URL
 from tests.integration.conftest import Stack, run_stack
-from tests.processes import free_port
+from tests.processes import BIN, child_env, free_port
 from workers.app import create_celery
 from workers.client import TaskClient
 from workers.names import TaskName
@@ -300,3 +301,25 @@ def test_the_scheduled_task_runs_in_a_real_worker(solana: Stack, mailbox: tuple[
     assert any(r["trigger"] == "nightly" and r["version"] == 1 and r["status"] == "succeeded" for r in new_runs)
     subjects = [m["Subject"] for m in box.messages[before_mail:]]
     assert any(re.search(r"\bsolana\b", s) for s in subjects), subjects
+
+
+def test_cli_runs_an_evaluation_and_sends_a_report(solana: Stack, mailbox: tuple[Mailbox, int]) -> None:
+    env = child_env({"RAGKEEP_URL": solana.url})
+    evaluated = subprocess.run(
+        [str(BIN / "ragkeep"), "eval", "run", "--collection", "solana"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "of solana v1" in evaluated.stdout and re.search(r"context_recall\s+0\.\d{3}", evaluated.stdout)
+    assert re.search(r"faithfulness\s+not measured \(58 questions\)", evaluated.stdout)
+    sent = subprocess.run(
+        [str(BIN / "ragkeep"), "report", "send", "-c", "solana"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert sent.returncode == 0 and "succeeded" in sent.stdout, sent.stderr
+    missing = subprocess.run(
+        [str(BIN / "ragkeep"), "eval", "run", "-c", "no-such-kb"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 1 and "404 CollectionNotFound" in missing.stderr
