@@ -80,6 +80,7 @@ class EvalSettings(BaseModel):
 
 
 class QuerySettings(BaseModel):
+    warm_on_start: bool = Field(default=True, description="Load the embedding model when the API starts.")
     index_cache_size: int = Field(default=32, ge=1, description="Version indexes kept warm per API process.")
     max_top_k: int = Field(default=50, ge=1, le=500, description="Largest top_k a request may ask for.")
     log_retention_days: int = Field(default=90, ge=1, description="Query log rows older than this are deleted.")

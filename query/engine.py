@@ -139,8 +139,10 @@ class QueryEngine:
                 return None
             return BM25Index.loads(self.blobs.get(collection.id, version.bm25_sha256))
 
+        # Keyed by version id: a collection deleted and re-created under the same name reuses
+        # Chroma collection names, never version ids.
         return self.indexes.get(
-            version.chroma_collection,
+            version.id,
             lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25),
         )
 

@@ -195,7 +195,7 @@ def retrieve(
 
 
 class IndexCache:
-    """Per-process LRU of warm ``VersionIndex`` objects, keyed by Chroma collection name."""
+    """Per-process LRU of warm ``VersionIndex`` objects, keyed by version id."""
 
     def __init__(self, size: int) -> None:
         self.size = size

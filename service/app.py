@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         create_schema(db.engine)
         state = AppState(settings=settings, db=db, blobs=BlobStore(settings.blob_dir), tasks=TaskClient(settings))
         app.state.ragkeep = state
+        if settings.query.warm_on_start:
+            # In the background: the API answers health checks and uploads while the model loads.
+            threading.Thread(target=state.warm_up, name="ragkeep-warm-up", daemon=True).start()
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ class AppState:
             if self._engine is None:
                 self._engine = QueryEngine(self.settings, self.db, self.blobs, self.chroma)
             return self._engine
+
+    def warm_up(self) -> None:
+        try:
+            self.query_engine.embedder.embed(["warm-up"])
+        except Exception:  # a failed warm-up only means the first query loads the model
+            logging.getLogger(__name__).exception("warming up the query engine failed")
 
 
 def get_state(request: Request) -> AppState:

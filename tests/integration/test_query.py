@@ -310,3 +310,15 @@ def test_example_docs_are_queryable(redis_stack: Stack) -> None:
     s.wait_live("formats", 1)
     result = _query(s, collection="formats", question="How many Stanley Cups have the Blues won?", mode="retrieve")
     assert result["citations"][0]["filename"] == "stanley-cups.xlsx"
+
+
+def test_a_recreated_collection_is_not_served_from_a_stale_index(redis_stack: Stack) -> None:
+    """Regression: warm indexes were keyed by Chroma collection name, which a re-created collection reuses."""
+    s = redis_stack
+    for text in (b"The cafeteria serves pasta on Mondays.", b"The cafeteria serves curry on Mondays."):
+        s.http.delete("/collections/canteen")
+        s.http.post("/collections", json={"name": "canteen"})
+        s.wait_job(s.upload("canteen", [("menu.txt", text)])["job_id"])
+        s.wait_live("canteen", 1)
+        answer = _query(s, collection="canteen", question="What does the cafeteria serve on Mondays?")["answer"]
+        assert text.decode().split()[3] in answer

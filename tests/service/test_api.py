@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLE_DOCS
 
 @pytest.fixture
 def client(tmp_path: Path, chroma_server: str) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server, max_upload_mb=1)
+    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server, max_upload_mb=1, query={"warm_on_start": False})
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -174,7 +174,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_readiness_reports_an_unreachable_chroma(tmp_path: Path) -> None:
     from tests.processes import free_port
 
-    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
+    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}", query={"warm_on_start": False})
     with TestClient(create_app(settings)) as test_client:
         response = test_client.get("/readyz")
     assert response.status_code == 503
