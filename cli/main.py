@@ -131,11 +131,34 @@ def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 2
             process.wait()
 
 
+def _bootstrap_admin_key(settings: Settings) -> None:
+    """First start without RAGKEEP_ADMIN_API_KEY: create an admin key, store its hash, print it once."""
+    if settings.auth == "disabled":
+        typer.echo("WARNING: RAGKEEP_AUTH=disabled: the API accepts every request as admin.", err=True)
+        return
+    if settings.admin_api_key:
+        return
+    from core import auth
+
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            if auth.has_admin_key(session):
+                return
+            _, secret = auth.create_key(session, "bootstrap admin", "admin", "*", None, None)
+    finally:
+        db.dispose()
+    typer.echo(f"\nCreated the first admin API key (shown only now, store it):\n\n    {secret}\n\n"
+               "Use it as 'Authorization: Bearer <key>'; create more with POST /keys.\n")
+    sys.stdout.flush()
+
+
 @app.command()
 def up(port: PortOption = None, host: HostOption = None) -> None:
     """Start everything on one machine: Chroma server (embedded default), worker, beat and the API."""
     settings = get_settings()
     _prepare(settings)
+    _bootstrap_admin_key(settings)
     env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = failed = False
@@ -230,7 +253,9 @@ WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the
 def _server() -> httpx.Client:
     settings = get_settings()
     url = os.environ.get("RAGKEEP_URL", f"http://127.0.0.1:{settings.api_port}")
-    return httpx.Client(base_url=url, timeout=60)
+    key = os.environ.get("RAGKEEP_API_KEY") or settings.admin_api_key
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, timeout=60, headers=headers)
 
 
 def _call(client: httpx.Client, method: str, path: str) -> dict[str, Any]:

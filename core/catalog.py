@@ -91,10 +91,14 @@ def get_collection_by_id(session: Session, collection_id: str) -> Collection | N
     return session.get(Collection, collection_id)
 
 
-def list_collections(session: Session, offset: int, limit: int) -> tuple[Sequence[Collection], int]:
-    total = session.scalar(select(func.count()).select_from(Collection)) or 0
-    items = session.scalars(select(Collection).order_by(Collection.name).offset(offset).limit(limit)).all()
-    return items, total
+def list_collections(
+    session: Session, offset: int, limit: int, only: frozenset[str] | None = None
+) -> tuple[Sequence[Collection], int]:
+    """Collections by name; ``only`` restricts to the names a scoped key may see."""
+    where = [] if only is None else [Collection.name.in_(sorted(only))]
+    total = session.scalar(select(func.count()).select_from(Collection).where(*where)) or 0
+    items = session.scalars(select(Collection).where(*where).order_by(Collection.name).offset(offset).limit(limit))
+    return items.all(), total
 
 
 def collection_config(collection: Collection) -> CollectionConfig:

@@ -16,6 +16,22 @@ class RagkeepError(Exception):
         self.detail = detail
 
 
+class Unauthorized(RagkeepError):
+    status_code = 401
+
+
+class Forbidden(RagkeepError):
+    status_code = 403
+
+
+class TooManyRequests(RagkeepError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class NotFound(RagkeepError):
     status_code = 404
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +92,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGKEEP_", env_nested_delimiter="__", extra="ignore")
 
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled", description="disabled turns every check off (local experiments only)."
+    )
+    admin_api_key: str | None = Field(default=None, description="An admin key; unset: `ragkeep up` creates one.")
     data_dir: Path = Field(default=Path("ragkeep-data"), description="Root of every embedded store.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
     redis_url: str | None = Field(

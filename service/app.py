@@ -14,10 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.blobs import BlobStore
 from core.db import Database, create_schema
-from core.errors import RagkeepError
+from core.errors import RagkeepError, TooManyRequests, Unauthorized
 from core.settings import Settings, get_settings
 from service.deps import AppState
-from service.routers import collections, documents, evaluations, health, jobs, openai_compat, query, versions
+from service.routers import admin, collections, documents, evaluations, health, jobs, openai_compat, query, versions
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         create_schema(db.engine)
         state = AppState(settings=settings, db=db, blobs=BlobStore(settings.blob_dir), tasks=TaskClient(settings))
         app.state.ragkeep = state
+        if settings.auth == "disabled":
+            log.warning("RAGKEEP_AUTH=disabled: every request is treated as admin. Never expose this API.")
         if settings.query.warm_on_start:
             # In the background: the API answers health checks and uploads while the model loads.
             threading.Thread(target=state.warm_up, name="ragkeep-warm-up", daemon=True).start()
@@ -62,7 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RagkeepError)
     async def ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:
-        return _error(exc.status_code, type(exc).__name__, exc.detail)
+        headers = None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return _error(exc.status_code, type(exc).__name__, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -87,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         query.router,
         openai_compat.router,
         evaluations.router,
+        admin.router,
     ):
         app.include_router(router)
     return app

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from core import chroma
+from core.auth import ANONYMOUS_ADMIN, Principal, authenticate
 from core.blobs import BlobStore
 from core.db import Database
 from core.settings import Settings
@@ -77,3 +78,15 @@ def get_engine(state: StateDep) -> QueryEngine:
 
 
 EngineDep = Annotated[QueryEngine, Depends(get_engine)]
+
+
+def get_principal(request: Request, state: StateDep, session: SessionDep) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>`` (checked against the catalog on every request)."""
+    if state.settings.auth == "disabled":
+        return ANONYMOUS_ADMIN
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    presented = token.strip() if scheme.lower() == "bearer" else ""
+    return authenticate(session, presented, state.settings.admin_api_key)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

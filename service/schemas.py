@@ -291,3 +291,40 @@ class ReportRead(BaseModel):
     job_id: str | None
     created_at: datetime
     sent_at: datetime | None
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    role: Literal["admin", "writer", "reader"]
+    collections: Literal["*"] | Annotated[list[CollectionName], Field(min_length=1, max_length=1000)]
+    expires_at: datetime | None = None
+
+
+class KeyRead(BaseModel):
+    id: str
+    name: str
+    role: str
+    collections: list[str]
+    prefix: str
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="The secret. Shown once: store it now.")
+
+
+class AuditRead(BaseModel):
+    id: int
+    at: datetime
+    key_id: str | None
+    key_name: str | None
+    action: str
+    collection: str | None
+    target: str | None
+    detail: dict[str, Any]
+    client_ip: str | None

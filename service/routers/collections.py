@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from core import catalog
 from core import chroma as chroma_access
-from service.deps import SessionDep, StateDep
+from service.access import record, visible_collection
+from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Page, error_responses
 from service.views import collection_read
 
@@ -17,33 +18,43 @@ ERRORS = error_responses(404, 409, 422)
 
 
 @router.post("", status_code=201, responses=ERRORS)
-def create_collection(body: CollectionCreate, session: SessionDep) -> CollectionRead:
-    """Create a collection."""
+def create_collection(
+    body: CollectionCreate, session: SessionDep, principal: PrincipalDep, request: Request
+) -> CollectionRead:
+    """Create a collection (admin)."""
+    principal.require("admin")
     collection = catalog.create_collection(session, body.name, body.description, list(body.owners), body.config)
+    record(request, session, principal, "collection.create", body.name, body.name)
     return collection_read(session, collection)
 
 
 @router.get("")
 def list_collections(
     session: SessionDep,
+    principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[CollectionRead]:
     """List collections by name."""
-    items, total = catalog.list_collections(session, offset, limit)
+    items, total = catalog.list_collections(session, offset, limit, principal.collections)
     return Page[CollectionRead](items=[collection_read(session, c) for c in items], total=total)
 
 
 @router.get("/{name}", responses=ERRORS)
-def get_collection(name: str, session: SessionDep) -> CollectionRead:
+def get_collection(name: str, session: SessionDep, principal: PrincipalDep) -> CollectionRead:
     """Read one collection."""
-    return collection_read(session, catalog.get_collection(session, name))
+    return collection_read(session, visible_collection(session, principal, name))
 
 
 @router.patch("/{name}", responses=ERRORS)
-def update_collection(name: str, body: CollectionUpdate, session: SessionDep) -> CollectionRead:
-    """Change description, owners or config (a new ingestion config applies from the next build)."""
-    collection = catalog.get_collection(session, name)
+def update_collection(
+    name: str, body: CollectionUpdate, session: SessionDep, principal: PrincipalDep, request: Request
+) -> CollectionRead:
+    """Change description, owners or config (writer; a new ingestion config applies from the next build)."""
+    collection = visible_collection(session, principal, name, "writer")
+    record(
+        request, session, principal, "collection.update", name, name, fields=sorted(body.model_dump(exclude_none=True))
+    )
     if body.description is not None:
         collection.description = body.description
     if body.owners is not None:
@@ -55,9 +66,12 @@ def update_collection(name: str, body: CollectionUpdate, session: SessionDep) ->
 
 
 @router.delete("/{name}", status_code=204, responses=ERRORS)
-def delete_collection(name: str, session: SessionDep, state: StateDep) -> Response:
-    """Delete a collection with its documents, versions, Chroma collections and blobs."""
-    collection = catalog.get_collection(session, name)
+def delete_collection(
+    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+) -> Response:
+    """Delete a collection with its documents, versions, Chroma collections and blobs (admin)."""
+    collection = visible_collection(session, principal, name, "admin")
+    record(request, session, principal, "collection.delete", name, name)
     collection_id = collection.id
     chroma_names = catalog.delete_collection(session, collection)
     session.commit()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from core import catalog
 from core.errors import FileTooLarge, InvalidInput, RagkeepError
 from core.filetypes import FileKind, clean_filename, detect_file_kind
 from core.models import JobKind
-from service.deps import SessionDep, SettingsDep, StateDep
+from service.access import record, visible_collection
+from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.schemas import DocumentDeleted, DocumentRead, Page, UploadAccepted, UploadedDocument, error_responses
 from service.views import document_read
 
@@ -75,6 +76,8 @@ def upload_documents(
     session: SessionDep,
     state: StateDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="One or more files (repeat the field).")],
     metadata: Annotated[str | None, Form(description="JSON object stored on every chunk of these files.")] = None,
 ) -> UploadAccepted:
@@ -83,7 +86,7 @@ def upload_documents(
     The whole request is checked before anything is stored: one oversized, empty or
     unsupported file rejects the request and nothing else changes.
     """
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     extra = parse_metadata(metadata)
     if len(files) > settings.max_files_per_request:
         raise InvalidInput(f"at most {settings.max_files_per_request} files per request")
@@ -114,6 +117,15 @@ def upload_documents(
     job.progress_total = len(changed)
     if not changed:
         catalog.finish_job(session, job, result={"detail": "every file repeats its current revision"})
+    record(
+        request,
+        session,
+        principal,
+        "documents.upload",
+        name,
+        job.id,
+        files=[{"filename": o.document.filename, "sha256": o.revision.sha256, "changed": o.changed} for o in outcomes],
+    )
     session.commit()
     if changed:
         state.tasks.parse_revisions(session, job.id, changed)
@@ -137,28 +149,32 @@ def upload_documents(
 def list_documents(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DocumentRead]:
     """List the collection's documents with their current status."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     items, total = catalog.list_documents(session, collection, offset, limit)
     return Page[DocumentRead](items=[document_read(session, d) for d in items], total=total)
 
 
 @router.get("/{document_id}", responses=ERRORS)
-def get_document(name: str, document_id: str, session: SessionDep) -> DocumentRead:
+def get_document(name: str, document_id: str, session: SessionDep, principal: PrincipalDep) -> DocumentRead:
     """Read one document with its revision history."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     return document_read(session, catalog.get_document(session, collection, document_id), with_revisions=True)
 
 
 @router.delete("/{document_id}", status_code=202, responses=ERRORS)
-def delete_document(name: str, document_id: str, session: SessionDep, state: StateDep) -> DocumentDeleted:
+def delete_document(
+    name: str, document_id: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+) -> DocumentDeleted:
     """Remove a document; the next version (built automatically) no longer contains it."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     document = catalog.get_document(session, collection, document_id)
     catalog.mark_document_deleted(session, document)
+    record(request, session, principal, "documents.delete", name, document.id, filename=document.filename)
     session.commit()
     build_job_id = state.tasks.request_build(session, collection.id, state.settings.worker.build_debounce_s)
     return DocumentDeleted(id=document.id, filename=document.filename, build_job_id=build_job_id)

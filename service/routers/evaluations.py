@@ -6,18 +6,19 @@ import base64
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.errors import InvalidInput
+from core.errors import CollectionNotFound, InvalidInput, NotFound
 from core.models import Collection, EvalResult, EvalRun, JobKind
 from eval import runner
 from eval.goldensets import parse_golden_set
 from eval.report import CHART_CID, build_report
-from service.deps import SessionDep, SettingsDep, StateDep
+from service.access import record, visible_collection, visible_collection_id
+from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.routers.versions import VersionNumber
 from service.schemas import (
     ComparisonRead,
@@ -83,10 +84,12 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
 def upload_golden_set(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
     file: Annotated[UploadFile, File(description="JSONL, or LlamaIndex LabelledRagDataset JSON.")],
 ) -> GoldenSetRead:
     """Upload a golden set: a new revision. A malformed line rejects the whole file, naming the line."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     data = file.file.read(MAX_GOLDEN_SET_BYTES + 1)
     if len(data) > MAX_GOLDEN_SET_BYTES:
         raise InvalidInput(f"golden set is larger than {MAX_GOLDEN_SET_BYTES // (1024 * 1024)} MiB")
@@ -98,24 +101,28 @@ def upload_golden_set(
         parsed.source_format,
         [item.model_dump() for item in parsed.items],
     )
+    record(request, session, principal, "goldenset.upload", name, str(golden.revision), items=golden.item_count)
     return GoldenSetRead.model_validate(golden, from_attributes=True)
 
 
 @router.get("/collections/{name}/goldensets", responses=ERRORS)
-def list_golden_sets(name: str, session: SessionDep) -> Page[GoldenSetRead]:
+def list_golden_sets(name: str, session: SessionDep, principal: PrincipalDep) -> Page[GoldenSetRead]:
     """Golden-set revisions, newest first, with their question counts."""
-    items = catalog.list_golden_sets(session, catalog.get_collection(session, name))
+    items = catalog.list_golden_sets(session, visible_collection(session, principal, name))
     return Page[GoldenSetRead](
         items=[GoldenSetRead.model_validate(g, from_attributes=True) for g in items], total=len(items)
     )
 
 
 @router.post("/collections/{name}/versions/{number}/evaluations", status_code=202, responses=ERRORS)
-def evaluate_version(name: str, number: VersionNumber, session: SessionDep, state: StateDep) -> EvaluationAccepted:
+def evaluate_version(
+    name: str, number: VersionNumber, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+) -> EvaluationAccepted:
     """Evaluate a version on the collection's golden set (202 + job)."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     run, job = runner.new_run(session, collection, catalog.get_version(session, collection, number), "manual")
     catalog.mark_dispatched(session, [job.id])
+    record(request, session, principal, "evaluation.start", name, run.id, version=number)
     session.commit()
     state.tasks.send(TaskName.evaluate, [run.id])
     return EvaluationAccepted(job_id=job.id, evaluation_id=run.id)
@@ -125,32 +132,39 @@ def evaluate_version(name: str, number: VersionNumber, session: SessionDep, stat
 def list_evaluations(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
     version: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[EvaluationRead]:
     """Evaluation runs, newest first, with aggregate scores."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     runs, total = catalog.list_eval_runs(session, collection, offset, limit, version)
     return Page[EvaluationRead](items=[evaluation_read(session, r) for r in runs], total=total)
 
 
 @router.get("/evaluations/{evaluation_id}", responses=ERRORS)
-def get_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationRead:
+def get_evaluation(evaluation_id: str, session: SessionDep, principal: PrincipalDep) -> EvaluationRead:
     """One run with its per-question rows."""
-    return evaluation_read(session, catalog.get_eval_run(session, evaluation_id), with_results=True)
+    run = catalog.get_eval_run(session, evaluation_id)
+    try:
+        visible_collection_id(session, principal, run.collection_id)
+    except CollectionNotFound:
+        raise NotFound(f"evaluation {evaluation_id!r} does not exist") from None
+    return evaluation_read(session, run, with_results=True)
 
 
 @router.get("/collections/{name}/evaluations/compare", responses=ERRORS)
 def compare(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
     settings: SettingsDep,
     base: Annotated[str, Query(description="Evaluation id of the baseline run.")],
     candidate: Annotated[str, Query(description="Evaluation id of the candidate run.")],
 ) -> ComparisonRead:
     """Paired per-metric deltas (candidate - base) with bootstrap intervals, and the questions that got worse."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     runs = [catalog.get_eval_run(session, run_id) for run_id in (base, candidate)]
     if any(run.collection_id != collection.id for run in runs):
         raise InvalidInput("both evaluations must belong to this collection")
@@ -164,9 +178,9 @@ def compare(
 
 
 @router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=ERRORS)
-def latest_report(name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def latest_report(name: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> HTMLResponse:
     """The owners' report as a page, as of now."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     rendered = build_report(session, collection, settings.eval)
     html = rendered.html
     if rendered.chart_png:
@@ -177,11 +191,14 @@ def latest_report(name: str, session: SessionDep, settings: SettingsDep) -> HTML
 
 
 @router.post("/collections/{name}/reports/send", status_code=202, responses=ERRORS)
-def send_report(name: str, session: SessionDep, state: StateDep) -> ReportAccepted:
-    """Build the report and email it to the owners now (202 + job)."""
-    collection = catalog.get_collection(session, name)
+def send_report(
+    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+) -> ReportAccepted:
+    """Build the report and email it to the owners now (writer; 202 + job)."""
+    collection = visible_collection(session, principal, name, "writer")
     job = catalog.create_job(session, JobKind.report, collection.id, total=1)
     catalog.mark_dispatched(session, [job.id])
+    record(request, session, principal, "report.send", name, job.id)
     session.commit()
     state.tasks.send(TaskName.send_report, [job.id])
     return ReportAccepted(job_id=job.id)
@@ -191,18 +208,19 @@ def send_report(name: str, session: SessionDep, state: StateDep) -> ReportAccept
 def list_reports(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ReportRead]:
     """Reports built for the owners (sent or not), newest first."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     reports, total = catalog.list_reports(session, collection, offset, limit)
     return Page[ReportRead](items=[ReportRead.model_validate(r, from_attributes=True) for r in reports], total=total)
 
 
 @router.get("/collections/{name}/reports/{report_id}", response_class=HTMLResponse, responses=ERRORS)
-def get_report(name: str, report_id: str, session: SessionDep) -> HTMLResponse:
+def get_report(name: str, report_id: str, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
     """A stored report as it was built (also when sending it failed)."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     report = catalog.get_report(session, collection, report_id)
     return HTMLResponse(_inline_chart(report.html, report.chart_png))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from core import catalog
-from service.deps import SessionDep
+from core.errors import CollectionNotFound, JobNotFound
+from service.access import visible_collection_id
+from service.deps import PrincipalDep, SessionDep
 from service.schemas import JobRead, error_responses
 from service.views import job_read
 
@@ -13,6 +15,11 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", responses=error_responses(404))
-def get_job(job_id: str, session: SessionDep) -> JobRead:
+def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> JobRead:
     """Status, progress and error of one job."""
-    return job_read(session, catalog.get_job(session, job_id))
+    job = catalog.get_job(session, job_id)
+    try:
+        visible_collection_id(session, principal, job.collection_id)
+    except CollectionNotFound:
+        raise JobNotFound(f"job {job_id!r} does not exist") from None
+    return job_read(session, job)

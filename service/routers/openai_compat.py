@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import catalog
 from core.errors import InvalidInput
 from query.engine import QueryRequest, QueryResult
-from service.deps import EngineDep, SessionDep
+from service.access import visible_collection
+from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.routers.query import query_read
 from service.schemas import error_responses
 
@@ -69,7 +70,7 @@ def _parse_model(model: str) -> tuple[str, int | None]:
     return name, int(pinned)
 
 
-def _request(body: ChatCompletionCreate) -> QueryRequest:
+def _request(body: ChatCompletionCreate, client: str) -> QueryRequest:
     users = [i for i, m in enumerate(body.messages) if m.role == "user" and m.text().strip()]
     if not users:
         raise InvalidInput("messages must contain a user message with text")
@@ -83,7 +84,9 @@ def _request(body: ChatCompletionCreate) -> QueryRequest:
         if m.text().strip()
     ]
     name, version = _parse_model(body.model)
-    return QueryRequest(collection=name, question=question, top_k=body.top_k, version=version, history=history)
+    return QueryRequest(
+        collection=name, question=question, top_k=body.top_k, version=version, history=history, client=client
+    )
 
 
 def _usage(result: QueryResult) -> dict[str, int]:
@@ -103,9 +106,9 @@ def _extras(result: QueryResult) -> dict[str, Any]:
 
 
 @router.get("/models")
-def list_models(session: SessionDep) -> dict[str, Any]:
+def list_models(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Collections as models (pin a version with `name@N`)."""
-    items, _ = catalog.list_collections(session, 0, 10_000)
+    items, _ = catalog.list_collections(session, 0, 10_000, principal.collections)
     return {
         "object": "list",
         "data": [
@@ -116,9 +119,12 @@ def list_models(session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/chat/completions", responses=error_responses(404, 409, 410, 422))
-def chat_completions(body: ChatCompletionCreate, engine: EngineDep) -> Any:
+def chat_completions(
+    body: ChatCompletionCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
     """Chat completion over a collection, in OpenAI's format (streaming and not)."""
-    request = _request(body)
+    request = _request(body, client=principal.key_id)
+    visible_collection(session, principal, request.collection)
     created = int(time.time())
     if not body.stream:
         result = engine.query(request)

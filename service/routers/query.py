@@ -12,7 +12,8 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from query.engine import QueryRequest, QueryResult
-from service.deps import EngineDep
+from service.access import visible_collection
+from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.schemas import QueryCreate, QueryRead, error_responses
 
 router = APIRouter(tags=["query"])
@@ -33,9 +34,11 @@ def _sse(event: str, data: Any) -> str:
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"},
     },
 )
-def query(body: QueryCreate, engine: EngineDep) -> Any:
+def query(body: QueryCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep) -> Any:
     """Answer a question from the collection's live version (or the pinned one), with citations."""
+    visible_collection(session, principal, body.collection)
     request = QueryRequest(
+        client=principal.key_id,
         collection=body.collection,
         question=body.question,
         top_k=body.top_k,

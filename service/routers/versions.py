@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from core import catalog
 from core.models import JobKind
-from service.deps import SessionDep, StateDep
+from service.access import record, visible_collection
+from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import BuildAccepted, Page, VersionRead, error_responses
 from service.views import version_read
 from workers.names import TaskName
@@ -22,45 +23,54 @@ VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 def list_versions(
     name: str,
     session: SessionDep,
+    principal: PrincipalDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[VersionRead]:
     """List versions, newest first."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     items, total = catalog.list_versions(session, collection, offset, limit)
     return Page[VersionRead](items=[version_read(v) for v in items], total=total)
 
 
 @router.get("/versions/{number}", responses=ERRORS)
-def get_version(name: str, number: VersionNumber, session: SessionDep) -> VersionRead:
+def get_version(name: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep) -> VersionRead:
     """Read one version: state, counts, config and what changed against the previous one."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name)
     return version_read(catalog.get_version(session, collection, number))
 
 
 @router.post("/versions", status_code=202, responses=ERRORS)
-def build_version(name: str, session: SessionDep, state: StateDep) -> BuildAccepted:
+def build_version(
+    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+) -> BuildAccepted:
     """Build a new version from the current documents (even if nothing changed)."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     job = catalog.create_job(session, JobKind.build, collection.id)
     job.result = {"trigger": "manual"}
     catalog.mark_dispatched(session, [job.id])
+    record(request, session, principal, "versions.build", name, job.id)
     session.commit()
     state.tasks.send(TaskName.build_version, [job.id])
     return BuildAccepted(job_id=job.id)
 
 
 @router.post("/versions/{number}/publish", responses=ERRORS)
-def publish_version(name: str, number: VersionNumber, session: SessionDep) -> VersionRead:
+def publish_version(
+    name: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep, request: Request
+) -> VersionRead:
     """Make a ready (or archived, still kept) version live; the current live version is archived."""
-    collection = catalog.get_collection(session, name)
+    collection = visible_collection(session, principal, name, "writer")
     version = catalog.get_version(session, collection, number)
     catalog.publish(session, collection, version)
+    record(request, session, principal, "versions.publish", name, str(number))
     return version_read(version)
 
 
 @router.post("/rollback", responses=ERRORS)
-def rollback(name: str, session: SessionDep) -> VersionRead:
+def rollback(name: str, session: SessionDep, principal: PrincipalDep, request: Request) -> VersionRead:
     """Make the version that was live before the current one live again."""
-    collection = catalog.get_collection(session, name)
-    return version_read(catalog.rollback(session, collection))
+    collection = visible_collection(session, principal, name, "writer")
+    version = catalog.rollback(session, collection)
+    record(request, session, principal, "versions.rollback", name, str(version.number))
+    return version_read(version)

@@ -16,6 +16,9 @@ import pytest
 from tests.conftest import REDIS_URL
 from tests.processes import start_api, start_worker, stop
 
+ADMIN_KEY = "rk_test-admin-key-for-integration-tests"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 
 @dataclass
 class Stack:
@@ -72,12 +75,13 @@ def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack
         "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "1.5",
         "RAGKEEP_WORKER__CONCURRENCY": "2",
         "RAGKEEP_NETGUARD_LOG": str(netguard_log),
+        "RAGKEEP_ADMIN_API_KEY": ADMIN_KEY,
         **env,
     }
     worker = start_worker(base, tmp / "worker.log", concurrency=2)
     api, url = start_api(base, tmp / "api.log")
     try:
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with httpx.Client(base_url=url, timeout=30, headers=AUTH) as http:
             yield Stack(url, chroma_url, tmp / "data", netguard_log, http, base, (worker, api))
     finally:
         stop(api)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -70,7 +71,13 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
     url = f"http://127.0.0.1:{api_port}"
     try:
         wait_http(f"{url}/healthz", up)
-        with httpx.Client(base_url=url, timeout=30) as http:
+        printed = (tmp_path / "up.log").read_text()
+        match = re.search(r"\n    (rk_[A-Za-z0-9_-]{40,})\n", printed)
+        assert match, f"ragkeep up printed no admin key:\n{printed[-2000:]}"
+        key = match.group(1)
+        with httpx.Client(base_url=url, timeout=30) as anonymous:
+            assert anonymous.get("/collections").status_code == 401
+        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
             assert http.get("/readyz").json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok"}
             _upload_and_replace(
                 Stack(url, f"http://127.0.0.1:{chroma_port}", tmp_path / "data", tmp_path / "netguard.log", http, env),

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from core.settings import Settings
 from tests.conftest import DATASETS, EXAMPLE_DOCS, REDIS_URL
-from tests.integration.conftest import Stack, run_stack
+from tests.integration.conftest import ADMIN_KEY, Stack, run_stack
 from tests.processes import BIN, child_env, free_port
 from workers.app import create_celery
 from workers.client import TaskClient
@@ -304,7 +304,7 @@ def test_the_scheduled_task_runs_in_a_real_worker(solana: Stack, mailbox: tuple[
 
 
 def test_cli_runs_an_evaluation_and_sends_a_report(solana: Stack, mailbox: tuple[Mailbox, int]) -> None:
-    env = child_env({"RAGKEEP_URL": solana.url})
+    env = child_env({"RAGKEEP_URL": solana.url, "RAGKEEP_API_KEY": ADMIN_KEY})
     evaluated = subprocess.run(
         [str(BIN / "ragkeep"), "eval", "run", "--collection", "solana"],
         env=env,

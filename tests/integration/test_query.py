@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import DATASETS, EXAMPLE_DOCS
 from tests.fakellm import FakeLLMServer, running_fake_llm
-from tests.integration.conftest import Stack
+from tests.integration.conftest import ADMIN_KEY, AUTH, Stack
 from tests.processes import start_api, stop
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def llm_api(research: Stack, fake_llm: FakeLLMServer) -> Iterator[str]:
 def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(llm_api: str, fake_llm: FakeLLMServer) -> None:
     before = len(fake_llm.requests)
     result = httpx.post(
-        f"{llm_api}/query", json={"collection": "research", "question": "What is DistilBERT?"}, timeout=60
+        f"{llm_api}/query", headers=AUTH, json={"collection": "research", "question": "What is DistilBERT?"}, timeout=60
     ).json()
     assert result["answer_mode"] == "llm" and result["answer"].endswith("[1]")
     assert [c["n"] for c in result["citations"]] == [1], "only the cited passage is listed"
@@ -229,6 +229,7 @@ def test_llm_streaming_reports_tokens_and_usage(llm_api: str) -> None:
         f"{llm_api}/query",
         json={"collection": "research", "question": "What is RoBERTa?", "stream": True},
         timeout=60,
+        headers=AUTH,
     ) as response:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     tokens, done = events[:-1], events[-1]
@@ -237,7 +238,7 @@ def test_llm_streaming_reports_tokens_and_usage(llm_api: str) -> None:
 
 
 def test_openai_client_non_streaming_and_streaming(llm_api: str) -> None:
-    client = openai.OpenAI(base_url=f"{llm_api}/v1", api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=f"{llm_api}/v1", api_key=ADMIN_KEY, max_retries=0)
     assert "research" in {m.id for m in client.models.list()}
     completion = client.chat.completions.create(
         model="research",
@@ -285,7 +286,9 @@ def test_llm_failure_degrades_to_extractive_with_a_warning(
     }
     process, url = start_api(env, research.data_dir.parent / f"llm-{model}.log")
     try:
-        plain = httpx.post(f"{url}/query", json={"collection": "research", "question": "What is BERT?"}, timeout=60)
+        plain = httpx.post(
+            f"{url}/query", headers=AUTH, json={"collection": "research", "question": "What is BERT?"}, timeout=60
+        )
         assert plain.status_code == 200
         body = plain.json()
         assert body["answer_mode"] == "extractive" and body["answer"] and body["citations"]
@@ -294,6 +297,7 @@ def test_llm_failure_degrades_to_extractive_with_a_warning(
             "POST",
             f"{url}/query",
             timeout=60,
+            headers=AUTH,
             json={"collection": "research", "question": "What is BERT?", "stream": True},
         ) as streamed:
             done = [json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith("data: ")][-1]

@@ -14,11 +14,19 @@ from core.settings import Settings
 from service.app import create_app
 from tests.conftest import EXAMPLE_DOCS
 
+ADMIN_KEY = "rk_admin-key-for-api-tests"
+
 
 @pytest.fixture
 def client(tmp_path: Path, chroma_server: str) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server, max_upload_mb=1, query={"warm_on_start": False})
-    with TestClient(create_app(settings)) as test_client:
+    settings = Settings(
+        data_dir=tmp_path,
+        chroma_url=chroma_server,
+        max_upload_mb=1,
+        query={"warm_on_start": False},
+        admin_api_key=ADMIN_KEY,
+    )
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as test_client:
         yield test_client
 
 

@@ -1,0 +1,157 @@
+"""API keys, principals and the audit log.
+
+Keys are 256-bit random tokens shown once; the catalog keeps only their SHA-256 (a slow
+password hash adds nothing for keys with this much entropy). Every request looks its
+key up in the catalog, so a revocation takes effect at once in every API process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import Forbidden, NotFound, Unauthorized
+from core.models import ApiKey, AuditEntry, utcnow
+
+Role = Literal["admin", "writer", "reader"]
+ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
+KEY_PREFIX = "rk_"
+ENV_ADMIN_ID = "env-admin"
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+    collections: frozenset[str] | None  # None: every collection
+
+    def sees(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def require(self, role: Role, collection: str | None = None) -> None:
+        """Raise 403 if the role is too low (the caller has already checked that the collection is visible)."""
+        if not self.at_least(role):
+            where = f" on collection {collection!r}" if collection else ""
+            raise Forbidden(f"key {self.name!r} has role {self.role}; this needs {role}{where}")
+
+
+ANONYMOUS_ADMIN = Principal("auth-disabled", "auth disabled", "admin", None)
+
+
+def create_key(
+    session: Session,
+    name: str,
+    role: Role,
+    collections: Sequence[str] | Literal["*"],
+    expires_at: datetime | None,
+    created_by: str | None,
+) -> tuple[ApiKey, str]:
+    """Store a new key (hashed) and return it with the plaintext, which is never stored."""
+    plaintext = new_key()
+    row = ApiKey(
+        name=name,
+        role=role,
+        collections=["*"] if collections == "*" else sorted(set(collections)),
+        key_hash=key_hash(plaintext),
+        prefix=plaintext[:10],
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    session.add(row)
+    session.flush()
+    return row, plaintext
+
+
+def authenticate(session: Session, presented: str | None, env_admin_key: str | None) -> Principal:
+    """The principal for a bearer key; 401 for a missing, unknown, expired or revoked key."""
+    if not presented:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if env_admin_key and hmac.compare_digest(presented.encode(), env_admin_key.encode()):
+        return Principal(ENV_ADMIN_ID, "RAGKEEP_ADMIN_API_KEY", "admin", None)
+    digest = key_hash(presented)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthorized("invalid API key")
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise Unauthorized("this API key was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthorized("this API key has expired")
+    role: Role = row.role  # type: ignore[assignment]
+    scope = None if "*" in row.collections else frozenset(row.collections)
+    return Principal(row.id, row.name, role, scope)
+
+
+def list_keys(session: Session) -> Sequence[ApiKey]:
+    return session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())).all()
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"API key {key_id!r} does not exist")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def has_admin_key(session: Session) -> bool:
+    count = session.scalar(
+        select(func.count()).select_from(ApiKey).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None))
+    )
+    return bool(count)
+
+
+def audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    collection: str | None = None,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    client_ip: str | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            key_id=principal.key_id,
+            key_name=principal.name,
+            action=action,
+            collection=collection,
+            target=target,
+            detail=detail or {},
+            client_ip=client_ip,
+        )
+    )
+
+
+def list_audit(
+    session: Session, offset: int, limit: int, collection: str | None = None, action: str | None = None
+) -> tuple[Sequence[AuditEntry], int]:
+    where = []
+    if collection:
+        where.append(AuditEntry.collection == collection)
+    if action:
+        where.append(AuditEntry.action == action)
+    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0
+    rows = session.scalars(select(AuditEntry).where(*where).order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
+    return rows.all(), total

@@ -1,0 +1,74 @@
+"""API keys and the audit log (admin only)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from core import auth
+from core.errors import InvalidInput
+from core.models import utcnow
+from service.access import record
+from service.deps import PrincipalDep, SessionDep
+from service.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead, Page, error_responses
+
+router = APIRouter(tags=["admin"])
+ERRORS = error_responses(401, 403, 404, 422)
+
+
+@router.post("/keys", status_code=201, responses=ERRORS)
+def create_key(body: KeyCreate, session: SessionDep, principal: PrincipalDep, request: Request) -> KeyCreated:
+    """Create an API key; the secret is in this response only."""
+    principal.require("admin")
+    expires_at = body.expires_at
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if expires_at <= utcnow():
+            raise InvalidInput("expires_at is in the past")
+    row, secret = auth.create_key(session, body.name, body.role, body.collections, expires_at, principal.key_id)
+    record(
+        request,
+        session,
+        principal,
+        "key.create",
+        None,
+        row.id,
+        name=row.name,
+        role=row.role,
+        collections=row.collections,
+    )
+    return KeyCreated(**KeyRead.model_validate(row, from_attributes=True).model_dump(), key=secret)
+
+
+@router.get("/keys", responses=ERRORS)
+def list_keys(session: SessionDep, principal: PrincipalDep) -> Page[KeyRead]:
+    """Every key (never the secrets)."""
+    principal.require("admin")
+    keys = auth.list_keys(session)
+    return Page[KeyRead](items=[KeyRead.model_validate(k, from_attributes=True) for k in keys], total=len(keys))
+
+
+@router.delete("/keys/{key_id}", status_code=204, responses=ERRORS)
+def revoke_key(key_id: str, session: SessionDep, principal: PrincipalDep, request: Request) -> Response:
+    """Revoke a key; every API process refuses it from the next request on."""
+    principal.require("admin")
+    row = auth.revoke_key(session, key_id)
+    record(request, session, principal, "key.revoke", None, row.id, name=row.name)
+    return Response(status_code=204)
+
+
+@router.get("/audit", responses=ERRORS)
+def audit_log(
+    session: SessionDep,
+    principal: PrincipalDep,
+    collection: str | None = None,
+    action: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[AuditRead]:
+    """Every change: who (key), what, when, from where. Newest first."""
+    principal.require("admin")
+    rows, total = auth.list_audit(session, offset, limit, collection, action)
+    return Page[AuditRead](items=[AuditRead.model_validate(r, from_attributes=True) for r in rows], total=total)
