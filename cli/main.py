@@ -148,8 +148,10 @@ def _bootstrap_admin_key(settings: Settings) -> None:
             _, secret = auth.create_key(session, "bootstrap admin", "admin", "*", None, None)
     finally:
         db.dispose()
-    typer.echo(f"\nCreated the first admin API key (shown only now, store it):\n\n    {secret}\n\n"
-               "Use it as 'Authorization: Bearer <key>'; create more with POST /keys.\n")
+    typer.echo(
+        f"\nCreated the first admin API key (shown only now, store it):\n\n    {secret}\n\n"
+        "Use it as 'Authorization: Bearer <key>'; create more with POST /keys.\n"
+    )
     sys.stdout.flush()
 
 

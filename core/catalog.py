@@ -227,6 +227,19 @@ def pending_revision_count(session: Session, collection_id: str) -> int:
     )
 
 
+def pending_bytes(session: Session, collection_id: str) -> int:
+    """Bytes of uploaded revisions still waiting to be parsed."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(DocumentRevision.size), 0)).where(
+                DocumentRevision.collection_id == collection_id,
+                DocumentRevision.status.in_([DocumentStatus.queued, DocumentStatus.parsing]),
+            )
+        )
+        or 0
+    )
+
+
 def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Document, DocumentRevision]]:
     """For every live document, its newest successfully parsed revision.
 

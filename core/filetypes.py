@@ -109,15 +109,27 @@ def _sniff_text(head: bytes, filename: str) -> FileKind:
     return TEXT
 
 
-def _sniff_zip(data: bytes, filename: str) -> FileKind:
+def _check_unpacked_size(archive: zipfile.ZipFile, packed: int, filename: str, max_unpacked: int) -> None:
+    """Refuse ZIP bombs from the central directory alone (nothing is decompressed)."""
+    unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > max_unpacked or (unpacked > 50 * 1024 * 1024 and unpacked > packed * 200):
+        raise InvalidInput(
+            f"{filename!r} would unpack to {unpacked // (1024 * 1024)} MiB from {max(1, packed // 1024)} KiB; "
+            "refusing a possible ZIP bomb"
+        )
+
+
+def _sniff_zip(data: bytes, filename: str, max_unpacked: int) -> FileKind:
     try:
-        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = set(archive.namelist())
     except zipfile.BadZipFile:
         # A truncated OOXML file still starts with PK; let the parser report what is wrong.
         by_extension = _OOXML_EXTENSIONS.get(_extension(filename))
         if by_extension is not None:
             return by_extension
         raise UnsupportedFileType(f"{filename!r} is a damaged ZIP archive, not a supported document") from None
+    _check_unpacked_size(archive, len(data), filename, max_unpacked)
     for part, kind in _OOXML_PARTS.items():
         if part in names:
             return kind
@@ -138,10 +150,11 @@ def _sniff_ole(data: bytes, filename: str) -> FileKind:
     raise UnsupportedFileType(f"{filename!r}: {_LEGACY_OFFICE}")
 
 
-def detect_file_kind(data: bytes, filename: str) -> FileKind:
+def detect_file_kind(data: bytes, filename: str, max_unpacked: int = 512 * 1024 * 1024) -> FileKind:
     """Return the kind of ``data``; content decides, the extension only separates text formats.
 
-    Raises ``InvalidInput`` for an empty file and ``UnsupportedFileType`` for anything
+    Raises ``InvalidInput`` for an empty file or a ZIP container that would unpack to
+    more than ``max_unpacked`` bytes, and ``UnsupportedFileType`` for anything
     ragkeep cannot ingest (images, audio, archives, legacy Office, unknown binaries).
     """
     if not data.strip():
@@ -150,7 +163,7 @@ def detect_file_kind(data: bytes, filename: str) -> FileKind:
     if b"%PDF-" in head[:1024]:
         return PDF
     if head.startswith(b"PK\x03\x04"):
-        return _sniff_zip(data, filename)
+        return _sniff_zip(data, filename, max_unpacked)
     if head.startswith(_OLE_MAGIC):
         return _sniff_ole(data, filename)
     if _looks_like_text(head):

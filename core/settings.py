@@ -80,6 +80,17 @@ class EvalSettings(BaseModel):
     worst_questions: int = Field(default=5, ge=1, le=50, description="Worst questions listed in reports.")
 
 
+class LimitSettings(BaseModel):
+    requests_per_minute: int = Field(default=600, ge=0, description="Per API key; 0 = unlimited (429 above).")
+    max_pending_mb_per_collection: int = Field(
+        default=2048, ge=1, description="Uploaded bytes still waiting to be parsed, per collection (429 above)."
+    )
+    max_unpacked_mb: int = Field(
+        default=512, ge=1, description="DOCX/XLSX/PPTX may unpack to at most this (ZIP bombs)."
+    )
+    max_pdf_pages: int = Field(default=2000, ge=1, description="Longer PDFs fail as documents.")
+
+
 class QuerySettings(BaseModel):
     warm_on_start: bool = Field(default=True, description="Load the embedding model when the API starts.")
     index_cache_size: int = Field(default=32, ge=1, description="Version indexes kept warm per API process.")
@@ -116,6 +127,7 @@ class Settings(BaseSettings):
     judge: JudgeSettings = JudgeSettings()
     smtp: SMTPSettings = SMTPSettings()
     eval: EvalSettings = EvalSettings()
+    limits: LimitSettings = LimitSettings()
 
     @property
     def resolved_data_dir(self) -> Path:

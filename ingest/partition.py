@@ -151,12 +151,28 @@ def _chunk_metadata(filename: str, originals: list[Element], titles: dict[str, s
     }
 
 
-def partition_document(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
+def _check_pdf_pages(data: bytes, max_pages: int) -> None:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        pages = len(PdfReader(io.BytesIO(data), strict=False).pages)
+    except (PdfReadError, ValueError, KeyError, TypeError):
+        return  # unreadable structure: let the parser report it
+    if pages > max_pages:
+        raise DocumentParseError(f"the PDF has {pages} pages; the limit is {max_pages} (RAGKEEP_LIMITS__MAX_PDF_PAGES)")
+
+
+def partition_document(
+    data: bytes, filename: str, kind: FileKind, config: IngestionConfig, max_pdf_pages: int | None = None
+) -> list[Chunk]:
     """Parse ``data`` with Unstructured and cut it into chunks according to ``config``.
 
     Raises ``DocumentParseError`` with a reason a person can act on when the file is
-    corrupt, encrypted, or yields no text.
+    corrupt, encrypted, longer than ``max_pdf_pages``, or yields no text.
     """
+    if kind.kind == "pdf" and max_pdf_pages is not None and b"/Encrypt" not in data[:4096]:
+        _check_pdf_pages(data, max_pdf_pages)
     _prepare_unstructured()
     elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
     if not elements:

@@ -154,10 +154,16 @@ def ensure_embeddings(
 
 
 def _parse(
-    blobs: BlobStore, collection: Collection, revision: DocumentRevision, filename: str, config: IngestionConfig
+    blobs: BlobStore,
+    collection: Collection,
+    revision: DocumentRevision,
+    filename: str,
+    config: IngestionConfig,
+    max_pdf_pages: int | None,
 ) -> list[Chunk]:
     data = blobs.get(collection.id, revision.sha256)
-    return partition_document(data, filename, FileKind(revision.kind, revision.content_type), config)
+    kind = FileKind(revision.kind, revision.content_type)
+    return partition_document(data, filename, kind, config, max_pdf_pages)
 
 
 def prepare_revision(
@@ -167,6 +173,7 @@ def prepare_revision(
     collection: Collection,
     revision: DocumentRevision,
     config: IngestionConfig,
+    max_pdf_pages: int | None = None,
 ) -> tuple[int, int]:
     """Parse, chunk and embed one document revision into the caches.
 
@@ -178,7 +185,7 @@ def prepare_revision(
     parse_hash = config.parse_hash()
     rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
     if not rows:
-        chunks = _parse(blobs, collection, revision, revision.document.filename, config)
+        chunks = _parse(blobs, collection, revision, revision.document.filename, config, max_pdf_pages)
         store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
         session.commit()
         rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
@@ -233,6 +240,7 @@ def build_version(
     collection: Collection,
     version: Version,
     on_progress: Callable[[int, int], None] | None = None,
+    max_pdf_pages: int | None = None,
 ) -> BuildResult:
     """Materialise ``version`` as its own Chroma collection from the current documents.
 
@@ -259,7 +267,7 @@ def build_version(
                     collection.id,
                     revision.sha256,
                     parse_hash,
-                    _parse(blobs, collection, revision, document.filename, config),
+                    _parse(blobs, collection, revision, document.filename, config, max_pdf_pages),
                 )
                 session.commit()
             except DocumentParseError as exc:

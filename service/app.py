@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.blobs import BlobStore
 from core.db import Database, create_schema
 from core.errors import RagkeepError, TooManyRequests, Unauthorized
+from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
 from service.deps import AppState
 from service.routers import admin, collections, documents, evaluations, health, jobs, openai_compat, query, versions
@@ -42,7 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         create_schema(db.engine)
-        state = AppState(settings=settings, db=db, blobs=BlobStore(settings.blob_dir), tasks=TaskClient(settings))
+        state = AppState(
+            settings=settings,
+            db=db,
+            blobs=BlobStore(settings.blob_dir),
+            tasks=TaskClient(settings),
+            limiter=RateLimiter(settings.limits.requests_per_minute, settings.redis_url),
+        )
         app.state.ragkeep = state
         if settings.auth == "disabled":
             log.warning("RAGKEEP_AUTH=disabled: every request is treated as admin. Never expose this API.")

@@ -17,6 +17,7 @@ from core import chroma
 from core.auth import ANONYMOUS_ADMIN, Principal, authenticate
 from core.blobs import BlobStore
 from core.db import Database
+from core.ratelimit import RateLimiter
 from core.settings import Settings
 from query.engine import QueryEngine
 from workers.client import TaskClient
@@ -28,6 +29,7 @@ class AppState:
     db: Database
     blobs: BlobStore
     tasks: TaskClient
+    limiter: RateLimiter
     _engine: QueryEngine | None = None
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,7 +88,9 @@ def get_principal(request: Request, state: StateDep, session: SessionDep) -> Pri
         return ANONYMOUS_ADMIN
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token.strip() if scheme.lower() == "bearer" else ""
-    return authenticate(session, presented, state.settings.admin_api_key)
+    principal = authenticate(session, presented, state.settings.admin_api_key)
+    state.limiter.check(principal.key_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

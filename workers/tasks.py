@@ -89,7 +89,13 @@ def parse_document(self: Task, revision_id: str) -> None:
         config = catalog.collection_config(collection).ingestion
         try:
             chunks, embedded = pipeline.prepare_revision(
-                session, res.blobs, res.embedder(config.embedding_model), collection, revision, config
+                session,
+                res.blobs,
+                res.embedder(config.embedding_model),
+                collection,
+                revision,
+                config,
+                res.settings.limits.max_pdf_pages,
             )
         except RETRYABLE as exc:
             session.rollback()
@@ -191,6 +197,7 @@ def build_version(self: Task, job_id: str) -> None:
                     collection,
                     version,
                     on_progress=progress,
+                    max_pdf_pages=res.settings.limits.max_pdf_pages,
                 )
                 session.commit()
         except RETRYABLE as exc:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from core import catalog
-from core.errors import FileTooLarge, InvalidInput, RagkeepError
+from core.errors import FileTooLarge, InvalidInput, RagkeepError, TooManyRequests
 from core.filetypes import FileKind, clean_filename, detect_file_kind
 from core.models import JobKind
 from service.access import record, visible_collection
@@ -99,12 +99,20 @@ def upload_documents(
         seen.add(filename)
         data = _read_limited(upload, filename, settings.max_upload_bytes)
         try:
-            kind = detect_file_kind(data, filename)
+            kind = detect_file_kind(data, filename, settings.limits.max_unpacked_mb * 1024 * 1024)
         except RagkeepError as exc:
             exc.detail = f"{exc.detail} (nothing from this upload was stored)"
             raise
         checked.append((filename, data, kind))
 
+    pending = catalog.pending_bytes(session, collection.id)
+    limit = settings.limits.max_pending_mb_per_collection * 1024 * 1024
+    if pending + sum(len(data) for _, data, _ in checked) > limit:
+        raise TooManyRequests(
+            f"collection {name!r} already has {pending // (1024 * 1024)} MiB waiting to be parsed; the limit is "
+            f"{settings.limits.max_pending_mb_per_collection} MiB. Retry when the current uploads are done.",
+            30,
+        )
     incoming = [
         catalog.IncomingFile(
             filename, state.blobs.put(collection.id, data), len(data), kind.kind, kind.content_type, extra

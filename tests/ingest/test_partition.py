@@ -138,3 +138,11 @@ def test_chunk_size_follows_the_config() -> None:
 def test_sentence_splitter_is_a_config_choice() -> None:
     chunks = _parse(EXAMPLE_DOCS / "book-war-and-peace-1p.txt", IngestionConfig(chunker="sentence", max_characters=400))
     assert len(chunks) > 3
+
+
+def test_pdf_over_the_page_limit_fails_with_a_reason() -> None:
+    path = DATASETS / "aragog-arxiv-qa" / "source_files" / "distilbert.pdf"
+    data = path.read_bytes()
+    with pytest.raises(DocumentParseError, match="the PDF has 5 pages; the limit is 2"):
+        partition_document(data, path.name, detect_file_kind(data, path.name), CONFIG, max_pdf_pages=2)
+    assert partition_document(data, path.name, detect_file_kind(data, path.name), CONFIG, max_pdf_pages=5)
