@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +33,9 @@ class IngestionConfig(BaseModel):
     )
     overlap: int = Field(default=0, ge=0, le=2000, description="Characters repeated between split chunks.")
     embedding_model: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
+    pii: Literal["off", "flag", "redact"] = Field(
+        default="off", description="E-mails, phones, cards, IBANs: flag them, or redact before embedding."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> IngestionConfig:
@@ -125,6 +128,17 @@ class CollectionConfig(BaseModel):
     )
     evaluation: EvaluationConfig = EvaluationConfig()
     keep_versions: int = Field(default=5, ge=0, le=1000, description="Non-live versions kept queryable.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level_pii(cls, data: Any) -> Any:
+        """``config.pii`` is accepted as a shorthand for ``config.ingestion.pii``."""
+        if isinstance(data, dict) and "pii" in data:
+            data = dict(data)
+            ingestion = dict(data.get("ingestion") or {})
+            ingestion["pii"] = data.pop("pii")
+            data["ingestion"] = ingestion
+        return data
 
     @model_validator(mode="after")
     def _template_has_slots(self) -> CollectionConfig:

@@ -131,6 +131,8 @@ class DocumentRevision(Base):
     status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.queued, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int | None] = mapped_column(Integer)
+    # Personal data found in this revision's chunks (config pii flag/redact): {"email": 2, ...}.
+    pii_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Chunks whose embedding had to be computed for this revision (the rest came from cache).
     embedded_count: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)

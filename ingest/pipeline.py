@@ -42,6 +42,7 @@ from core.models import (
     VersionState,
     utcnow,
 )
+from ingest import pii
 from ingest.partition import Chunk, partition_document
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,28 @@ def _parse(
 ) -> list[Chunk]:
     data = blobs.get(collection.id, revision.sha256)
     kind = FileKind(revision.kind, revision.content_type)
-    return partition_document(data, filename, kind, config, max_pdf_pages)
+    return govern(partition_document(data, filename, kind, config, max_pdf_pages), config.pii)
+
+
+def govern(chunks: Sequence[Chunk], mode: str) -> list[Chunk]:
+    """Apply the collection's PII policy before anything is cached or embedded."""
+    if mode == "off":
+        return list(chunks)
+    governed = []
+    for chunk in chunks:
+        found = pii.scan(chunk.text, redact=mode == "redact")
+        metadata = {**chunk.metadata, "pii": ",".join(sorted(found.counts)) or None}
+        governed.append(Chunk(text=found.text, metadata=metadata))
+    return governed
+
+
+def pii_counts(texts: Sequence[str], mode: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for text in texts:
+        counts = pii.placeholder_counts(text) if mode == "redact" else pii.scan(text, redact=False).counts
+        for kind, n in counts.items():
+            totals[kind] = totals.get(kind, 0) + n
+    return totals
 
 
 def prepare_revision(
@@ -174,10 +196,10 @@ def prepare_revision(
     revision: DocumentRevision,
     config: IngestionConfig,
     max_pdf_pages: int | None = None,
-) -> tuple[int, int]:
+) -> tuple[int, int, dict[str, int]]:
     """Parse, chunk and embed one document revision into the caches.
 
-    Returns (chunk count, chunks newly embedded).
+    Returns (chunk count, chunks newly embedded, personal data found by kind).
 
     Idempotent: a revision whose chunks are cached is not parsed again, and cached
     embeddings are not recomputed. Raises ``DocumentParseError`` for a bad file.
@@ -190,7 +212,8 @@ def prepare_revision(
         session.commit()
         rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
     result = ensure_embeddings(session, collection.id, embedder, [r.text for r in rows])
-    return len(rows), result.embedded
+    found = pii_counts([r.text for r in rows], config.pii) if config.pii != "off" else {}
+    return len(rows), result.embedded, found
 
 
 # ----------------------------------------------------------------- building

@@ -72,6 +72,7 @@ class RevisionRead(BaseModel):
     status: str
     error: str | None
     chunk_count: int | None
+    pii: dict[str, int] = Field(default_factory=dict, description="Personal data found (config pii flag/redact).")
     metadata: dict[str, Any]
     created_at: datetime
     parsed_at: datetime | None

@@ -52,6 +52,7 @@ def document_read(session: Session, document: Document, with_revisions: bool = F
                 status=r.status,
                 error=r.error,
                 chunk_count=r.chunk_count,
+                pii=r.pii_counts or {},
                 metadata=r.upload_metadata,
                 created_at=r.created_at,
                 parsed_at=r.parsed_at,

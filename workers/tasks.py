@@ -88,7 +88,7 @@ def parse_document(self: Task, revision_id: str) -> None:
         session.commit()
         config = catalog.collection_config(collection).ingestion
         try:
-            chunks, embedded = pipeline.prepare_revision(
+            chunks, embedded, found = pipeline.prepare_revision(
                 session,
                 res.blobs,
                 res.embedder(config.embedding_model),
@@ -122,6 +122,7 @@ def parse_document(self: Task, revision_id: str) -> None:
             revision.status = DocumentStatus.ready
             revision.chunk_count = chunks
             revision.embedded_count = embedded
+            revision.pii_counts = found
             revision.error = None
             revision.parsed_at = utcnow()
             session.commit()

@@ -22,6 +22,7 @@ ERRORS = error_responses(404, 409, 413, 415, 422)
 RESERVED_METADATA = frozenset(
     {
         "filename",
+        "pii",
         "page",
         "page_end",
         "section",

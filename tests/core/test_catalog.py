@@ -182,3 +182,36 @@ def test_query_log_retention_deletes_only_old_rows(session: Session) -> None:
     assert catalog.prune_query_log(session, timedelta(days=30)) == 1
     session.commit()
     assert sorted(q.question for q in session.query(QueryLog)) == ["1", "10"]
+
+
+def test_upgrading_a_catalog_that_holds_data_keeps_it(database_url: str) -> None:
+    """Columns added by later migrations need defaults for rows that already exist."""
+    from alembic import command
+
+    from core.db import _alembic_config, make_engine
+
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0002")
+        conn.execute(
+            text(
+                "INSERT INTO collections (id, name, description, owners, config, created_at, updated_at) "
+                "VALUES ('c1', 'old-kb', '', '[]', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO versions (id, collection_id, number, state, config, embedding_model, "
+                "chroma_collection, document_count, chunk_count, embedded_chunk_count, reused_chunk_count, "
+                "changes, created_at) VALUES ('v1', 'c1', 1, 'live', '{}', 'm', 'rk_old-kb_v1', 0, 0, 0, 0, "
+                "'{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    create_schema(engine)
+    with Session(engine) as session:
+        version = session.get(Version, "v1")
+        assert version is not None and version.gate == {}
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()

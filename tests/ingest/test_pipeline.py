@@ -59,7 +59,7 @@ def _upload(
 def _prepare(
     session: Session, blobs: BlobStore, embedder: Embedder, collection: Collection, revision: DocumentRevision
 ) -> int:
-    chunks, embedded = prepare_revision(session, blobs, embedder, collection, revision, IngestionConfig())
+    chunks, embedded, _ = prepare_revision(session, blobs, embedder, collection, revision, IngestionConfig())
     # What the parse task records after prepare_revision.
     revision.status, revision.chunk_count, revision.embedded_count = DocumentStatus.ready, chunks, embedded
     session.commit()
@@ -162,3 +162,25 @@ def test_changed_ingestion_config_reparses_at_build(
     v2 = _build(session, client, blobs, embedder, collection)
     assert v2.chunk_count > v1.chunk_count
     assert v2.config["max_characters"] == 300
+
+
+def test_redacted_personal_data_never_reaches_chroma(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path
+) -> None:
+    session, blobs, client = env
+    collection = catalog.create_collection(
+        session, "pii-kb", "", [], CollectionConfig.model_validate({"pii": "redact"})
+    )
+    source = tmp_path / "staff.txt"
+    source.write_text("Contact Jane at jane.doe@example.com or +44 20 7946 0958 about payroll.\n")
+    revision = _upload(session, blobs, collection, source)
+    config = catalog.collection_config(collection).ingestion
+    chunks, _, found = prepare_revision(session, blobs, embedder, collection, revision, config)
+    assert found == {"email": 1, "phone": 1}
+    revision.status, revision.chunk_count = DocumentStatus.ready, chunks
+    session.commit()
+    version = _build(session, client, blobs, embedder, collection)
+    stored = client.get_collection(version.chroma_collection).get(include=["documents", "metadatas"])
+    text = " ".join(stored["documents"])
+    assert "jane.doe@example.com" not in text and "7946" not in text and "[EMAIL]" in text
+    assert stored["metadatas"][0]["pii"] == "email,phone"

@@ -117,7 +117,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_eval_results_run_id"), ["run_id"], unique=False)
 
     with op.batch_alter_table("versions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("gate", sa.JSON(), nullable=False))
+        batch_op.add_column(sa.Column("gate", sa.JSON(), nullable=False, server_default="{}"))
 
     # ### end Alembic commands ###
 
