@@ -45,12 +45,14 @@ class Stack:
         raise TimeoutError(f"job {job_id} did not finish: {job}")
 
     def wait_live(self, collection: str, number: int, timeout: float = 180) -> dict[str, Any]:
+        """Version ``number`` once its build job has finished (published or not, per the policy)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             response = self.http.get(f"/collections/{collection}/versions/{number}")
-            if response.status_code == 200 and response.json()["state"] in ("live", "ready", "failed"):
-                version: dict[str, Any] = response.json()
+            if response.status_code == 200 and response.json()["job_id"]:
+                self.wait_job(response.json()["job_id"], timeout=max(1.0, deadline - time.monotonic()))
+                version: dict[str, Any] = self.http.get(f"/collections/{collection}/versions/{number}").json()
                 return version
             time.sleep(0.3)
         raise TimeoutError(f"version {number} of {collection} was not built in {timeout} s")
