@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from core.config import CollectionConfig
@@ -15,6 +16,8 @@ CollectionName = Annotated[
 Owners = Annotated[list[EmailStr], Field(max_length=50)]
 
 T = TypeVar("T")
+MAX_INT = 2**31 - 1  # catalog integers are 32-bit on PostgreSQL and must fit SQLite's 64 bits
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip.")]
 
 
 class Page(BaseModel, Generic[T]):
@@ -153,8 +156,15 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entry documenting the error body for each status code."""
+def error_responses(*codes: int, json_only: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entry documenting the error body for each status code.
+
+    ``json_only`` for routes whose success is not JSON (HTML pages): FastAPI would
+    document their errors under the success media type.
+    """
+    if json_only:
+        schema = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+        return {code: {"description": "Error", "content": schema} for code in codes}
     return {code: {"model": ErrorBody} for code in codes}
 
 
@@ -168,7 +178,9 @@ class QueryCreate(BaseModel):
     collection: CollectionName
     question: Question
     top_k: Annotated[int, Field(ge=1, le=500)] | None = None
-    version: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Pin a version; default live.")
+    version: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, description="Pin a version; default live."
+    )
     filters: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=64)],
         FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=100)],

@@ -12,7 +12,7 @@ from core.errors import InvalidInput
 from core.models import utcnow
 from service.access import record
 from service.deps import PrincipalDep, SessionDep
-from service.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead, Page, error_responses
+from service.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead, Offset, Page, error_responses
 
 router = APIRouter(tags=["admin"])
 ERRORS = error_responses(401, 403, 404, 422)
@@ -65,7 +65,7 @@ def audit_log(
     principal: PrincipalDep,
     collection: str | None = None,
     action: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[AuditRead]:
     """Every change: who (key), what, when, from where. Newest first."""

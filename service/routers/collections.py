@@ -10,7 +10,7 @@ from core import catalog
 from core import chroma as chroma_access
 from service.access import record, visible_collection
 from service.deps import PrincipalDep, SessionDep, StateDep
-from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Page, error_responses
+from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Offset, Page, error_responses
 from service.views import collection_read
 
 router = APIRouter(prefix="/collections", tags=["collections"])
@@ -32,7 +32,7 @@ def create_collection(
 def list_collections(
     session: SessionDep,
     principal: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[CollectionRead]:
     """List collections by name."""

@@ -13,7 +13,15 @@ from core.filetypes import FileKind, clean_filename, detect_file_kind
 from core.models import JobKind
 from service.access import record, visible_collection
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
-from service.schemas import DocumentDeleted, DocumentRead, Page, UploadAccepted, UploadedDocument, error_responses
+from service.schemas import (
+    DocumentDeleted,
+    DocumentRead,
+    Offset,
+    Page,
+    UploadAccepted,
+    UploadedDocument,
+    error_responses,
+)
 from service.views import document_read
 
 router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"])
@@ -159,7 +167,7 @@ def list_documents(
     name: str,
     session: SessionDep,
     principal: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DocumentRead]:
     """List the collection's documents with their current status."""

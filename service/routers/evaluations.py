@@ -21,12 +21,14 @@ from service.access import record, visible_collection, visible_collection_id
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.routers.versions import VersionNumber
 from service.schemas import (
+    MAX_INT,
     ComparisonRead,
     EvalResultRead,
     EvaluationAccepted,
     EvaluationRead,
     GoldenSetRead,
     MetricDeltaRead,
+    Offset,
     Page,
     ReportAccepted,
     ReportRead,
@@ -35,7 +37,8 @@ from service.schemas import (
 from workers.names import TaskName
 
 router = APIRouter(tags=["evaluation"])
-ERRORS = error_responses(404, 409, 410, 413, 422)
+ERRORS = error_responses(401, 403, 404, 409, 410, 413, 422, 429)
+PAGE_ERRORS = error_responses(401, 403, 404, 422, 429, json_only=True)
 MAX_GOLDEN_SET_BYTES = 50 * 1024 * 1024
 
 
@@ -133,8 +136,8 @@ def list_evaluations(
     name: str,
     session: SessionDep,
     principal: PrincipalDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[EvaluationRead]:
     """Evaluation runs, newest first, with aggregate scores."""
@@ -177,7 +180,7 @@ def compare(
     )
 
 
-@router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=ERRORS)
+@router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=PAGE_ERRORS)
 def latest_report(name: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> HTMLResponse:
     """The owners' report as a page, as of now."""
     collection = visible_collection(session, principal, name)
@@ -209,7 +212,7 @@ def list_reports(
     name: str,
     session: SessionDep,
     principal: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ReportRead]:
     """Reports built for the owners (sent or not), newest first."""
@@ -218,7 +221,7 @@ def list_reports(
     return Page[ReportRead](items=[ReportRead.model_validate(r, from_attributes=True) for r in reports], total=total)
 
 
-@router.get("/collections/{name}/reports/{report_id}", response_class=HTMLResponse, responses=ERRORS)
+@router.get("/collections/{name}/reports/{report_id}", response_class=HTMLResponse, responses=PAGE_ERRORS)
 def get_report(name: str, report_id: str, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
     """A stored report as it was built (also when sending it failed)."""
     collection = visible_collection(session, principal, name)

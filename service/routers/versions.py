@@ -10,13 +10,13 @@ from core import catalog
 from core.models import JobKind
 from service.access import record, visible_collection
 from service.deps import PrincipalDep, SessionDep, StateDep
-from service.schemas import BuildAccepted, Page, VersionRead, error_responses
+from service.schemas import MAX_INT, BuildAccepted, Offset, Page, VersionRead, error_responses
 from service.views import version_read
 from workers.names import TaskName
 
 router = APIRouter(prefix="/collections/{name}", tags=["versions"])
 ERRORS = error_responses(404, 409, 410, 422)
-VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 @router.get("/versions", responses=ERRORS)
@@ -24,7 +24,7 @@ def list_versions(
     name: str,
     session: SessionDep,
     principal: PrincipalDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[VersionRead]:
     """List versions, newest first."""
