@@ -193,41 +193,8 @@ class QueryEngine:
             "total": round((time.perf_counter() - prepared.started) * 1000, 2),
         }
         model = self.llm.model if answer.mode == "llm" and self.llm else None
-        if not request.record:
-            return QueryResult(
-                "",
-                prepared.collection.name,
-                prepared.version.number,
-                answer.text,
-                answer.mode,
-                citations,
-                usage,
-                latency,
-                answer.warnings,
-                model,
-                sources,
-            )
-        row = QueryLog(
-            collection_id=prepared.collection.id,
-            version_number=prepared.version.number,
-            question=request.question,
-            mode=request.mode,
-            answer_mode=answer.mode,
-            answer=answer.text,
-            chunk_ids=[hit.chunk_id for hit in prepared.hits],
-            cited_chunk_ids=[c.chunk_id for c in citations],
-            usage=usage,
-            latency_ms=latency,
-            warnings=answer.warnings,
-            model=model,
-            client=request.client,
-        )
-        with self.db.session() as session:
-            session.add(row)
-            session.flush()
-            query_id = row.id
-        return QueryResult(
-            query_id,
+        result = QueryResult(
+            "",
             prepared.collection.name,
             prepared.version.number,
             answer.text,
@@ -237,7 +204,29 @@ class QueryEngine:
             latency,
             answer.warnings,
             model,
+            sources,
         )
+        if request.record:
+            row = QueryLog(
+                collection_id=prepared.collection.id,
+                version_number=prepared.version.number,
+                question=request.question,
+                mode=request.mode,
+                answer_mode=answer.mode,
+                answer=answer.text,
+                chunk_ids=[hit.chunk_id for hit in prepared.hits],
+                cited_chunk_ids=[c.chunk_id for c in citations],
+                usage=usage,
+                latency_ms=latency,
+                warnings=answer.warnings,
+                model=model,
+                client=request.client,
+            )
+            with self.db.session() as session:
+                session.add(row)
+                session.flush()
+                result.query_id = row.id
+        return result
 
     def _fallback(self, question: str, hits: Sequence[Hit], exc: BaseException) -> Answer:
         log.warning("LLM endpoint failed, answering extractively: %r", exc)

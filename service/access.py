@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from core import auth, catalog
 from core.auth import Principal, Role
-from core.errors import CollectionNotFound
+from core.errors import CollectionNotFound, NotFound
 from core.models import Collection
 
 
@@ -20,14 +20,14 @@ def visible_collection(session: Session, principal: Principal, name: str, role: 
     return collection
 
 
-def visible_collection_id(session: Session, principal: Principal, collection_id: str | None) -> Collection | None:
-    """For objects found by id (jobs, evaluations): their collection if visible; raise 404 otherwise."""
+def ensure_visible(session: Session, principal: Principal, collection_id: str | None, hidden: NotFound) -> None:
+    """For objects found by their own id (jobs, evaluations): raise ``hidden`` (a 404 that reads
+    as if the object did not exist) unless the key may see the object's collection."""
     collection = catalog.get_collection_by_id(session, collection_id) if collection_id else None
-    if collection is not None and not principal.sees(collection.name):
-        raise CollectionNotFound("not found")
     if collection is None and principal.collections is not None:
-        raise CollectionNotFound("not found")
-    return collection
+        raise hidden
+    if collection is not None and not principal.sees(collection.name):
+        raise hidden
 
 
 def record(

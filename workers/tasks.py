@@ -58,6 +58,19 @@ def _close_worker_process(**_: Any) -> None:
     close_resources()
 
 
+def _open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:
+    """The job and its collection, or None when there is nothing (left) to do; marks the job running."""
+    job = session.get(Job, job_id)
+    if job is None or job.status in (JobStatus.succeeded, JobStatus.failed):
+        return None
+    collection = catalog.get_collection_by_id(session, job.collection_id or "")
+    if collection is None:
+        catalog.finish_job(session, job, error="the collection was deleted before this job ran")
+        return None
+    catalog.start_job(session, job)
+    return job, collection
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, DocumentParseError):
         return exc.detail
@@ -166,15 +179,11 @@ def build_version(self: Task, job_id: str) -> None:
     """Build the collection's next version, then publish it if the policy says so."""
     res = resources()
     with res.db.session() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status in (JobStatus.succeeded, JobStatus.failed):
+        opened = _open_job(session, job_id)
+        if opened is None:
             return
-        collection = catalog.get_collection_by_id(session, job.collection_id or "")
-        if collection is None:
-            catalog.finish_job(session, job, error="the collection was deleted before the build ran")
-            return
+        job, collection = opened
         catalog.release_build(session, collection.id, job.id)
-        catalog.start_job(session, job)
         session.commit()
         if job.result.get("trigger") != "manual" and _unchanged(session, collection):
             catalog.finish_job(session, job, result={"version": None, "detail": "no document changed"})
@@ -496,14 +505,10 @@ def send_report(self: Task, job_id: str) -> None:
     """Build the collection's report (kept in the catalog) and email it to the owners; retry SMTP failures."""
     res = resources()
     with res.db.session() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status in (JobStatus.succeeded, JobStatus.failed):
+        opened = _open_job(session, job_id)
+        if opened is None:
             return
-        collection = catalog.get_collection_by_id(session, job.collection_id or "")
-        if collection is None:
-            catalog.finish_job(session, job, error="the collection was deleted")
-            return
-        catalog.start_job(session, job)
+        job, collection = opened
         report = session.get(Report, job.result.get("report_id", "")) if job.result.get("report_id") else None
         if report is None:
             rendered = build_report(session, collection, res.settings.eval)

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.errors import CollectionNotFound, InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from core.models import Collection, EvalResult, EvalRun, JobKind
 from eval import runner
 from eval.goldensets import parse_golden_set
 from eval.report import CHART_CID, build_report
-from service.access import record, visible_collection, visible_collection_id
+from service.access import ensure_visible, record, visible_collection
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.routers.versions import VersionNumber
 from service.schemas import (
@@ -150,10 +150,7 @@ def list_evaluations(
 def get_evaluation(evaluation_id: str, session: SessionDep, principal: PrincipalDep) -> EvaluationRead:
     """One run with its per-question rows."""
     run = catalog.get_eval_run(session, evaluation_id)
-    try:
-        visible_collection_id(session, principal, run.collection_id)
-    except CollectionNotFound:
-        raise NotFound(f"evaluation {evaluation_id!r} does not exist") from None
+    ensure_visible(session, principal, run.collection_id, NotFound(f"evaluation {evaluation_id!r} does not exist"))
     return evaluation_read(session, run, with_results=True)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from core import catalog
-from core.errors import CollectionNotFound, JobNotFound
-from service.access import visible_collection_id
+from core.errors import JobNotFound
+from service.access import ensure_visible
 from service.deps import PrincipalDep, SessionDep
 from service.schemas import JobRead, error_responses
 from service.views import job_read
@@ -18,8 +18,5 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> JobRead:
     """Status, progress and error of one job."""
     job = catalog.get_job(session, job_id)
-    try:
-        visible_collection_id(session, principal, job.collection_id)
-    except CollectionNotFound:
-        raise JobNotFound(f"job {job_id!r} does not exist") from None
+    ensure_visible(session, principal, job.collection_id, JobNotFound(f"job {job_id!r} does not exist"))
     return job_read(session, job)
