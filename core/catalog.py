@@ -37,6 +37,7 @@ from core.models import (
     DocumentRevision,
     DocumentStatus,
     EvalRun,
+    Feedback,
     GoldenItem,
     GoldenSet,
     Job,
@@ -592,3 +593,68 @@ def get_report(session: Session, collection: Collection, report_id: str) -> Repo
     if report is None or report.collection_id != collection.id:
         raise NotFound(f"report {report_id!r} does not exist in collection {collection.name!r}")
     return report
+
+
+# ------------------------------------------------------------------- feedback
+
+
+def get_query(session: Session, query_id: str) -> QueryLog:
+    row = session.get(QueryLog, query_id.removeprefix("chatcmpl-"))
+    if row is None:
+        raise NotFound(f"query {query_id!r} does not exist (or its log was pruned)")
+    return row
+
+
+def add_feedback(
+    session: Session, query: QueryLog, rating: str, comment: str, expected_answer: str | None, key_id: str | None
+) -> Feedback:
+    row = Feedback(
+        query_id=query.id,
+        collection_id=query.collection_id,
+        rating=rating,
+        comment=comment,
+        expected_answer=expected_answer,
+        key_id=key_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_feedback(
+    session: Session, collection: Collection, rating: str | None, offset: int, limit: int
+) -> tuple[Sequence[tuple[Feedback, QueryLog]], int]:
+    where = [Feedback.collection_id == collection.id]
+    if rating:
+        where.append(Feedback.rating == rating)
+    total = session.scalar(select(func.count()).select_from(Feedback).where(*where)) or 0
+    rows = (
+        session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(*where)
+            .order_by(Feedback.created_at.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        .tuples()
+        .all()
+    )
+    return rows, total
+
+
+def feedback_with_queries(
+    session: Session, collection: Collection, ids: Sequence[str]
+) -> list[tuple[Feedback, QueryLog]]:
+    rows = {
+        feedback.id: (feedback, query)
+        for feedback, query in session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(Feedback.collection_id == collection.id, Feedback.id.in_(list(ids)))
+        ).tuples()
+    }
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise NotFound(f"feedback {', '.join(missing)} does not exist in collection {collection.name!r}")
+    return [rows[i] for i in ids]

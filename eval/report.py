@@ -20,6 +20,7 @@ from core.models import (
     DocumentStatus,
     EvalResult,
     EvalRun,
+    Feedback,
     Job,
     JobStatus,
     QueryLog,
@@ -193,6 +194,28 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             .group_by(QueryLog.answer_mode)
         ).all()
     )
+    down_votes = (
+        session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(Feedback.collection_id == collection.id, Feedback.rating == "down", Feedback.created_at >= since)
+            .order_by(Feedback.created_at.desc())
+        )
+        .tuples()
+        .all()
+    )
+    negative_feedback = {
+        "total": len(down_votes),
+        "latest": [
+            {
+                "question": q.question,
+                "comment": f.comment,
+                "expected_answer": f.expected_answer,
+                "version": q.version_number,
+            }
+            for f, q in down_votes[: settings.worst_questions]
+        ],
+    }
     runs = list(reversed(runs_desc))
     context = {
         "collection": collection,
@@ -206,6 +229,7 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         "failed_documents": failed_documents,
         "failed_jobs": failed_jobs,
         "query_volume": {"total": sum(volume.values()), "by_mode": volume},
+        "negative_feedback": negative_feedback,
         "chart_cid": CHART_CID,
     }
     chart = _chart(runs)

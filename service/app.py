@@ -18,7 +18,18 @@ from core.errors import RagkeepError, TooManyRequests, Unauthorized
 from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
 from service.deps import AppState
-from service.routers import admin, collections, documents, evaluations, health, jobs, openai_compat, query, versions
+from service.routers import (
+    admin,
+    collections,
+    documents,
+    evaluations,
+    feedback,
+    health,
+    jobs,
+    openai_compat,
+    query,
+    versions,
+)
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -102,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openai_compat.router,
         evaluations.router,
         admin.router,
+        feedback.router,
     ):
         app.include_router(router)
     return app

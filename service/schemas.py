@@ -341,3 +341,38 @@ class AuditRead(BaseModel):
     target: str | None
     detail: dict[str, Any]
     client_ip: str | None
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="`query_id` from /query, or the `id` of a /v1/chat/completions response."
+    )
+    rating: Literal["up", "down"]
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    expected_answer: Annotated[str, StringConstraints(min_length=1, max_length=20000)] | None = None
+
+
+class FeedbackRead(BaseModel):
+    id: str
+    query_id: str
+    collection: str
+    rating: str
+    comment: str
+    expected_answer: str | None
+    question: str
+    answer: str
+    version: int
+    created_at: datetime
+
+
+class GoldenFromFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feedback_ids: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(min_length=1, max_length=1000)
+    ]
+    base_revision: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, description="Golden-set revision to extend; default the newest (or none)."
+    )

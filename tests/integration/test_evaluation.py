@@ -323,3 +323,48 @@ def test_cli_runs_an_evaluation_and_sends_a_report(solana: Stack, mailbox: tuple
         [str(BIN / "ragkeep"), "eval", "run", "-c", "no-such-kb"], env=env, capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 1 and "404 CollectionNotFound" in missing.stderr
+
+
+def test_feedback_grows_the_golden_set_and_shows_in_the_report(solana: Stack) -> None:
+    s = solana
+    asked = s.http.post("/query", json={"collection": "solana", "question": "Who wrote the Solana survey paper?"})
+    assert asked.status_code == 200
+    query_id = asked.json()["query_id"]
+    down = s.http.post(
+        "/feedback",
+        json={
+            "query_id": query_id,
+            "rating": "down",
+            "comment": "missing authors",
+            "expected_answer": "Xiangyu Li, Xinyu Wang, Tingli Kong, Junhao Zheng, Min Luo",
+        },
+    )
+    assert down.status_code == 201 and down.json()["question"] == "Who wrote the Solana survey paper?"
+    up = s.http.post("/feedback", json={"query_id": f"chatcmpl-{query_id}", "rating": "up"})
+    assert up.status_code == 201, "the chat completion id is accepted too"
+    assert s.http.post("/feedback", json={"query_id": "nope", "rating": "up"}).status_code == 404
+    assert s.http.post("/feedback", json={"query_id": query_id, "rating": "meh"}).status_code == 422
+    listed = s.http.get("/collections/solana/feedback", params={"rating": "down"}).json()
+    assert listed["total"] == 1 and listed["items"][0]["comment"] == "missing authors"
+
+    without_answer = s.http.post(
+        "/collections/solana/goldensets/from-feedback", json={"feedback_ids": [up.json()["id"]]}
+    )
+    assert without_answer.status_code == 422 and "no expected_answer" in without_answer.json()["detail"]
+    grown = s.http.post("/collections/solana/goldensets/from-feedback", json={"feedback_ids": [down.json()["id"]]})
+    assert grown.status_code == 201, grown.text
+    before = max(
+        g["item_count"]
+        for g in s.http.get("/collections/solana/goldensets").json()["items"]
+        if g["revision"] < grown.json()["revision"]
+    )
+    assert grown.json()["item_count"] == before + 1 and grown.json()["source_format"] == "feedback"
+
+    page = s.http.get("/collections/solana/reports/latest").text
+    assert "Negative feedback: <strong>1</strong>" in page and "missing authors" in page
+
+    reader = s.http.post("/keys", json={"name": "other-team", "role": "reader", "collections": ["gated-kb"]}).json()
+    hidden = s.http.post(
+        "/feedback", json={"query_id": query_id, "rating": "down"}, headers={"Authorization": f"Bearer {reader['key']}"}
+    )
+    assert hidden.status_code == 404

@@ -1,0 +1,124 @@
+"""User feedback on answers, and growing the golden set from it (a person picks the feedback)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from core import catalog
+from core.errors import InvalidInput, NotFound
+from core.models import Collection, Feedback, GoldenSet, QueryLog
+from service.access import ensure_visible, record, visible_collection
+from service.deps import PrincipalDep, SessionDep
+from service.schemas import (
+    FeedbackCreate,
+    FeedbackRead,
+    GoldenFromFeedback,
+    GoldenSetRead,
+    Offset,
+    Page,
+    error_responses,
+)
+
+router = APIRouter(tags=["feedback"])
+ERRORS = error_responses(401, 403, 404, 422, 429)
+
+
+def _read(feedback: Feedback, query: QueryLog, collection: Collection) -> FeedbackRead:
+    return FeedbackRead(
+        id=feedback.id,
+        query_id=query.id,
+        collection=collection.name,
+        rating=feedback.rating,
+        comment=feedback.comment,
+        expected_answer=feedback.expected_answer,
+        question=query.question,
+        answer=query.answer,
+        version=query.version_number,
+        created_at=feedback.created_at,
+    )
+
+
+@router.post("/feedback", status_code=201, responses=ERRORS)
+def give_feedback(body: FeedbackCreate, session: SessionDep, principal: PrincipalDep, request: Request) -> FeedbackRead:
+    """Rate an answer (up/down), optionally with a comment and the answer that was expected."""
+    query = catalog.get_query(session, body.query_id)
+    ensure_visible(session, principal, query.collection_id, NotFound(f"query {body.query_id!r} does not exist"))
+    feedback = catalog.add_feedback(session, query, body.rating, body.comment, body.expected_answer, principal.key_id)
+    collection = catalog.get_collection_by_id(session, query.collection_id)
+    assert collection is not None
+    record(request, session, principal, "feedback.create", collection.name, feedback.id, rating=body.rating)
+    return _read(feedback, query, collection)
+
+
+@router.get("/collections/{name}/feedback", responses=ERRORS)
+def list_feedback(
+    name: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    rating: Annotated[Literal["up", "down"] | None, Query()] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[FeedbackRead]:
+    """Feedback on the collection's answers, newest first."""
+    collection = visible_collection(session, principal, name)
+    rows, total = catalog.list_feedback(session, collection, rating, offset, limit)
+    return Page[FeedbackRead](items=[_read(f, q, collection) for f, q in rows], total=total)
+
+
+@router.post("/collections/{name}/goldensets/from-feedback", status_code=201, responses=ERRORS)
+def golden_set_from_feedback(
+    name: str, body: GoldenFromFeedback, session: SessionDep, principal: PrincipalDep, request: Request
+) -> GoldenSetRead:
+    """A new golden-set revision: the base revision's questions plus the chosen feedback with expected answers."""
+    collection = visible_collection(session, principal, name, "writer")
+    chosen = catalog.feedback_with_queries(session, collection, body.feedback_ids)
+    without = [feedback.id for feedback, _ in chosen if not feedback.expected_answer]
+    if without:
+        raise InvalidInput(f"feedback {', '.join(without)} has no expected_answer to use as a reference")
+    items: list[dict[str, object]] = []
+    sets = catalog.list_golden_sets(session, collection)
+    base: GoldenSet | None = None
+    if body.base_revision is not None:
+        base = next((g for g in sets if g.revision == body.base_revision), None)
+        if base is None:
+            raise NotFound(f"golden set revision {body.base_revision} does not exist")
+    elif sets:
+        base = sets[0]
+    if base is not None:
+        items = [
+            {
+                "question": i.question,
+                "reference_answer": i.reference_answer,
+                "reference_contexts": i.reference_contexts,
+                "reference_documents": i.reference_documents,
+                "tags": i.tags,
+            }
+            for i in base.items
+        ]
+    known = {str(item["question"]) for item in items}
+    for feedback, query in chosen:
+        if query.question not in known:
+            known.add(query.question)
+            items.append(
+                {
+                    "question": query.question,
+                    "reference_answer": feedback.expected_answer,
+                    "reference_contexts": [],
+                    "reference_documents": [],
+                    "tags": ["feedback"],
+                }
+            )
+    golden = catalog.create_golden_set(session, collection, "from-feedback", "feedback", items)
+    record(
+        request,
+        session,
+        principal,
+        "goldenset.from_feedback",
+        name,
+        str(golden.revision),
+        feedback=list(body.feedback_ids),
+        base_revision=base.revision if base else None,
+    )
+    return GoldenSetRead.model_validate(golden, from_attributes=True)
