@@ -17,6 +17,7 @@ from core.db import Database, create_schema
 from core.errors import RagkeepError, TooManyRequests, Unauthorized
 from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
+from service import metrics
 from service.deps import AppState
 from service.routers import (
     admin,
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             blobs=BlobStore(settings.blob_dir),
             tasks=TaskClient(settings),
             limiter=RateLimiter(settings.limits.requests_per_minute, settings.redis_url),
+            registry=metrics.build_registry(db),
         )
         app.state.ragkeep = state
         if settings.auth == "disabled":
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+
+    app.middleware("http")(metrics.middleware)
 
     @app.exception_handler(RagkeepError)
     async def ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from chromadb.api import ClientAPI
 from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from core import chroma
@@ -30,6 +31,7 @@ class AppState:
     blobs: BlobStore
     tasks: TaskClient
     limiter: RateLimiter
+    registry: CollectorRegistry
     _engine: QueryEngine | None = None
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from core import chroma
 from core.db import ping
+from service import metrics
 from service.deps import StateDep
 
 router = APIRouter(tags=["health"])
@@ -19,6 +20,12 @@ router = APIRouter(tags=["health"])
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def prometheus_metrics(state: StateDep) -> Response:
+    """Prometheus metrics (no key needed, like the health checks)."""
+    return metrics.render(state.registry)
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from query.engine import QueryRequest, QueryResult
+from service import metrics
 from service.access import visible_collection
 from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.schemas import QueryCreate, QueryRead, error_responses
@@ -20,6 +21,8 @@ router = APIRouter(tags=["query"])
 
 
 def query_read(result: QueryResult) -> QueryRead:
+    """The response body of a finished query; also counts it in the Prometheus metrics (once per query)."""
+    metrics.observe_query(result.collection, result.answer_mode, result.model, result.usage, result.latency_ms)
     return QueryRead.model_validate(asdict(result))
 
 

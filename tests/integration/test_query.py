@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -220,6 +221,12 @@ def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(llm_api: str, f
     assert "Question: What is DistilBERT?" in prompt and "square brackets" in prompt
     assert result["usage"]["prompt_tokens"] == len(prompt.split())
     assert result["usage"]["completion_tokens"] == len(result["answer"].split())
+    scraped = httpx.get(f"{llm_api}/metrics", timeout=30).text
+    assert 'ragkeep_queries_total{answer_mode="llm",collection="research"}' in scraped
+    tokens_in = re.search(
+        r'ragkeep_llm_tokens_total\{collection="research",direction="in",model="fake-1"\} (\d+)', scraped
+    )
+    assert tokens_in and int(float(tokens_in.group(1))) >= result["usage"]["prompt_tokens"]
 
 
 def test_llm_streaming_reports_tokens_and_usage(llm_api: str) -> None:

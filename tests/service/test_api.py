@@ -187,3 +187,16 @@ def test_readiness_reports_an_unreachable_chroma(tmp_path: Path) -> None:
         response = test_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["chroma"].startswith("unreachable")
+
+
+def test_metrics_count_requests_and_show_catalog_state(client: TestClient) -> None:
+    _create(client)
+    client.post("/collections/hr-policies/documents", files=_files("fake-text.txt"))
+    client.get("/collections/nope")
+    body = TestClient(client.app).get("/metrics")  # no key needed
+    assert body.status_code == 200 and body.headers["content-type"].startswith("text/plain")
+    text = body.text
+    assert 'ragkeep_http_requests_total{method="POST",route="/collections",status="201"}' in text
+    assert 'ragkeep_http_requests_total{method="GET",route="/collections/{name}",status="404"}' in text
+    assert 'ragkeep_jobs{kind="ingest",status="queued"} 1.0' in text
+    assert 'ragkeep_document_revisions{status="queued"} 1.0' in text

@@ -1,0 +1,131 @@
+"""Prometheus metrics for ``GET /metrics``.
+
+Two sources:
+- counters and histograms recorded by this API process (requests, queries, tokens,
+  latencies), multiprocess-safe when ``PROMETHEUS_MULTIPROC_DIR`` is set (several
+  uvicorn workers on one host);
+- gauges read from the catalog at scrape time (jobs, documents, versions, the latest
+  evaluation scores): the catalog is shared by every API and worker host, so these are
+  right whichever process is scraped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.db import Database
+from core.models import Collection, DocumentRevision, EvalRun, Job, JobStatus, Version
+
+REQUESTS = Counter("ragkeep_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "ragkeep_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUERIES = Counter("ragkeep_queries_total", "Answered queries", ["collection", "answer_mode"])
+QUERY_STAGE = Histogram(
+    "ragkeep_query_stage_seconds",
+    "Query time by stage",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TOKENS = Counter("ragkeep_llm_tokens_total", "LLM tokens", ["collection", "model", "direction"])
+
+
+def observe_query(
+    collection: str, answer_mode: str, model: str | None, usage: dict[str, int], latency_ms: dict[str, float]
+) -> None:
+    QUERIES.labels(collection, answer_mode).inc()
+    QUERY_STAGE.labels("retrieve").observe(latency_ms.get("retrieve", 0.0) / 1000)
+    if answer_mode != "none":
+        QUERY_STAGE.labels("generate").observe(latency_ms.get("generate", 0.0) / 1000)
+    if model:
+        TOKENS.labels(collection, model, "in").inc(usage.get("prompt_tokens", 0))
+        TOKENS.labels(collection, model, "out").inc(usage.get("completion_tokens", 0))
+
+
+class CatalogCollector(Collector):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("ragkeep_jobs", "Jobs by kind and status", labels=["kind", "status"])
+        documents = GaugeMetricFamily("ragkeep_document_revisions", "Document revisions by status", labels=["status"])
+        versions = GaugeMetricFamily("ragkeep_versions", "Versions by state", labels=["state"])
+        scores = GaugeMetricFamily(
+            "ragkeep_eval_score", "Latest evaluation score", labels=["collection", "version", "metric"]
+        )
+        with self.db.session() as session:
+            for kind, status, n in session.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            ):
+                jobs.add_metric([kind, status], n)
+            for status, n in session.execute(
+                select(DocumentRevision.status, func.count()).group_by(DocumentRevision.status)
+            ):
+                documents.add_metric([status], n)
+            for state, n in session.execute(select(Version.state, func.count()).group_by(Version.state)):
+                versions.add_metric([state], n)
+            latest = (
+                select(EvalRun.version_id, func.max(EvalRun.created_at).label("at"))
+                .where(EvalRun.status == JobStatus.succeeded)
+                .group_by(EvalRun.version_id)
+                .subquery()
+            )
+            rows = session.execute(
+                select(Collection.name, EvalRun.version_number, EvalRun.metrics)
+                .join(latest, (latest.c.version_id == EvalRun.version_id) & (latest.c.at == EvalRun.created_at))
+                .join(Collection, Collection.id == EvalRun.collection_id)
+            )
+            for name, number, metrics in rows:
+                for metric, summary in (metrics or {}).items():
+                    if summary.get("mean") is not None:
+                        scores.add_metric([name, str(number), metric], summary["mean"])
+        yield from (jobs, documents, versions, scores)
+
+
+def build_registry(db: Database) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        for metric in (REQUESTS, LATENCY, QUERIES, QUERY_STAGE, TOKENS):
+            registry.register(metric)
+    registry.register(CatalogCollector(db))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")  # set by the router once it has matched
+    return str(getattr(route, "path", "unmatched"))
+
+
+async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Latency and status per route template (not per raw path: ids would explode the label set)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = _route(request)
+        if route != "/metrics":
+            REQUESTS.labels(request.method, route, str(status)).inc()
+            LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
