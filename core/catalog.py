@@ -43,6 +43,7 @@ from core.models import (
     Job,
     JobKind,
     JobStatus,
+    PromptTemplate,
     QueryLog,
     Report,
     Version,
@@ -658,3 +659,45 @@ def feedback_with_queries(
     if missing:
         raise NotFound(f"feedback {', '.join(missing)} does not exist in collection {collection.name!r}")
     return [rows[i] for i in ids]
+
+
+# ------------------------------------------------------------- prompt templates
+
+
+def create_prompt(
+    session: Session, collection: Collection, template: str, note: str, created_by: str | None
+) -> PromptTemplate:
+    for _ in range(5):
+        revision = (
+            session.scalar(
+                select(func.max(PromptTemplate.revision)).where(PromptTemplate.collection_id == collection.id)
+            )
+            or 0
+        ) + 1
+        row = PromptTemplate(
+            collection_id=collection.id, revision=revision, template=template, note=note, created_by=created_by
+        )
+        session.add(row)
+        try:
+            session.flush()
+            return row
+        except IntegrityError:
+            session.rollback()
+    raise ConcurrentChange("could not allocate a prompt revision; retry")
+
+
+def list_prompts(session: Session, collection: Collection) -> Sequence[PromptTemplate]:
+    return session.scalars(
+        select(PromptTemplate)
+        .where(PromptTemplate.collection_id == collection.id)
+        .order_by(PromptTemplate.revision.desc())
+    ).all()
+
+
+def get_prompt(session: Session, collection: Collection, revision: int) -> PromptTemplate:
+    row = session.scalar(
+        select(PromptTemplate).where(PromptTemplate.collection_id == collection.id, PromptTemplate.revision == revision)
+    )
+    if row is None:
+        raise NotFound(f"prompt revision {revision} of collection {collection.name!r} does not exist")
+    return row

@@ -62,6 +62,18 @@ Question: {question}
 Answer:"""
 
 
+def check_prompt_template(template: str) -> str:
+    """A prompt template must use {context} and {question} and no other slot."""
+    missing = [slot for slot in ("{context}", "{question}") if slot not in template]
+    if missing:
+        raise ValueError(f"prompt_template must contain {' and '.join(missing)}")
+    try:
+        template.format(context="", question="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"prompt_template has a stray brace or unknown slot: {exc}") from None
+    return template
+
+
 class RetrievalConfig(BaseModel):
     """How /query finds chunks in a version."""
 
@@ -115,6 +127,12 @@ class CollectionConfig(BaseModel):
 
     ingestion: IngestionConfig = IngestionConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    prompt_revision: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Pin a stored prompt revision (POST /collections/{name}/prompts); default: prompt_template.",
+    )
     prompt_template: str = Field(
         default=DEFAULT_PROMPT_TEMPLATE,
         min_length=20,
@@ -142,11 +160,5 @@ class CollectionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _template_has_slots(self) -> CollectionConfig:
-        missing = [slot for slot in ("{context}", "{question}") if slot not in self.prompt_template]
-        if missing:
-            raise ValueError(f"prompt_template must contain {' and '.join(missing)}")
-        try:
-            self.prompt_template.format(context="", question="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"prompt_template has a stray brace or unknown slot: {exc}") from None
+        check_prompt_template(self.prompt_template)
         return self

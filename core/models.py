@@ -247,6 +247,8 @@ class QueryLog(Base):
     latency_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
     model: Mapped[str | None] = mapped_column(String(128))
+    # The prompt template revision used (0: the collection config's inline prompt_template).
+    prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     client: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
@@ -298,6 +300,7 @@ class EvalRun(Base):
     # {metric: {"mean", "ci_low", "ci_high", "measured", "not_measured"}}
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     answer_mode: Mapped[str | None] = mapped_column(String(16))
+    prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     judge_model: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -384,4 +387,19 @@ class Feedback(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     expected_answer: Mapped[str | None] = mapped_column(Text)
     key_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptTemplate(Base):
+    """A revision of a collection's prompt template; the collection config pins one."""
+
+    __tablename__ = "prompt_templates"
+    __table_args__ = (UniqueConstraint("collection_id", "revision"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

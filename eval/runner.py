@@ -96,6 +96,7 @@ def run_evaluation(
         )
     run.metrics = {metric: aggregate([row.get(metric) for row in scores], bootstrap_samples) for metric in METRICS}
     run.answer_mode = modes.most_common(1)[0][0]
+    run.prompt_revision = answered[0][1].prompt_revision
     run.judge_model = scorer.judge_model
     run.status = JobStatus.succeeded
     run.finished_at = utcnow()

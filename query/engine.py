@@ -70,6 +70,7 @@ class QueryResult:
     warnings: list[str]
     model: str | None
     sources: list[Citation] = field(default_factory=list)  # every retrieved chunk, cited or not
+    prompt_revision: int = 0
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Prepared:
     collection: Collection
     version: Version
     config: CollectionConfig
+    prompt: tuple[str, int]  # template and its revision (0: the config's inline template)
     hits: list[Hit]
     embedding_tokens: int
     started: float
@@ -112,7 +114,7 @@ class QueryEngine:
 
     # ---------------------------------------------------------------- steps
 
-    def _resolve(self, request: QueryRequest) -> tuple[Collection, Version, CollectionConfig]:
+    def _resolve(self, request: QueryRequest) -> tuple[Collection, Version, CollectionConfig, tuple[str, int]]:
         with self.db.session() as session:
             collection = catalog.get_collection(session, request.collection)
             config = catalog.collection_config(collection)
@@ -130,8 +132,12 @@ class QueryEngine:
                 )
             if version.state not in (VersionState.ready, VersionState.live, VersionState.archived):
                 raise VersionNotReady(f"version {version.number} of {collection.name!r} is {version.state}")
+            prompt = (config.prompt_template, 0)
+            if config.prompt_revision is not None:
+                stored = catalog.get_prompt(session, collection, config.prompt_revision)
+                prompt = (stored.template, stored.revision)
             session.expunge_all()
-        return collection, version, config
+        return collection, version, config, prompt
 
     def _index(self, collection: Collection, version: Version) -> VersionIndex:
         def load_bm25() -> BM25Index | None:
@@ -151,7 +157,7 @@ class QueryEngine:
         question = request.question.strip()
         if not question:
             raise InvalidInput("question is empty")
-        collection, version, config = self._resolve(request)
+        collection, version, config, prompt = self._resolve(request)
         top_k = request.top_k or config.retrieval.top_k
         if top_k > self.settings.query.max_top_k:
             raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
@@ -164,6 +170,7 @@ class QueryEngine:
             collection,
             version,
             config,
+            prompt,
             hits,
             self.embedder.count_tokens(question),
             started,
@@ -171,7 +178,7 @@ class QueryEngine:
         )
 
     def _prompt(self, prepared: _Prepared, question: str) -> str:
-        return prepared.config.prompt_template.format(context=context_block(prepared.hits), question=question)
+        return prepared.prompt[0].format(context=context_block(prepared.hits), question=question)
 
     def _finish(
         self, request: QueryRequest, prepared: _Prepared, answer: Answer | None, generate_ms: float
@@ -205,6 +212,7 @@ class QueryEngine:
             answer.warnings,
             model,
             sources,
+            prepared.prompt[1],
         )
         if request.record:
             row = QueryLog(
@@ -220,6 +228,7 @@ class QueryEngine:
                 latency_ms=latency,
                 warnings=answer.warnings,
                 model=model,
+                prompt_revision=prepared.prompt[1],
                 client=request.client,
             )
             with self.db.session() as session:

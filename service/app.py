@@ -28,6 +28,7 @@ from service.routers import (
     health,
     jobs,
     openai_compat,
+    prompts,
     query,
     versions,
 )
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         evaluations.router,
         admin.router,
         feedback.router,
+        prompts.router,
     ):
         app.include_router(router)
     return app

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from core.config import CollectionConfig
+from core.config import CollectionConfig, check_prompt_template
 
 CollectionName = Annotated[
     str, StringConstraints(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
@@ -39,7 +39,9 @@ class CollectionUpdate(BaseModel):
 
     description: Annotated[str, Field(max_length=2000)] | None = None
     owners: Owners | None = None
-    config: CollectionConfig | None = None
+    config: dict[str, Any] | None = Field(
+        default=None, description="Partial config, merged into the current one (nested objects key by key)."
+    )
 
 
 class CollectionRead(BaseModel):
@@ -265,6 +267,7 @@ class EvaluationRead(BaseModel):
     status: str
     metrics: dict[str, MetricSummary]
     answer_mode: str | None
+    prompt_revision: int
     judge_model: str | None
     error: str | None
     job_id: str | None
@@ -376,3 +379,22 @@ class GoldenFromFeedback(BaseModel):
     base_revision: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
         default=None, description="Golden-set revision to extend; default the newest (or none)."
     )
+
+
+class PromptCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: Annotated[str, StringConstraints(min_length=20, max_length=8000)]
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    @field_validator("template")
+    @classmethod
+    def _slots(cls, value: str) -> str:
+        return check_prompt_template(value)
+
+
+class PromptRead(BaseModel):
+    revision: int
+    template: str
+    note: str
+    created_at: datetime

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
 from core import catalog
 from core import chroma as chroma_access
+from core.config import CollectionConfig
+from core.errors import InvalidInput
 from service.access import record, visible_collection
 from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Offset, Page, error_responses
@@ -15,6 +18,17 @@ from service.views import collection_read
 
 router = APIRouter(prefix="/collections", tags=["collections"])
 ERRORS = error_responses(404, 409, 422)
+
+
+def _merge(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of a partial config into the current one (a PATCH changes only what it names)."""
+    merged = dict(current)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "gate":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @router.post("", status_code=201, responses=ERRORS)
@@ -60,7 +74,13 @@ def update_collection(
     if body.owners is not None:
         collection.owners = list(body.owners)
     if body.config is not None:
-        collection.config = body.config.model_dump()
+        merged = _merge(catalog.collection_config(collection).model_dump(), body.config)
+        try:
+            collection.config = CollectionConfig.model_validate(merged).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise InvalidInput(f"config{'.' + where if where else ''}: {first['msg']}") from None
     session.flush()
     return collection_read(session, collection)
 

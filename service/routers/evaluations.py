@@ -74,6 +74,7 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
         status=run.status,
         metrics=run.metrics,
         answer_mode=run.answer_mode,
+        prompt_revision=run.prompt_revision,
         judge_model=run.judge_model,
         error=run.error,
         job_id=run.job_id,

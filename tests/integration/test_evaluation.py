@@ -132,6 +132,7 @@ def _evaluate(s: Stack, collection: str, version: int) -> dict[str, Any]:
 def test_evaluation_without_llm_scores_retrieval_and_marks_the_rest_unmeasured(solana: Stack) -> None:
     run = _evaluate(solana, "solana", 1)
     assert run["status"] == "succeeded" and run["golden_set_revision"] == 1 and run["answer_mode"] == "extractive"
+    assert run["prompt_revision"] == 0, "the inline prompt_template is revision 0"
     for metric in ("context_precision", "context_recall"):
         summary = run["metrics"][metric]
         assert 0.0 <= summary["ci_low"] <= summary["mean"] <= summary["ci_high"] <= 1.0

@@ -333,3 +333,30 @@ def test_a_recreated_collection_is_not_served_from_a_stale_index(redis_stack: St
         s.wait_live("canteen", 1)
         answer = _query(s, collection="canteen", question="What does the cafeteria serve on Mondays?")["answer"]
         assert text.decode().split()[3] in answer
+
+
+def test_pinned_prompt_revision_is_used_and_recorded(research: Stack, llm_api: str, fake_llm: FakeLLMServer) -> None:
+    s = research
+    created = s.http.post(
+        "/collections/research/prompts",
+        json={"template": "PROMPT-V1 Passages:\n{context}\n\nQuestion: {question}\nAnswer:"},
+    )
+    assert created.status_code == 201
+    revision = created.json()["revision"]
+    s.http.patch("/collections/research", json={"config": {"prompt_revision": revision}})
+    try:
+        before = len(fake_llm.requests)
+        result = httpx.post(
+            f"{llm_api}/query",
+            headers=AUTH,
+            timeout=60,
+            json={"collection": "research", "question": "What is RoBERTa?"},
+        ).json()
+        assert fake_llm.requests[before]["messages"][-1]["content"].startswith("PROMPT-V1 Passages:")
+        with sqlite3.connect(s.data_dir / "catalog.sqlite") as db:
+            (recorded,) = db.execute(
+                "SELECT prompt_revision FROM query_log WHERE id = ?", (result["query_id"],)
+            ).fetchone()
+        assert recorded == revision
+    finally:
+        s.http.patch("/collections/research", json={"config": {"prompt_revision": None}})

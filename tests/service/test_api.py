@@ -200,3 +200,33 @@ def test_metrics_count_requests_and_show_catalog_state(client: TestClient) -> No
     assert 'ragkeep_http_requests_total{method="GET",route="/collections/{name}",status="404"}' in text
     assert 'ragkeep_jobs{kind="ingest",status="queued"} 1.0' in text
     assert 'ragkeep_document_revisions{status="queued"} 1.0' in text
+
+
+def test_patch_merges_a_partial_config(client: TestClient) -> None:
+    _create(client, config={"publish_policy": "manual", "retrieval": {"top_k": 8}})
+    patched = client.patch("/collections/hr-policies", json={"config": {"retrieval": {"hybrid": True}}})
+    assert patched.status_code == 200, patched.text
+    config = patched.json()["config"]
+    assert config["publish_policy"] == "manual" and config["retrieval"] == {
+        "top_k": 8,
+        "hybrid": True,
+        "min_score": None,
+    }
+    bad = client.patch("/collections/hr-policies", json={"config": {"retrieval": {"top_k": 0}}})
+    assert bad.status_code == 422 and "retrieval.top_k" in bad.json()["detail"]
+    unknown = client.patch("/collections/hr-policies", json={"config": {"nonsense": 1}})
+    assert unknown.status_code == 422
+
+
+def test_prompt_revisions_are_stored_and_validated(client: TestClient) -> None:
+    _create(client)
+    created = client.post(
+        "/collections/hr-policies/prompts",
+        json={"template": "Answer from:\n{context}\nQuestion: {question}", "note": "shorter"},
+    )
+    assert created.status_code == 201 and created.json()["revision"] == 1
+    bad = client.post("/collections/hr-policies/prompts", json={"template": "no slots in this template at all"})
+    assert bad.status_code == 422
+    pinned = client.patch("/collections/hr-policies", json={"config": {"prompt_revision": 1}})
+    assert pinned.json()["config"]["prompt_revision"] == 1
+    assert client.get("/collections/hr-policies/prompts").json()["total"] == 1
