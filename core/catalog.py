@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -701,3 +701,18 @@ def get_prompt(session: Session, collection: Collection, revision: int) -> Promp
     if row is None:
         raise NotFound(f"prompt revision {revision} of collection {collection.name!r} does not exist")
     return row
+
+
+def usage_rows(
+    session: Session, collection: Collection, start: datetime, end: datetime
+) -> Sequence[tuple[datetime, str | None, dict[str, Any], float]]:
+    """(time, LLM model, usage, cost) of the collection's logged queries in [start, end)."""
+    return (
+        session.execute(
+            select(QueryLog.created_at, QueryLog.model, QueryLog.usage, QueryLog.cost).where(
+                QueryLog.collection_id == collection.id, QueryLog.created_at >= start, QueryLog.created_at < end
+            )
+        )
+        .tuples()
+        .all()
+    )

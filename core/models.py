@@ -247,6 +247,7 @@ class QueryLog(Base):
     latency_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
     model: Mapped[str | None] = mapped_column(String(128))
+    cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The prompt template revision used (0: the collection config's inline prompt_template).
     prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     client: Mapped[str | None] = mapped_column(String(128))

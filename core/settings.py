@@ -80,6 +80,11 @@ class EvalSettings(BaseModel):
     worst_questions: int = Field(default=5, ge=1, le=50, description="Worst questions listed in reports.")
 
 
+class Price(BaseModel):
+    input_per_1k: float = Field(default=0.0, ge=0, description="Currency units per 1,000 input tokens.")
+    output_per_1k: float = Field(default=0.0, ge=0, description="Currency units per 1,000 output tokens.")
+
+
 class LimitSettings(BaseModel):
     requests_per_minute: int = Field(default=600, ge=0, description="Per API key; 0 = unlimited (429 above).")
     max_pending_mb_per_collection: int = Field(
@@ -128,6 +133,17 @@ class Settings(BaseSettings):
     smtp: SMTPSettings = SMTPSettings()
     eval: EvalSettings = EvalSettings()
     limits: LimitSettings = LimitSettings()
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description='Per model, JSON: {"gpt-4o-mini": {"input_per_1k": 0.00015, "output_per_1k": 0.0006}}.',
+    )
+
+    def cost(self, model: str | None, input_tokens: int, output_tokens: int) -> float:
+        """Estimated cost of one call; models without a price cost 0."""
+        price = self.prices.get(model or "")
+        if price is None:
+            return 0.0
+        return input_tokens / 1000 * price.input_per_1k + output_tokens / 1000 * price.output_per_1k
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -216,6 +216,16 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             for f, q in down_votes[: settings.worst_questions]
         ],
     }
+    week = utcnow() - timedelta(days=7)
+    costly = session.scalars(
+        select(QueryLog).where(QueryLog.collection_id == collection.id, QueryLog.created_at >= week,
+                               QueryLog.cost > 0).order_by(QueryLog.cost.desc()).limit(3)
+    ).all()
+    cost = {
+        "week": round(float(session.scalar(select(func.coalesce(func.sum(QueryLog.cost), 0.0)).where(
+            QueryLog.collection_id == collection.id, QueryLog.created_at >= week)) or 0.0), 4),
+        "top": [{"question": q.question, "cost": q.cost, "model": q.model} for q in costly],
+    }
     runs = list(reversed(runs_desc))
     context = {
         "collection": collection,
@@ -230,6 +240,7 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         "failed_jobs": failed_jobs,
         "query_volume": {"total": sum(volume.values()), "by_mode": volume},
         "negative_feedback": negative_feedback,
+        "cost": cost,
         "chart_cid": CHART_CID,
     }
     chart = _chart(runs)

@@ -65,7 +65,7 @@ class QueryResult:
     answer: str
     answer_mode: str
     citations: list[Citation]
-    usage: dict[str, int]
+    usage: dict[str, Any]
     latency_ms: dict[str, float]
     warnings: list[str]
     model: str | None
@@ -189,17 +189,22 @@ class QueryEngine:
             answer = Answer("", "none", [])
         else:
             citations = [sources[n - 1] for n in answer.cited]
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
             "embedding_tokens": prepared.embedding_tokens,
         }
+        llm_model = self.llm.model if answer.mode == "llm" and self.llm else None
+        cost = self.settings.cost(llm_model, answer.prompt_tokens, answer.completion_tokens) + self.settings.cost(
+            self.embedder.model_id, prepared.embedding_tokens, 0
+        )
+        usage["cost"] = round(cost, 8)
         latency = {
             "retrieve": round(prepared.retrieve_ms, 2),
             "generate": round(generate_ms, 2),
             "total": round((time.perf_counter() - prepared.started) * 1000, 2),
         }
-        model = self.llm.model if answer.mode == "llm" and self.llm else None
+        model = llm_model
         result = QueryResult(
             "",
             prepared.collection.name,
@@ -229,6 +234,7 @@ class QueryEngine:
                 warnings=answer.warnings,
                 model=model,
                 prompt_revision=prepared.prompt[1],
+                cost=usage["cost"],
                 client=request.client,
             )
             with self.db.session() as session:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -43,7 +44,7 @@ TOKENS = Counter("ragkeep_llm_tokens_total", "LLM tokens", ["collection", "model
 
 
 def observe_query(
-    collection: str, answer_mode: str, model: str | None, usage: dict[str, int], latency_ms: dict[str, float]
+    collection: str, answer_mode: str, model: str | None, usage: dict[str, Any], latency_ms: dict[str, float]
 ) -> None:
     QUERIES.labels(collection, answer_mode).inc()
     QUERY_STAGE.labels("retrieve").observe(latency_ms.get("retrieve", 0.0) / 1000)

@@ -208,6 +208,7 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     embedding_tokens: int
+    cost: float = Field(default=0.0, description="Estimated from RAGKEEP_PRICES (0 for unpriced models).")
 
 
 class Latency(BaseModel):
@@ -398,3 +399,22 @@ class PromptRead(BaseModel):
     template: str
     note: str
     created_at: datetime
+
+
+class UsageDay(BaseModel):
+    date: str
+    model: str
+    queries: int
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int
+    cost: float
+
+
+class UsageRead(BaseModel):
+    collection: str
+    start: str
+    end: str
+    queries: int
+    cost: float
+    days: list[UsageDay]

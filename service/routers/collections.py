@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,7 +14,16 @@ from core.config import CollectionConfig
 from core.errors import InvalidInput
 from service.access import record, visible_collection
 from service.deps import PrincipalDep, SessionDep, StateDep
-from service.schemas import CollectionCreate, CollectionRead, CollectionUpdate, Offset, Page, error_responses
+from service.schemas import (
+    CollectionCreate,
+    CollectionRead,
+    CollectionUpdate,
+    Offset,
+    Page,
+    UsageDay,
+    UsageRead,
+    error_responses,
+)
 from service.views import collection_read
 
 router = APIRouter(prefix="/collections", tags=["collections"])
@@ -99,3 +109,48 @@ def delete_collection(
         chroma_access.drop_collection(state.chroma, chroma_name)
     state.blobs.delete_namespace(collection_id)
     return Response(status_code=204)
+
+
+@router.get("/{name}/usage", responses=ERRORS)
+def usage(
+    name: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    start: Annotated[date | None, Query(alias="from", description="First day (UTC), default 30 days ago.")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day (UTC, inclusive), default today.")] = None,
+) -> UsageRead:
+    """Queries, tokens and estimated cost per day and model."""
+    collection = visible_collection(session, principal, name)
+    last = end or datetime.now(UTC).date()
+    first = start or last - timedelta(days=30)
+    if first > last:
+        raise InvalidInput("'from' is after 'to'")
+    rows = catalog.usage_rows(
+        session,
+        collection,
+        datetime.combine(first, time.min, UTC),
+        datetime.combine(last + timedelta(days=1), time.min, UTC),
+    )
+    days: dict[tuple[str, str], UsageDay] = {}
+    for at, model, used, cost in rows:
+        key = (at.date().isoformat(), model or "none")
+        day = days.setdefault(
+            key,
+            UsageDay(
+                date=key[0], model=key[1], queries=0, prompt_tokens=0, completion_tokens=0, embedding_tokens=0, cost=0.0
+            ),
+        )
+        day.queries += 1
+        day.prompt_tokens += int(used.get("prompt_tokens", 0))
+        day.completion_tokens += int(used.get("completion_tokens", 0))
+        day.embedding_tokens += int(used.get("embedding_tokens", 0))
+        day.cost = round(day.cost + cost, 8)
+    ordered = [days[k] for k in sorted(days)]
+    return UsageRead(
+        collection=name,
+        start=first.isoformat(),
+        end=last.isoformat(),
+        queries=len(rows),
+        cost=round(sum(d.cost for d in ordered), 6),
+        days=ordered,
+    )

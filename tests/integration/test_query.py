@@ -202,13 +202,16 @@ def llm_api(research: Stack, fake_llm: FakeLLMServer) -> Iterator[str]:
         "RAGKEEP_LLM__BASE_URL": fake_llm.base_url,
         "RAGKEEP_LLM__MODEL": "fake-1",
         "RAGKEEP_LLM__API_KEY": "sk-test",
+        "RAGKEEP_PRICES": json.dumps({"fake-1": {"input_per_1k": 1.0, "output_per_1k": 2.0}}),
     }
     process, url = start_api(env, research.data_dir.parent / "llm-api.log")
     yield url
     stop(process)
 
 
-def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(llm_api: str, fake_llm: FakeLLMServer) -> None:
+def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(
+    research: Stack, llm_api: str, fake_llm: FakeLLMServer
+) -> None:
     before = len(fake_llm.requests)
     result = httpx.post(
         f"{llm_api}/query", headers=AUTH, json={"collection": "research", "question": "What is DistilBERT?"}, timeout=60
@@ -221,6 +224,13 @@ def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(llm_api: str, f
     assert "Question: What is DistilBERT?" in prompt and "square brackets" in prompt
     assert result["usage"]["prompt_tokens"] == len(prompt.split())
     assert result["usage"]["completion_tokens"] == len(result["answer"].split())
+    usage = result["usage"]
+    assert usage["cost"] == pytest.approx(usage["prompt_tokens"] / 1000 + usage["completion_tokens"] * 2 / 1000)
+    _query(research, collection="research", question="What is BERT?")  # extractive, through the other API
+    spent = httpx.get(f"{llm_api}/collections/research/usage", headers=AUTH, timeout=30).json()
+    llm_days = [d for d in spent["days"] if d["model"] == "fake-1"]
+    assert llm_days and llm_days[0]["cost"] >= usage["cost"] and spent["cost"] >= usage["cost"]
+    assert any(d["model"] == "none" and d["queries"] > 0 for d in spent["days"]), "extractive queries count too"
     scraped = httpx.get(f"{llm_api}/metrics", timeout=30).text
     assert 'ragkeep_queries_total{answer_mode="llm",collection="research"}' in scraped
     tokens_in = re.search(
