@@ -9,10 +9,10 @@ SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -53,10 +53,30 @@ from core.models import (
     utcnow,
 )
 
+T = TypeVar("T")
 COLLECTION_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,46})[a-z0-9]$")
 
 
 # ---------------------------------------------------------------- collections
+
+
+def _add_numbered(
+    session: Session, number: Any, owner: Any, owner_id: str, build: Callable[[int], T], commit: bool = False
+) -> T:
+    """Insert ``build(n)`` where n is one more than the highest ``number`` of ``owner_id``'s rows.
+
+    A unique constraint on (owner, number) catches a concurrent insert of the same n;
+    the insert is then retried with the next number.
+    """
+    for _ in range(5):
+        row = build((session.scalar(select(func.max(number)).where(owner == owner_id)) or 0) + 1)
+        session.add(row)
+        try:
+            session.commit() if commit else session.flush()
+            return row
+        except IntegrityError:
+            session.rollback()
+    raise ConcurrentChange("could not allocate the next number after concurrent inserts; retry")
 
 
 def validate_collection_name(name: str) -> str:
@@ -412,13 +432,11 @@ def version_documents(session: Session, version: Version) -> Sequence[VersionDoc
 
 
 def create_version(session: Session, collection: Collection, job_id: str, chroma_name_for: Any) -> Version:
-    """Allocate the next version number (unique per collection; retried on a race)."""
-    for _ in range(5):
-        number = (
-            session.scalar(select(func.max(Version.number)).where(Version.collection_id == collection.id)) or 0
-        ) + 1
-        config = collection_config(collection)
-        version = Version(
+    """Allocate the next version number (unique per collection; retried on a race) and commit the row."""
+    config = collection_config(collection)
+
+    def build(number: int) -> Version:
+        return Version(
             id=new_id(),
             collection_id=collection.id,
             number=number,
@@ -428,13 +446,8 @@ def create_version(session: Session, collection: Collection, job_id: str, chroma
             chroma_collection=chroma_name_for(collection.name, number),
             job_id=job_id,
         )
-        session.add(version)
-        try:
-            session.commit()
-            return version
-        except IntegrityError:
-            session.rollback()
-    raise ConcurrentChange(f"could not allocate a version number for {collection.name!r}")
+
+    return _add_numbered(session, Version.number, Version.collection_id, collection.id, build, commit=True)
 
 
 def publish(session: Session, collection: Collection, version: Version) -> None:
@@ -511,10 +524,8 @@ def create_golden_set(
     session: Session, collection: Collection, filename: str, source_format: str, items: Sequence[dict[str, Any]]
 ) -> GoldenSet:
     """Store a new golden-set revision (numbers are per collection; retried on a race)."""
-    for _ in range(5):
-        revision = (
-            session.scalar(select(func.max(GoldenSet.revision)).where(GoldenSet.collection_id == collection.id)) or 0
-        ) + 1
+
+    def build(revision: int) -> GoldenSet:
         golden = GoldenSet(
             collection_id=collection.id,
             revision=revision,
@@ -523,13 +534,9 @@ def create_golden_set(
             item_count=len(items),
         )
         golden.items = [GoldenItem(position=i, **item) for i, item in enumerate(items)]
-        session.add(golden)
-        try:
-            session.flush()
-            return golden
-        except IntegrityError:
-            session.rollback()
-    raise ConcurrentChange("could not allocate a golden-set revision; retry")
+        return golden
+
+    return _add_numbered(session, GoldenSet.revision, GoldenSet.collection_id, collection.id, build)
 
 
 def list_golden_sets(session: Session, collection: Collection) -> Sequence[GoldenSet]:
@@ -667,23 +674,12 @@ def feedback_with_queries(
 def create_prompt(
     session: Session, collection: Collection, template: str, note: str, created_by: str | None
 ) -> PromptTemplate:
-    for _ in range(5):
-        revision = (
-            session.scalar(
-                select(func.max(PromptTemplate.revision)).where(PromptTemplate.collection_id == collection.id)
-            )
-            or 0
-        ) + 1
-        row = PromptTemplate(
+    def build(revision: int) -> PromptTemplate:
+        return PromptTemplate(
             collection_id=collection.id, revision=revision, template=template, note=note, created_by=created_by
         )
-        session.add(row)
-        try:
-            session.flush()
-            return row
-        except IntegrityError:
-            session.rollback()
-    raise ConcurrentChange("could not allocate a prompt revision; retry")
+
+    return _add_numbered(session, PromptTemplate.revision, PromptTemplate.collection_id, collection.id, build)
 
 
 def list_prompts(session: Session, collection: Collection) -> Sequence[PromptTemplate]:

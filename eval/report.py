@@ -218,12 +218,23 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
     }
     week = utcnow() - timedelta(days=7)
     costly = session.scalars(
-        select(QueryLog).where(QueryLog.collection_id == collection.id, QueryLog.created_at >= week,
-                               QueryLog.cost > 0).order_by(QueryLog.cost.desc()).limit(3)
+        select(QueryLog)
+        .where(QueryLog.collection_id == collection.id, QueryLog.created_at >= week, QueryLog.cost > 0)
+        .order_by(QueryLog.cost.desc())
+        .limit(3)
     ).all()
     cost = {
-        "week": round(float(session.scalar(select(func.coalesce(func.sum(QueryLog.cost), 0.0)).where(
-            QueryLog.collection_id == collection.id, QueryLog.created_at >= week)) or 0.0), 4),
+        "week": round(
+            float(
+                session.scalar(
+                    select(func.coalesce(func.sum(QueryLog.cost), 0.0)).where(
+                        QueryLog.collection_id == collection.id, QueryLog.created_at >= week
+                    )
+                )
+                or 0.0
+            ),
+            4,
+        ),
         "top": [{"question": q.question, "cost": q.cost, "model": q.model} for q in costly],
     }
     runs = list(reversed(runs_desc))
