@@ -230,3 +230,63 @@ def test_prompt_revisions_are_stored_and_validated(client: TestClient) -> None:
     pinned = client.patch("/collections/hr-policies", json={"config": {"prompt_revision": 1}})
     assert pinned.json()["config"]["prompt_revision"] == 1
     assert client.get("/collections/hr-policies/prompts").json()["total"] == 1
+
+
+def test_concurrent_publish_and_rollback_leave_one_consistent_live_version(
+    client: TestClient, tmp_path: Path, chroma_server: str
+) -> None:
+    """Two API processes race to move the live pointer: each call wins or gets 409, never a mixed state."""
+    import threading
+
+    from sqlalchemy import select
+
+    from core import catalog
+    from core.chroma import version_collection_name
+    from core.db import Database
+    from core.models import Collection, JobKind, Version, VersionState
+
+    _create(client)
+    db = Database(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    with db.session() as session:
+        collection = catalog.get_collection(session, "hr-policies")
+        for _ in range(3):
+            job = catalog.create_job(session, JobKind.build, collection.id)
+            version = catalog.create_version(session, collection, job.id, version_collection_name)
+            version.state = VersionState.ready
+            session.commit()
+    second_process = create_app(
+        Settings(data_dir=tmp_path, chroma_url=chroma_server, query={"warm_on_start": False}, admin_api_key=ADMIN_KEY)
+    )
+    other = TestClient(second_process, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with other:
+        statuses: list[int] = []
+        for round_ in range(6):
+            calls = (
+                [
+                    ("/collections/hr-policies/versions/2/publish", client),
+                    ("/collections/hr-policies/versions/3/publish", other),
+                ]
+                if round_ % 2 == 0
+                else [
+                    ("/collections/hr-policies/rollback", client),
+                    ("/collections/hr-policies/versions/1/publish", other),
+                ]
+            )
+            barrier = threading.Barrier(len(calls))
+
+            def call(path: str, api: TestClient, start: threading.Barrier) -> None:
+                start.wait()
+                statuses.append(api.post(path).status_code)
+
+            threads = [threading.Thread(target=call, args=(*c, barrier)) for c in calls]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            with db.session() as session:
+                live = session.scalars(select(Version).where(Version.state == VersionState.live)).all()
+                pointer = session.scalar(select(Collection.live_version_id))
+                assert len(live) == 1 and live[0].id == pointer, "exactly one live version, the one the pointer names"
+    db.dispose()
+    print("concurrent publish/rollback statuses:", statuses)
+    assert set(statuses) <= {200, 409} and 200 in statuses
