@@ -113,3 +113,21 @@ def test_hostile_filenames_are_cleaned_or_refused(client: TestClient, filename: 
 def test_malformed_query_bodies_are_422(client: TestClient, body: bytes) -> None:
     response = client.post("/query", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422 and response.json()["error"] == "InvalidInput"
+
+
+def test_rate_limit_is_shared_through_redis_by_every_api_process() -> None:
+    import uuid
+
+    from core.errors import TooManyRequests
+    from core.ratelimit import RateLimiter
+    from tests.conftest import REDIS_URL
+
+    key = f"test-{uuid.uuid4().hex}"
+    first, second = RateLimiter(3, REDIS_URL), RateLimiter(3, REDIS_URL)  # two API processes
+    first.check(key)
+    second.check(key)
+    first.check(key)
+    with pytest.raises(TooManyRequests) as refused:
+        second.check(key)
+    assert 1 <= refused.value.retry_after <= 61
+    RateLimiter(3, REDIS_URL).check(f"{key}-other")  # other keys have their own budget
