@@ -11,11 +11,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 
+from cli import remote
 from core.db import Database, create_schema
 from core.settings import Settings, get_settings
 
@@ -241,90 +241,7 @@ def beat() -> None:
     _exec(_beat_command(settings))
 
 
-# ------------------------------------------------------- commands against a running server
-
-eval_app = typer.Typer(help="Evaluations (talks to a running server: RAGKEEP_URL).", no_args_is_help=True)
-report_app = typer.Typer(help="Owner reports (talks to a running server: RAGKEEP_URL).", no_args_is_help=True)
-app.add_typer(eval_app, name="eval")
-app.add_typer(report_app, name="report")
-
-CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job to finish.")]
-
-
-def _server() -> httpx.Client:
-    settings = get_settings()
-    url = os.environ.get("RAGKEEP_URL", f"http://127.0.0.1:{settings.api_port}")
-    key = os.environ.get("RAGKEEP_API_KEY") or settings.admin_api_key
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url, timeout=60, headers=headers)
-
-
-def _call(client: httpx.Client, method: str, path: str) -> dict[str, Any]:
-    try:
-        response = client.request(method, path)
-    except httpx.HTTPError as exc:
-        typer.echo(f"cannot reach ragkeep at {client.base_url}: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
-    if response.status_code >= 400:
-        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-        typer.echo(f"{response.status_code} {body.get('error', '')}: {body.get('detail', response.text)}", err=True)
-        raise typer.Exit(code=1)
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def _wait(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    while True:
-        job = _call(client, "GET", f"/jobs/{job_id}")
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(1)
-
-
-@eval_app.command("run")
-def eval_run(
-    collection: CollectionOption,
-    version: Annotated[int | None, typer.Option(help="Version number (default: the live one).")] = None,
-    wait: WaitOption = True,
-) -> None:
-    """Evaluate a version on the collection's golden set and print its scores."""
-    with _server() as client:
-        if version is None:
-            version = _call(client, "GET", f"/collections/{collection}").get("live_version")
-            if version is None:
-                typer.echo(f"{collection} has no live version; pass --version", err=True)
-                raise typer.Exit(code=1)
-        accepted = _call(client, "POST", f"/collections/{collection}/versions/{version}/evaluations")
-        typer.echo(f"evaluation {accepted['evaluation_id']} of {collection} v{version}: job {accepted['job_id']}")
-        if not wait:
-            return
-        job = _wait(client, accepted["job_id"])
-        if job["status"] == "failed":
-            typer.echo(f"failed: {job['error']}", err=True)
-            raise typer.Exit(code=1)
-        run = _call(client, "GET", f"/evaluations/{accepted['evaluation_id']}")
-        for metric, summary in run["metrics"].items():
-            if summary["mean"] is None:
-                typer.echo(f"  {metric:<22} not measured ({summary['not_measured']} questions)")
-            else:
-                typer.echo(
-                    f"  {metric:<22} {summary['mean']:.3f}  (95% {summary['ci_low']:.3f}..{summary['ci_high']:.3f}, "
-                    f"{summary['measured']} measured)"
-                )
-
-
-@report_app.command("send")
-def report_send(collection: CollectionOption, wait: WaitOption = True) -> None:
-    """Build the collection's report and email it to its owners now."""
-    with _server() as client:
-        accepted = _call(client, "POST", f"/collections/{collection}/reports/send")
-        typer.echo(f"report job {accepted['job_id']}")
-        if wait:
-            job = _wait(client, accepted["job_id"])
-            typer.echo(f"{job['status']}: {job['error'] or job['result']}")
-            if job["status"] == "failed":
-                raise typer.Exit(code=1)
+remote.register(app)
 
 
 def main() -> None:

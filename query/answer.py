@@ -16,6 +16,9 @@ from query.retrieval import Hit
 # Western sentence ends need a following space; CJK full stops and marks do not.
 _SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+MAX_OPENING_CHARS = 300
+# (passage number, sentence position, sentence, its terms)
+Candidate = tuple[int, int, str, set[str]]
 MAX_EXTRACTED_SENTENCES = 3
 
 
@@ -56,14 +59,14 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> Answer:
     if not hits:
         return Answer("", "none", [])
     terms = set(tokenize(question))
-    candidates: list[tuple[int, int, str, set[str]]] = []
+    candidates: list[Candidate] = []
     for n, hit in enumerate(hits, start=1):
         for position, sentence in enumerate(_sentences(hit.text)):
             candidates.append((n, position, sentence, set(tokenize(sentence))))
     frequency: Counter[str] = Counter(t for *_, tokens in candidates for t in tokens & terms)
     total = len(candidates) or 1
 
-    def score(item: tuple[int, int, str, set[str]]) -> float:
+    def score(item: Candidate) -> float:
         n, _, _, tokens = item
         matched = tokens & terms
         weight = sum(math.log(1 + total / frequency[t]) for t in matched)
@@ -74,11 +77,23 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> Answer:
     warnings: list[str] = []
     if not chosen:
         # No sentence shares a word with the question: offer the best chunk's opening, and say so.
-        chosen = [item for item in candidates if item[0] == 1][:2]
+        chosen = _opening(hits, candidates)
         warnings.append("no retrieved sentence shares words with the question; showing the best match's opening")
     chosen.sort(key=lambda item: (item[0], item[1]))
     text = " ".join(_marked(sentence, n) for n, _, sentence, _ in chosen)
     return Answer(text, "extractive", sorted({n for n, *_ in chosen}), warnings=warnings)
+
+
+def _opening(hits: Sequence[Hit], candidates: list[Candidate]) -> list[Candidate]:
+    """The first two sentences of the best-ranked chunk that has any; else the top chunk's text, cut short."""
+    for n in range(1, len(hits) + 1):
+        sentences = [item for item in candidates if item[0] == n][:2]
+        if sentences:
+            return sentences
+    text = " ".join(hits[0].text.split())
+    if len(text) > MAX_OPENING_CHARS:
+        text = text[:MAX_OPENING_CHARS].rsplit(" ", 1)[0] + " …"
+    return [(1, 0, text, set())] if text else []
 
 
 def context_block(hits: Sequence[Hit]) -> str:

@@ -155,13 +155,15 @@ def _fail_revision(session: Session, revision_id: str, reason: str) -> None:
 
 
 def _after_parse(session: Session, res: Resources, revision: DocumentRevision) -> None:
-    """Count the revision into its job; once the collection has nothing left to parse, schedule a build."""
+    """Count the revision into its job; once the collection has nothing left to parse, schedule a build.
+
+    The build job's id is written onto the ingest job before that job is settled, so a client
+    that sees the ingest job finished also sees which build will include its documents.
+    """
     job = session.get(Job, revision.job_id) if revision.job_id else None
-    if job is not None and job.status not in (JobStatus.succeeded, JobStatus.failed):
+    open_job = job is not None and job.status not in (JobStatus.succeeded, JobStatus.failed)
+    if job is not None and open_job:
         catalog.advance_job(session, job.id)
-        session.commit()
-        session.refresh(job)
-        catalog.settle_ingest_job(session, job)
         session.commit()
     if catalog.pending_revision_count(session, revision.collection_id) == 0:
         build_job_id = res.tasks.request_build(session, revision.collection_id, res.settings.worker.build_debounce_s)
@@ -169,6 +171,10 @@ def _after_parse(session: Session, res: Resources, revision: DocumentRevision) -
             session.refresh(job)
             job.result = {**job.result, "build_job_id": build_job_id}
             session.commit()
+    if job is not None and open_job:
+        session.refresh(job)
+        catalog.settle_ingest_job(session, job)
+        session.commit()
 
 
 # ------------------------------------------------------------------- building

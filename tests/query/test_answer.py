@@ -39,6 +39,15 @@ def test_no_overlap_is_said_not_hidden() -> None:
     assert answer.cited == [1] and answer.warnings
 
 
+def test_no_overlap_with_only_short_chunks_still_quotes_and_cites_something() -> None:
+    """Regression: a top chunk too short to count as a sentence (a title) gave an empty answer."""
+    hits = [_hit("title", "Simple"), _hit("body", "A longer paragraph that is a proper sentence of the text.")]
+    answer = extractive_answer("zzz qqq", hits)
+    assert answer.text == "A longer paragraph that is a proper sentence of the text [2]." and answer.cited == [2]
+    only_title = extractive_answer("zzz qqq", hits[:1])
+    assert only_title.text == "Simple [1]." and only_title.cited == [1] and only_title.warnings
+
+
 def test_japanese_question_matches_japanese_sentence() -> None:
     hits = [_hit("jp", "梅雨は、北海道と小笠原諸島を除く日本の雨季である。東京の夏は暑い。")]
     answer = extractive_answer("梅雨とは何ですか", hits)
