@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -35,7 +36,7 @@ def _api_command(settings: Settings, host: str | None, port: int | None) -> list
         sys.executable,
         "-m",
         "uvicorn",
-        "service.app:create_app",
+        "service.app:serve_app",
         "--factory",
         "--host",
         host or settings.api_host,
@@ -54,7 +55,7 @@ def _worker_command(settings: Settings, concurrency: int | None, queues: str | N
         "-A",
         "workers.app",
         "worker",
-        "--loglevel=INFO",
+        f"--loglevel={settings.log_level}",
         "--concurrency",
         str(concurrency or settings.worker.concurrency),
         "-Q",
@@ -62,6 +63,20 @@ def _worker_command(settings: Settings, concurrency: int | None, queues: str | N
         "--without-gossip",
         "--without-mingle",
     ]
+
+
+def _worker_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The worker's environment: a fresh multiprocess folder for its Prometheus metrics.
+
+    Local to the host (not the data dir, which several worker hosts may share), one per
+    metrics port, emptied on start so a restarted worker does not count its past twice.
+    """
+    if not settings.worker.metrics_port:
+        return env
+    folder = Path(tempfile.gettempdir()) / f"ragkeep-worker-metrics-{settings.worker.metrics_port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
 def _beat_command(settings: Settings) -> list[str]:
@@ -73,7 +88,7 @@ def _beat_command(settings: Settings) -> list[str]:
         "-A",
         "workers.app",
         "beat",
-        "--loglevel=INFO",
+        f"--loglevel={settings.log_level}",
         "-s",
         str(settings.resolved_data_dir / "celerybeat-schedule"),
     ]
@@ -182,13 +197,13 @@ def up(port: PortOption = None, host: HostOption = None) -> None:
             processes.append(("chroma", chroma))
             _wait_for_chroma(settings.resolved_chroma_url, chroma)
             env["RAGKEEP_CHROMA_URL"] = settings.resolved_chroma_url
-        for name, command in (
-            ("worker", _worker_command(settings, None, None)),
-            ("beat", _beat_command(settings)),
-            ("api", _api_command(settings, host, port)),
+        for name, command, child_env in (
+            ("worker", _worker_command(settings, None, None), _worker_env(settings, env)),
+            ("beat", _beat_command(settings), env),
+            ("api", _api_command(settings, host, port), env),
         ):
             # Own sessions: Ctrl-C reaches only this supervisor, which stops the parts in order.
-            processes.append((name, subprocess.Popen(command, env=env, start_new_session=True)))
+            processes.append((name, subprocess.Popen(command, env=child_env, start_new_session=True)))
         api_url = f"http://{host or settings.api_host}:{port or settings.api_port}"
         typer.echo(f"ragkeep is starting: API {api_url} (docs at {api_url}/docs), data in {settings.resolved_data_dir}")
         while not stopping:
@@ -208,8 +223,8 @@ def up(port: PortOption = None, host: HostOption = None) -> None:
     typer.echo("ragkeep stopped")
 
 
-def _exec(command: list[str]) -> None:
-    os.execv(command[0], command)
+def _exec(command: list[str], env: dict[str, str] | None = None) -> None:
+    os.execve(command[0], command, env if env is not None else dict(os.environ))
 
 
 @app.command()
@@ -230,7 +245,7 @@ def worker(
     """Run only a Celery worker."""
     settings = get_settings()
     _prepare(settings)
-    _exec(_worker_command(settings, concurrency, queues))
+    _exec(_worker_command(settings, concurrency, queues), _worker_env(settings, dict(os.environ)))
 
 
 @app.command()

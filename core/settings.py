@@ -29,6 +29,10 @@ class WorkerSettings(BaseModel):
     build_debounce_s: float = Field(
         default=2.0, ge=0, description="Uploads arriving within this window share one build."
     )
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Prometheus metrics of `ragkeep worker`; 0 turns them off."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of the worker's metrics.")
 
 
 class LLMSettings(BaseModel):
@@ -125,6 +129,12 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535, description="API port (`--port` overrides).")
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted file, in MiB (413 above).")
     max_files_per_request: int = Field(default=100, ge=1, description="Files accepted in one upload request.")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line with request_id; text: for reading by eye."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe level logged."
+    )
     queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
     worker: WorkerSettings = WorkerSettings()
     llm: LLMSettings = LLMSettings()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import logs
 from core.blobs import BlobStore
 from core.db import Database, create_schema
 from core.errors import RagkeepError, TooManyRequests, Unauthorized
@@ -35,6 +37,7 @@ from service.routers import (
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("ragkeep.access")
 
 
 def _error(status: int, name: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -49,6 +52,43 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Give the request an id (``X-Request-ID``, echoed back), and log one access line with it."""
+    request_id = logs.new_request_id(request.headers.get("x-request-id"))
+    token = logs.request_id.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        route = request.scope.get("route")
+        access_log.info(
+            "%s %s %d",
+            request.method,
+            request.url.path,
+            status,
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "route": getattr(route, "path", None),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "client": request.client.host if request.client else None,
+            },
+        )
+        logs.request_id.reset(token)
+
+
+def serve_app() -> FastAPI:
+    """The app as ``ragkeep api`` serves it: logging configured from the settings first."""
+    settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -56,13 +96,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
         create_schema(db.engine)
+        tasks = TaskClient(settings)
         state = AppState(
             settings=settings,
             db=db,
             blobs=BlobStore(settings.blob_dir),
-            tasks=TaskClient(settings),
+            tasks=tasks,
             limiter=RateLimiter(settings.limits.requests_per_minute, settings.redis_url),
-            registry=metrics.build_registry(db),
+            registry=metrics.build_registry(db, tasks.queue_depths),
         )
         app.state.ragkeep = state
         if settings.auth == "disabled":
@@ -84,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.middleware("http")(metrics.middleware)
+    app.middleware("http")(request_context)  # outermost: the id is set for everything below
 
     @app.exception_handler(RagkeepError)
     async def ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:

@@ -49,7 +49,7 @@ class AppState:
 
     def warm_up(self) -> None:
         try:
-            self.query_engine.embedder.embed(["warm-up"])
+            self.query_engine.embedder.warm_up()
         except Exception:  # a failed warm-up only means the first query loads the model
             logging.getLogger(__name__).exception("warming up the query engine failed")
 

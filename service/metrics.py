@@ -11,6 +11,7 @@ Two sources:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,6 +26,8 @@ from starlette.responses import Response
 
 from core.db import Database
 from core.models import Collection, DocumentRevision, EvalRun, Job, JobStatus, Version
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("ragkeep_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -56,8 +59,11 @@ def observe_query(
 
 
 class CatalogCollector(Collector):
-    def __init__(self, db: Database) -> None:
+    """Gauges read at scrape time: catalog counts, and the broker's queue depths."""
+
+    def __init__(self, db: Database, queue_depths: Callable[[], dict[str, int]] | None = None) -> None:
         self.db = db
+        self.queue_depths = queue_depths
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("ragkeep_jobs", "Jobs by kind and status", labels=["kind", "status"])
@@ -93,9 +99,23 @@ class CatalogCollector(Collector):
                     if summary.get("mean") is not None:
                         scores.add_metric([name, str(number), metric], summary["mean"])
         yield from (jobs, documents, versions, scores)
+        if self.queue_depths is not None:
+            yield from self._queues(self.queue_depths)
+
+    @staticmethod
+    def _queues(queue_depths: Callable[[], dict[str, int]]) -> Iterator[GaugeMetricFamily]:
+        try:
+            depths = queue_depths()
+        except Exception as exc:  # kombu raises transport-specific errors; the scrape still succeeds
+            log.warning("queue depth not measured: %s", exc)
+            return
+        gauge = GaugeMetricFamily("ragkeep_queue_depth", "Tasks waiting per Celery queue", labels=["queue"])
+        for queue, depth in depths.items():
+            gauge.add_metric([queue], depth)
+        yield gauge
 
 
-def build_registry(db: Database) -> CollectorRegistry:
+def build_registry(db: Database, queue_depths: Callable[[], dict[str, int]] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -104,7 +124,7 @@ def build_registry(db: Database) -> CollectorRegistry:
     else:
         for metric in (REQUESTS, LATENCY, QUERIES, QUERY_STAGE, TOKENS):
             registry.register(metric)
-    registry.register(CatalogCollector(db))
+    registry.register(CatalogCollector(db, queue_depths))
     return registry
 
 

@@ -59,10 +59,11 @@ def start_chroma(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def start_worker(env: Mapping[str, str], log_path: Path, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    """A worker; its metrics server stays off unless ``env`` gives it a port."""
     log = log_path.open("wb")
     return subprocess.Popen(
         [str(BIN / "ragkeep"), "worker", "--concurrency", str(concurrency)],
-        env=child_env(env),
+        env=child_env({"RAGKEEP_WORKER__METRICS_PORT": "0", **env}),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

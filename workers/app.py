@@ -13,6 +13,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from core.settings import Settings, get_settings
+from workers import observe  # noqa: F401  (signal handlers: logging, metrics, request ids)
 from workers.names import ROUTES, Queue, TaskName, queue_name
 
 # Longer than the slowest task, so Redis does not redeliver a task that is still running.

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from core import catalog
+from core import catalog, logs
 from core.settings import Settings
 from workers.app import create_celery
-from workers.names import ROUTES, TaskName, queue_name
+from workers.names import ROUTES, Queue, TaskName, queue_name
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,16 @@ class TaskClient:
         self.celery = celery or create_celery(settings)
 
     def send(self, task: TaskName, args: Sequence[str], countdown: float | None = None) -> bool:
-        """Send one task; a broker outage is logged, not raised (the reconciler retries)."""
+        """Send one task; a broker outage is logged, not raised (the reconciler retries).
+
+        The current request id travels in the message headers (see ``core.logs``).
+        """
+        request_id = logs.request_id.get()
         try:
             self.celery.send_task(
                 task.value,
                 args=list(args),
+                headers={"request_id": request_id} if request_id else None,
                 queue=queue_name(ROUTES[task], self.settings.queue_prefix),
                 countdown=countdown,
                 retry=True,
@@ -61,6 +66,20 @@ class TaskClient:
         session.commit()
         self.send(TaskName.build_version, [job.id], countdown=countdown)
         return job.id
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each of ragkeep's queues (not counting those a worker holds)."""
+        depths: dict[str, int] = {}
+        with self.celery.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+            channel = conn.default_channel
+            for queue in Queue:
+                name = queue_name(queue, self.settings.queue_prefix)
+                try:
+                    _, depths[name], _ = channel.queue_declare(queue=name, passive=True)
+                except conn.channel_errors:  # a queue nobody has used yet does not exist
+                    depths[name] = 0
+        return depths
 
     def ping(self) -> None:
         with self.celery.connection_for_write() as conn:

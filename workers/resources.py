@@ -20,6 +20,7 @@ from core.embedding import Embedder
 from core.settings import Settings, get_settings
 from eval.ragas_adapter import RagasScorer
 from query.engine import QueryEngine
+from workers import observe
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ class Resources:
     def embedder(self, model_id: str) -> Embedder:
         if model_id not in self.embedders:
             self.embedders[model_id] = Embedder(
-                model_id, batch_size=self.settings.worker.embed_batch_size, threads=self.settings.torch_threads()
+                model_id,
+                batch_size=self.settings.worker.embed_batch_size,
+                threads=self.settings.torch_threads(),
+                on_embed=observe.embedded,
             )
         return self.embedders[model_id]
 
@@ -75,7 +79,7 @@ def init_resources(settings: Settings | None = None, warm: bool = True) -> Resou
         tasks=TaskClient(settings),
     )
     if warm:
-        _resources.embedder(DEFAULT_EMBEDDING_MODEL).embed(["warm-up"])
+        _resources.embedder(DEFAULT_EMBEDDING_MODEL).warm_up()
     return _resources
 
 

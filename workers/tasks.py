@@ -39,6 +39,7 @@ from eval.report import CHART_CID, build_report
 from ingest import pipeline
 from workers.app import app
 from workers.names import TaskName
+from workers.observe import BUILD_SECONDS, BUILDS, DOCUMENTS
 from workers.resources import Resources, close_resources, init_resources, resources
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,15 @@ def parse_document(self: Task, revision_id: str) -> None:
             revision.error = None
             revision.parsed_at = utcnow()
             session.commit()
+            DOCUMENTS.labels("ready").inc()
+            log.info(
+                "parsed %s revision %d: %d chunks, %d embedded",
+                revision.document_id,
+                revision.number,
+                chunks,
+                embedded,
+                extra={"collection": collection.name, "document_id": revision.document_id},
+            )
         revision = session.get(DocumentRevision, revision_id)
         if revision is not None:
             _after_parse(session, res, revision)
@@ -152,6 +162,7 @@ def _fail_revision(session: Session, revision_id: str, reason: str) -> None:
     revision.error = reason
     revision.parsed_at = utcnow()
     session.commit()
+    DOCUMENTS.labels("failed").inc()
 
 
 def _after_parse(session: Session, res: Resources, revision: DocumentRevision) -> None:
@@ -234,6 +245,18 @@ def build_version(self: Task, job_id: str) -> None:
             _start_gate(session, res, collection, version)
         dropped = _apply_retention(session, res, collection, config.keep_versions)
         session.refresh(version)
+        BUILDS.labels("succeeded").inc()
+        if version.build_seconds is not None:
+            BUILD_SECONDS.observe(version.build_seconds)
+        log.info(
+            "built %s v%d: %d chunks in %.1f s, %s",
+            collection.name,
+            version.number,
+            version.chunk_count,
+            version.build_seconds or 0.0,
+            version.state,
+            extra={"collection": collection.name, "version": version.number},
+        )
         catalog.finish_job(
             session,
             job,
@@ -272,6 +295,7 @@ def _fail_version(session: Session, res: Resources, job: Job, version: Version, 
         result={"version": version.number, "state": VersionState.failed},
     )
     session.commit()
+    BUILDS.labels("failed").inc()
 
 
 def _publish_if_newest(session: Session, collection: Collection, version: Version) -> None:
