@@ -98,6 +98,9 @@ class LimitSettings(BaseModel):
         default=512, ge=1, description="DOCX/XLSX/PPTX may unpack to at most this (ZIP bombs)."
     )
     max_pdf_pages: int = Field(default=2000, ge=1, description="Longer PDFs fail as documents.")
+    max_parse_memory_mb: int = Field(
+        default=2048, ge=256, description="Resident memory of the parser process; a document needing more fails."
+    )
 
 
 class QuerySettings(BaseModel):

@@ -44,6 +44,7 @@ from core.models import (
 )
 from ingest import pii
 from ingest.partition import Chunk, partition_document
+from ingest.sandbox import Parser
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,11 @@ def _parse(
     revision: DocumentRevision,
     filename: str,
     config: IngestionConfig,
-    max_pdf_pages: int | None,
+    parse: Parser,
 ) -> list[Chunk]:
     data = blobs.get(collection.id, revision.sha256)
     kind = FileKind(revision.kind, revision.content_type)
-    return govern(partition_document(data, filename, kind, config, max_pdf_pages), config.pii)
+    return govern(parse(data, filename, kind, config), config.pii)
 
 
 def govern(chunks: Sequence[Chunk], mode: str) -> list[Chunk]:
@@ -195,7 +196,7 @@ def prepare_revision(
     collection: Collection,
     revision: DocumentRevision,
     config: IngestionConfig,
-    max_pdf_pages: int | None = None,
+    parse: Parser = partition_document,
 ) -> tuple[int, int, dict[str, int]]:
     """Parse, chunk and embed one document revision into the caches.
 
@@ -207,7 +208,7 @@ def prepare_revision(
     parse_hash = config.parse_hash()
     rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
     if not rows:
-        chunks = _parse(blobs, collection, revision, revision.document.filename, config, max_pdf_pages)
+        chunks = _parse(blobs, collection, revision, revision.document.filename, config, parse)
         store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
         session.commit()
         rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
@@ -263,7 +264,7 @@ def build_version(
     collection: Collection,
     version: Version,
     on_progress: Callable[[int, int], None] | None = None,
-    max_pdf_pages: int | None = None,
+    parse: Parser = partition_document,
 ) -> BuildResult:
     """Materialise ``version`` as its own Chroma collection from the current documents.
 
@@ -290,7 +291,7 @@ def build_version(
                     collection.id,
                     revision.sha256,
                     parse_hash,
-                    _parse(blobs, collection, revision, document.filename, config, max_pdf_pages),
+                    _parse(blobs, collection, revision, document.filename, config, parse),
                 )
                 session.commit()
             except DocumentParseError as exc:

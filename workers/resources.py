@@ -19,6 +19,7 @@ from core.db import Database
 from core.embedding import Embedder
 from core.settings import Settings, get_settings
 from eval.ragas_adapter import RagasScorer
+from ingest.sandbox import ParseSandbox
 from query.engine import QueryEngine
 from workers import observe
 from workers.client import TaskClient
@@ -39,6 +40,12 @@ class Resources:
     @cached_property
     def chroma(self) -> ClientAPI:
         return chroma.connect(self.settings.resolved_chroma_url)
+
+    @cached_property
+    def parser(self) -> ParseSandbox:
+        """Documents are parsed in a helper process under the memory limit (started on first use)."""
+        limits = self.settings.limits
+        return ParseSandbox(limits.max_parse_memory_mb, limits.max_pdf_pages)
 
     @property
     def query_engine(self) -> QueryEngine:
@@ -90,5 +97,7 @@ def resources() -> Resources:
 def close_resources() -> None:
     global _resources
     if _resources is not None:
+        if "parser" in _resources.__dict__:
+            _resources.parser.close()
         _resources.db.dispose()
         _resources = None

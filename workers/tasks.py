@@ -109,7 +109,7 @@ def parse_document(self: Task, revision_id: str) -> None:
                 collection,
                 revision,
                 config,
-                res.settings.limits.max_pdf_pages,
+                res.parser,
             )
         except RETRYABLE as exc:
             session.rollback()
@@ -224,7 +224,7 @@ def build_version(self: Task, job_id: str) -> None:
                     collection,
                     version,
                     on_progress=progress,
-                    max_pdf_pages=res.settings.limits.max_pdf_pages,
+                    parse=res.parser,
                 )
                 session.commit()
         except RETRYABLE as exc:

@@ -1,0 +1,198 @@
+"""Parse documents in a helper process that is killed when it uses too much memory.
+
+A worker process holds the embedding model, so one document that makes a parser
+balloon (a decompression bomb that slipped past the upload checks, a pathological PDF)
+must not take it down. The helper is started once per worker process (spawned, so it
+shares nothing with the worker's torch threads), reused for every document, and watched: if its
+resident memory passes the limit it is killed, the document fails with that reason,
+and the next document gets a fresh helper. A helper that dies for any other reason
+(a crash in a C extension) fails only the document it was reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from core.config import IngestionConfig
+from core.errors import DocumentParseError
+from core.filetypes import FileKind
+from ingest.partition import Chunk, partition_document
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[bytes, str, FileKind, IngestionConfig], list[Chunk]]
+POLL_S = 0.05
+START_TIMEOUT_S = 180.0
+_WARM = IngestionConfig()
+_BLANK_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+)
+_WARM_UP = (
+    (b"Warm-up text for the parser process.", "warm-up.txt", FileKind("txt", "text/plain")),
+    (_BLANK_PDF, "warm-up.pdf", FileKind("pdf", "application/pdf")),
+)
+
+
+def _serve(requests: Connection, replies: Connection, max_pdf_pages: int | None) -> None:
+    """The helper's loop: one request in, one reply out, until the pipe closes.
+
+    First it parses a tiny text and a blank PDF, so that the libraries documents need are
+    loaded before the parent records the helper's resting memory.
+    """
+    for data, name, kind in _WARM_UP:
+        with contextlib.suppress(DocumentParseError):  # the blank PDF has no text: loading the PDF stack is the point
+            partition_document(data, name, kind, _WARM)
+    replies.send(("ready", _rss_mb(os.getpid())))
+    while True:
+        try:
+            data, filename, kind, config = requests.recv()
+        except (EOFError, OSError):
+            return
+        reply: tuple[Any, ...]
+        try:
+            reply = ("ok", partition_document(data, filename, kind, config, max_pdf_pages))
+        except DocumentParseError as exc:
+            reply = ("parse_error", exc.detail)
+        except MemoryError:
+            reply = ("memory",)
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        replies.send(reply)
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class ParseSandbox:
+    """``parse(data, filename, kind, config)`` in a watched helper process.
+
+    The helper is a plain child interpreter (``python -m ingest.sandbox``), not a
+    ``multiprocessing`` child: Celery's prefork processes are daemonic and may not have those.
+    """
+
+    def __init__(self, max_memory_mb: int, max_pdf_pages: int | None = None) -> None:
+        self.max_memory_mb = max_memory_mb
+        self.max_pdf_pages = max_pdf_pages
+        self._process: subprocess.Popen[bytes] | None = None
+        self._send: Connection | None = None
+        self._recv: Connection | None = None
+        self.peak_rss_mb = 0.0  # of the last document, as polled
+        self.resting_rss_mb = 0.0
+
+    def start(self) -> float:
+        """Start the helper unless it runs; returns its resting memory in MiB."""
+        self._start()
+        return self.resting_rss_mb
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+        if self._process is not None and self._send and self._recv and self._process.poll() is None:
+            return self._process, self._send, self._recv
+        self.close()
+        to_child, from_parent = os.pipe()
+        from_child, to_parent = os.pipe()
+        command = [sys.executable, "-m", "ingest.sandbox", str(to_child), str(to_parent), str(self.max_pdf_pages or 0)]
+        try:
+            self._process = subprocess.Popen(command, pass_fds=(to_child, to_parent), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(to_child)
+            os.close(to_parent)
+        self._send = Connection(from_parent, readable=False)
+        self._recv = Connection(from_child, writable=False)
+        try:
+            if not self._recv.poll(START_TIMEOUT_S):
+                raise DocumentParseError(f"the parser process did not start within {START_TIMEOUT_S:.0f} s")
+            _, self.resting_rss_mb = self._recv.recv()
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise DocumentParseError(f"the parser process could not start ({type(exc).__name__})") from exc
+        except BaseException:
+            self.close()
+            raise
+        if self.resting_rss_mb > self.max_memory_mb:
+            log.error(
+                "the parser process needs %.0f MiB at rest, more than RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB=%d",
+                self.resting_rss_mb,
+                self.max_memory_mb,
+            )
+        return self._process, self._send, self._recv
+
+    def __call__(self, data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
+        process, send, recv = self._start()
+        self.peak_rss_mb = _rss_mb(process.pid)
+        finished = False
+        try:
+            send.send((data, filename, kind, config))
+            while not recv.poll(POLL_S):
+                if process.poll() is not None:
+                    raise DocumentParseError(
+                        f"the parser stopped (exit code {process.returncode}) while reading this file"
+                    )
+                rss = _rss_mb(process.pid)
+                self.peak_rss_mb = max(self.peak_rss_mb, rss)
+                if rss > self.max_memory_mb:
+                    raise DocumentParseError(
+                        f"parsing this file needed more than {self.max_memory_mb} MiB of memory and was stopped "
+                        "(RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB)"
+                    )
+            reply = recv.recv()
+            finished = True
+        except (EOFError, OSError) as exc:
+            raise DocumentParseError(f"the parser stopped while reading this file ({type(exc).__name__})") from exc
+        finally:
+            if not finished:  # over the limit, crashed, or our task was interrupted (time limit): start afresh
+                self.close()
+        status, *rest = reply
+        if status == "ok":
+            chunks: list[Chunk] = rest[0]
+            return chunks
+        if status == "parse_error":
+            raise DocumentParseError(rest[0])
+        if status == "memory":
+            self.close()
+            raise DocumentParseError("the parser ran out of memory reading this file")
+        log.warning("parser failed on %s: %s", filename, rest[1])
+        raise DocumentParseError(f"the file could not be parsed ({rest[0]})")
+
+    def close(self) -> None:
+        """Stop the helper (killed if it is busy)."""
+        for conn in (self._send, self._recv):
+            if conn is not None:
+                conn.close()
+        self._send = self._recv = None
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+
+if __name__ == "__main__":
+    # The helper: read requests on the first fd, answer on the second. Its stdout goes to
+    # stderr, so a library that prints cannot corrupt the replies.
+    os.dup2(2, 1)
+    _serve(
+        Connection(int(sys.argv[1]), writable=False),
+        Connection(int(sys.argv[2]), readable=False),
+        int(sys.argv[3]) or None,
+    )
