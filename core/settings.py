@@ -99,7 +99,7 @@ class LimitSettings(BaseModel):
     )
     max_pdf_pages: int = Field(default=2000, ge=1, description="Longer PDFs fail as documents.")
     max_parse_memory_mb: int = Field(
-        default=2048, ge=256, description="Resident memory of the parser process; a document needing more fails."
+        default=2048, ge=64, description="Memory one document may add to the parser process; more fails it."
     )
 
 

@@ -1,12 +1,14 @@
-"""Parse documents in a helper process that is killed when it uses too much memory.
+"""Parse documents in a helper process that is killed when a document takes too much memory.
 
 A worker process holds the embedding model, so one document that makes a parser
-balloon (a decompression bomb that slipped past the upload checks, a pathological PDF)
-must not take it down. The helper is started once per worker process (spawned, so it
-shares nothing with the worker's torch threads), reused for every document, and watched: if its
-resident memory passes the limit it is killed, the document fails with that reason,
-and the next document gets a fresh helper. A helper that dies for any other reason
-(a crash in a C extension) fails only the document it was reading.
+balloon (a decompression bomb that slipped past the upload checks, a pathological PDF,
+a text of one multi-megabyte line) must not take it down. The helper is a fresh
+interpreter (it shares nothing with the worker's torch threads), started once per worker
+process and reused for every document. While it reads a document its resident memory is
+watched: if it grows by more than the limit, the helper is killed, the document fails
+with that reason, and the next document gets a fresh helper. A helper that dies for any
+other reason (a crash in a C extension) fails only the document it was reading, and one
+that has grown over time is recycled between documents.
 """
 
 from __future__ import annotations
@@ -125,17 +127,11 @@ class ParseSandbox:
         except BaseException:
             self.close()
             raise
-        if self.resting_rss_mb > self.max_memory_mb:
-            log.error(
-                "the parser process needs %.0f MiB at rest, more than RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB=%d",
-                self.resting_rss_mb,
-                self.max_memory_mb,
-            )
         return self._process, self._send, self._recv
 
     def __call__(self, data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
         process, send, recv = self._start()
-        self.peak_rss_mb = _rss_mb(process.pid)
+        before = self.peak_rss_mb = _rss_mb(process.pid)
         finished = False
         try:
             send.send((data, filename, kind, config))
@@ -146,7 +142,7 @@ class ParseSandbox:
                     )
                 rss = _rss_mb(process.pid)
                 self.peak_rss_mb = max(self.peak_rss_mb, rss)
-                if rss > self.max_memory_mb:
+                if rss - before > self.max_memory_mb:
                     raise DocumentParseError(
                         f"parsing this file needed more than {self.max_memory_mb} MiB of memory and was stopped "
                         "(RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB)"
@@ -158,6 +154,10 @@ class ParseSandbox:
         finally:
             if not finished:  # over the limit, crashed, or our task was interrupted (time limit): start afresh
                 self.close()
+        if _rss_mb(process.pid) > self.resting_rss_mb + self.max_memory_mb:
+            # Freed memory is not always returned to the OS: recycle a helper that has grown.
+            log.info("restarting the parser process after it grew past %.0f MiB", _rss_mb(process.pid))
+            self.close()
         status, *rest = reply
         if status == "ok":
             chunks: list[Chunk] = rest[0]

@@ -38,6 +38,7 @@ from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ragkeep.access")
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # logged at DEBUG: scraped every few seconds
 
 
 def _error(status: int, name: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -65,7 +66,8 @@ async def request_context(request: Request, call_next: Callable[[Request], Await
         return response
     finally:
         route = request.scope.get("route")
-        access_log.info(
+        access_log.log(
+            logging.DEBUG if request.url.path in PROBES else logging.INFO,
             "%s %s %d",
             request.method,
             request.url.path,

@@ -16,7 +16,6 @@ from typing import Any
 from celery import Task
 from celery.signals import (
     setup_logging,
-    task_failure,
     task_postrun,
     task_prerun,
     task_retry,
@@ -83,11 +82,6 @@ def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any)
 @task_retry.connect
 def _task_retried(sender: Task | None = None, **_: Any) -> None:
     TASKS.labels(sender.name if sender else "unknown", "retried").inc()
-
-
-@task_failure.connect
-def _task_failed(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
-    log.error("task %s raised %r", sender.name if sender else "?", exception)
 
 
 @worker_init.connect

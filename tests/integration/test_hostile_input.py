@@ -28,7 +28,7 @@ def fortress(tmp_path_factory: pytest.TempPathFactory, chroma_server: str) -> It
         "RAGKEEP_REDIS_URL": REDIS_URL,
         "RAGKEEP_MAX_UPLOAD_MB": "5",
         "RAGKEEP_LIMITS__MAX_PDF_PAGES": "40",
-        # The parser process rests at ~700 MiB; a 5 MB single-line text takes it to ~3.9 GiB.
+        # A 5 MB single-line text makes the parser process grow by ~3.2 GiB; the rest by far less.
         "RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB": "1500",
         "RAGKEEP_LIMITS__MAX_UNPACKED_MB": "10",
     }
