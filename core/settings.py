@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class WorkerSettings(BaseModel):
     concurrency: int = Field(default=2, ge=1, description="Celery worker processes per host.")
     torch_threads: int = Field(
-        default=0, ge=0, description="Torch threads per worker process; 0 = cores / concurrency."
+        default=0,
+        ge=0,
+        description="Embedding-model threads (ONNX Runtime or torch) per worker process; 0 = cores / concurrency.",
     )
     parse_soft_time_limit_s: int = Field(default=600, ge=5, description="A document that parses longer fails alone.")
     build_soft_time_limit_s: int = Field(default=3600, ge=30, description="A build running longer fails.")
@@ -126,6 +128,11 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = Field(
         default=None, description="Chroma server; default a child `chroma run` on chroma_port."
+    )
+    embedding_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="onnx: the model exported to ONNX Runtime at load (~2x faster on CPU); torch: "
+        "sentence-transformers. Same vectors either way.",
     )
     chroma_port: int = Field(default=8001, ge=1, le=65535, description="Port of the embedded Chroma server.")
     api_host: str = Field(default="127.0.0.1", description="Bind address of `ragkeep up` / `ragkeep api`.")

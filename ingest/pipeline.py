@@ -80,6 +80,26 @@ def cached_chunks(session: Session, collection_id: str, sha256: str, parse_hash:
     )
 
 
+def cached_chunks_by_sha(
+    session: Session, collection_id: str, shas: Sequence[str], parse_hash: str
+) -> dict[str, list[ChunkCache]]:
+    """``cached_chunks`` for many documents in a few queries (a build reads every document's chunks)."""
+    found: dict[str, list[ChunkCache]] = {}
+    unique = list(dict.fromkeys(shas))
+    for start in range(0, len(unique), 500):
+        for row in session.scalars(
+            select(ChunkCache)
+            .where(
+                ChunkCache.collection_id == collection_id,
+                ChunkCache.sha256.in_(unique[start : start + 500]),
+                ChunkCache.parse_hash == parse_hash,
+            )
+            .order_by(ChunkCache.sha256, ChunkCache.position)
+        ):
+            found.setdefault(row.sha256, []).append(row)
+    return found
+
+
 def _insert_ignore(
     session: Session, table: type[ChunkCache] | type[EmbeddingCache], rows: list[dict[str, object]]
 ) -> None:
@@ -282,8 +302,9 @@ def build_version(
 
     planned: list[tuple[Document, DocumentRevision, list[ChunkCache]]] = []
     skipped: list[dict[str, str]] = []
+    cached = cached_chunks_by_sha(session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash)
     for done, (document, revision) in enumerate(snapshot, start=1):
-        rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        rows = cached.get(revision.sha256, [])
         if not rows:  # parsed under another ingestion config: parse again now
             try:
                 store_chunks(
@@ -296,9 +317,11 @@ def build_version(
                 session.commit()
             except DocumentParseError as exc:
                 skipped.append({"filename": document.filename, "error": exc.detail})
-                continue
-            rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
-        planned.append((document, revision, rows))
+                rows = []
+            else:
+                rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        if rows:
+            planned.append((document, revision, rows))
         if on_progress:
             on_progress(done, len(snapshot))
 

@@ -107,7 +107,7 @@ class QueryEngine:
         self.db = db
         self.blobs = blobs
         self.chroma = chroma
-        self.embedder = embedder or Embedder(threads=None)
+        self.embedder = embedder or Embedder(threads=None, backend=settings.embedding_backend)
         self.embed_model = LlamaEmbedding(self.embedder)
         self.indexes = IndexCache(settings.query.index_cache_size)
         self.llm = LLMClient(settings.llm) if settings.llm.configured else None

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logs
 from core.blobs import BlobStore
@@ -53,35 +55,56 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Give the request an id (``X-Request-ID``, echoed back), and log one access line with it."""
-    request_id = logs.new_request_id(request.headers.get("x-request-id"))
-    token = logs.request_id.set(request_id)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        response.headers["X-Request-ID"] = request_id
-        return response
-    finally:
-        route = request.scope.get("route")
-        access_log.log(
-            logging.DEBUG if request.url.path in PROBES else logging.INFO,
-            "%s %s %d",
-            request.method,
-            request.url.path,
-            status,
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "route": getattr(route, "path", None),
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "client": request.client.host if request.client else None,
-            },
-        )
-        logs.request_id.reset(token)
+class RequestObserver:
+    """Give the request an id (``X-Request-ID``, echoed back), log one access line with it, count it in metrics.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task group and memory
+    streams on every request. The id is set in a context variable that the endpoint, its
+    thread and the tasks it enqueues all see.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = logs.new_request_id(Headers(scope=scope).get("x-request-id"))
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def tag(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tag)
+        finally:
+            path, method, client = scope["path"], scope["method"], scope.get("client")
+            route = getattr(scope.get("route"), "path", None)  # set by the router once it has matched
+            seconds = time.perf_counter() - started
+            metrics.observe_request(method, route, status, seconds)
+            access_log.log(
+                logging.DEBUG if path in PROBES else logging.INFO,
+                "%s %s %d",
+                method,
+                path,
+                status,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "client": client[0] if client else None,
+                },
+            )
+            logs.request_id.reset(token)
 
 
 def serve_app() -> FastAPI:
@@ -126,8 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.middleware("http")(metrics.middleware)
-    app.middleware("http")(request_context)  # outermost: the id is set for everything below
+    app.add_middleware(RequestObserver)
 
     @app.exception_handler(RagkeepError)
     async def ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from starlette.requests import Request
 from starlette.responses import Response
 
 from core.db import Database
@@ -132,21 +130,9 @@ def render(registry: CollectorRegistry) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _route(request: Request) -> str:
-    route = request.scope.get("route")  # set by the router once it has matched
-    return str(getattr(route, "path", "unmatched"))
-
-
-async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
     """Latency and status per route template (not per raw path: ids would explode the label set)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = _route(request)
-        if route != "/metrics":
-            REQUESTS.labels(request.method, route, str(status)).inc()
-            LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+    route = route or "unmatched"
+    if route != "/metrics":
+        REQUESTS.labels(method, route, str(status)).inc()
+        LATENCY.labels(method, route).observe(seconds)

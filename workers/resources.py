@@ -68,6 +68,7 @@ class Resources:
                 model_id,
                 batch_size=self.settings.worker.embed_batch_size,
                 threads=self.settings.torch_threads(),
+                backend=self.settings.embedding_backend,
                 on_embed=observe.embedded,
             )
         return self.embedders[model_id]

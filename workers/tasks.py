@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 # Errors that may succeed on a later attempt: the catalog or Chroma briefly unreachable.
 RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, TimeoutError)
 MAX_RETRIES = 5
+BUILD_WAIT_S = 3.0  # a build waiting for another build of its collection checks again after this
 
 
 @worker_process_init.connect
@@ -193,9 +195,21 @@ def _after_parse(session: Session, res: Resources, revision: DocumentRevision) -
 
 @app.task(name=TaskName.build_version, bind=True, max_retries=MAX_RETRIES)
 def build_version(self: Task, job_id: str) -> None:
-    """Build the collection's next version, then publish it if the policy says so."""
+    """Build the collection's next version, then publish it if the policy says so.
+
+    One build per collection at a time: while another one runs, this one waits (still
+    pending, so changes keep joining it) and then finds out whether anything is left to build.
+    """
     res = resources()
     with res.db.session() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.status == JobStatus.queued:
+            limit = timedelta(seconds=res.settings.worker.build_soft_time_limit_s + 120)  # older: a dead worker's
+            if catalog.other_running_build(session, job, utcnow() - limit) is not None:
+                catalog.mark_dispatched(session, [job.id])  # waiting, not lost: the reconciler leaves it
+                session.commit()
+                res.tasks.send(TaskName.build_version, [job.id], countdown=BUILD_WAIT_S)
+                return
         opened = _open_job(session, job_id)
         if opened is None:
             return
@@ -210,7 +224,14 @@ def build_version(self: Task, job_id: str) -> None:
         )
         config = catalog.collection_config(collection)
 
+        last_commit = 0.0
+
         def progress(done: int, total: int) -> None:
+            """Recorded at most once a second (a commit per document would slow big builds down)."""
+            nonlocal last_commit
+            if done < total and time.monotonic() - last_commit < 1.0:
+                return
+            last_commit = time.monotonic()
             job.progress_done, job.progress_total = done, total
             session.commit()
 

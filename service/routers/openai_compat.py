@@ -125,6 +125,7 @@ def chat_completions(
     """Chat completion over a collection, in OpenAI's format (streaming and not)."""
     request = _request(body, client=principal.key_id)
     visible_collection(session, principal, request.collection)
+    session.close()  # the engine uses its own sessions: one pooled connection per request, not two
     created = int(time.time())
     if not body.stream:
         result = engine.query(request)

@@ -40,6 +40,7 @@ def _sse(event: str, data: Any) -> str:
 def query(body: QueryCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep) -> Any:
     """Answer a question from the collection's live version (or the pinned one), with citations."""
     visible_collection(session, principal, body.collection)
+    session.close()  # the engine uses its own sessions: one pooled connection per request, not two
     request = QueryRequest(
         client=principal.key_id,
         collection=body.collection,

@@ -125,6 +125,25 @@ def test_uploads_arriving_one_by_one_are_batched_into_few_versions(redis_stack: 
     assert total < len(sources) / 2, f"{total} versions for {len(sources)} uploads"
 
 
+def test_builds_of_one_collection_run_one_at_a_time(redis_stack: Stack) -> None:
+    """A build requested while another runs waits for it (two builds at once would each write every vector)."""
+    s = redis_stack
+    s.http.post("/collections", json={"name": "serial", "config": {"publish_policy": "manual"}})
+    sources = sorted((DATASETS / "jsquad-v1.3-valid" / "source_files").glob("*.txt"))[:12]
+    s.wait_job(s.upload("serial", [(p.name, p.read_bytes()) for p in sources])["job_id"])
+    s.wait_live("serial", 1)
+    first = s.http.post("/collections/serial/versions").json()["job_id"]
+    deadline = time.monotonic() + 60
+    while s.http.get(f"/jobs/{first}").json()["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = s.http.post("/collections/serial/versions").json()["job_id"]
+    assert second != first
+    one, two = s.wait_job(first), s.wait_job(second)
+    assert one["status"] == two["status"] == "succeeded"
+    assert two["started_at"] >= one["finished_at"], (one, two)
+    assert {one["result"]["version"], two["result"]["version"]} == {2, 3}
+
+
 def test_manual_policy_builds_but_does_not_publish(redis_stack: Stack) -> None:
     s = redis_stack
     s.http.post("/collections", json={"name": "manual-kb", "config": {"publish_policy": "manual"}})

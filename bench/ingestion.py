@@ -1,0 +1,213 @@
+"""Ingestion: ragkeep over HTTP, the bare embedding model (the floor), and a LlamaIndex baseline.
+
+All three embed with all-MiniLM-L6-v2 from the same installed package, on the same
+machine, one after the other (never concurrently).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.stack import Stack, collection_version
+from cli.server import Server
+from core.embedding import model_path
+
+UPLOAD_BATCH = 100  # the API's default max_files_per_request
+
+
+@dataclass
+class IngestResult:
+    documents: int
+    failed: int
+    chunks: int
+    seconds: float  # first upload byte -> version live
+    upload_seconds: float
+    build_seconds: float  # the version build alone (as the worker recorded it)
+    chunks_per_s: float
+    peak_worker_mb: float
+    worker_embed_seconds: float  # summed over worker processes, from the worker's metrics
+    version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def _wait_jobs(server: Server, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [server.wait_job(job_id) for job_id in job_ids]
+
+
+def _wait_live(server: Server, collection: str, build_job_ids: Sequence[str]) -> dict[str, Any]:
+    for job in _wait_jobs(server, list(dict.fromkeys(build_job_ids))):
+        if job["status"] == "failed":
+            raise RuntimeError(f"build failed: {job['error']}")
+    version = collection_version(server, collection)
+    if version is None:
+        raise RuntimeError(f"no live version of {collection} after its builds")
+    return version
+
+
+def upload_all(server: Server, collection: str, files: Sequence[tuple[str, bytes]]) -> list[str]:
+    """Upload in batches of ``UPLOAD_BATCH`` files; returns the ingest job ids."""
+    jobs = []
+    for start in range(0, len(files), UPLOAD_BATCH):
+        batch = files[start : start + UPLOAD_BATCH]
+        accepted = server.call(
+            "POST",
+            f"/collections/{collection}/documents",
+            files=[("files", (name, io.BytesIO(data))) for name, data in batch],
+        )
+        jobs.append(accepted["job_id"])
+    return jobs
+
+
+def ingest_ragkeep(stack: Stack, collection: str, files: Sequence[tuple[str, bytes]]) -> IngestResult:
+    """Create a collection, upload ``files`` over HTTP, wait until a version holding them is live."""
+    with stack.server() as server:
+        server.call("POST", "/collections", json={"name": collection})
+        embed_before = stack.worker_metric("ragkeep_embedding_seconds_total")
+        with stack.memory() as memory:
+            started = time.monotonic()
+            job_ids = upload_all(server, collection, files)
+            uploaded = time.monotonic()
+            jobs = _wait_jobs(server, job_ids)
+            builds = [job["result"]["build_job_id"] for job in jobs if job["result"].get("build_job_id")]
+            version = _wait_live(server, collection, builds)
+            seconds = time.monotonic() - started
+        failed = sum(len(job["result"].get("failed_documents", [])) for job in jobs)
+        return IngestResult(
+            documents=version["document_count"],
+            failed=failed,
+            chunks=version["chunk_count"],
+            seconds=seconds,
+            upload_seconds=uploaded - started,
+            build_seconds=float(version["build_seconds"] or 0.0),
+            chunks_per_s=version["chunk_count"] / seconds,
+            peak_worker_mb=memory.peak_mb,
+            worker_embed_seconds=stack.worker_metric("ragkeep_embedding_seconds_total") - embed_before,
+            version=version["number"],
+        )
+
+
+def change_one(stack: Stack, collection: str, name: str, data: bytes) -> dict[str, Any]:
+    """Upload a changed copy of one document and time it until the next version is live."""
+    with stack.server() as server:
+        started = time.monotonic()
+        job_ids = upload_all(server, collection, [(name, data)])
+        jobs = _wait_jobs(server, job_ids)
+        version = _wait_live(server, collection, [j["result"]["build_job_id"] for j in jobs])
+        seconds = time.monotonic() - started
+    return {
+        "seconds": round(seconds, 3),
+        "build_seconds": version["build_seconds"],
+        "embedded_chunks": version["embedded_chunk_count"],
+        "reused_chunks": version["reused_chunk_count"],
+        "version": version["number"],
+    }
+
+
+# ----------------------------------------------------------------------------- the floor
+
+
+def chunk_texts(stack: Stack, collection: str, version: int) -> list[str]:
+    """The chunks of a built version, read back from its Chroma collection."""
+    import chromadb
+
+    with stack.server() as server:
+        chroma_name = server.call("GET", f"/collections/{collection}/versions/{version}")["chroma_collection"]
+    host, port = stack.chroma_url.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port))
+    found = client.get_collection(chroma_name).get(include=["documents"])
+    return [text for text in found["documents"] or [] if text]
+
+
+def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int]) -> dict[str, Any]:
+    """Chunks per second of the bare model at its best batch size, on a random sample of the chunks.
+
+    Two floors: sentence-transformers ``encode`` on torch (what the model's users run), and
+    ragkeep's own ONNX Runtime model called directly (the limit of ragkeep's backend). Both
+    use every core; a sample of a few hundred chunks gives the rate within a few percent.
+    """
+    import os
+
+    from core.embedding import Embedder
+
+    picked = random.Random(7).sample(list(texts), min(sample, len(texts)))
+    floors: dict[str, Any] = {"sample_chunks": len(picked), "threads": os.cpu_count()}
+    for name, backend in (("sentence-transformers (torch)", "torch"), ("onnx runtime (ragkeep's backend)", "onnx")):
+        embedder = Embedder(backend=backend, threads=os.cpu_count())  # type: ignore[arg-type]
+        embedder.warm_up()
+        rates = {}
+        for batch_size in batch_sizes:
+            embedder.batch_size = batch_size
+            started = time.perf_counter()
+            embedder.embed(picked)
+            rates[batch_size] = len(picked) / (time.perf_counter() - started)
+        best = max(rates, key=lambda b: rates[b])
+        floors[backend] = {
+            "name": name,
+            "chunks_per_s": round(rates[best], 2),
+            "best_batch_size": best,
+            "by_batch_size": {str(b): round(r, 2) for b, r in rates.items()},
+        }
+    return floors
+
+
+# -------------------------------------------------------------------------- the baseline
+
+
+def baseline_documents(files: Sequence[tuple[str, bytes]]) -> list[Any]:
+    """What a LlamaIndex user loads: text files as they are, PDFs page by page with pypdf (as PDFReader)."""
+    from llama_index.core import Document
+    from pypdf import PdfReader
+
+    documents = []
+    for name, data in files:
+        if name.lower().endswith(".pdf"):
+            for number, page in enumerate(PdfReader(io.BytesIO(data)).pages, start=1):
+                documents.append(Document(text=page.extract_text() or "", metadata={"filename": name, "page": number}))
+        else:
+            documents.append(Document(text=data.decode("utf-8"), metadata={"filename": name}))
+    return documents
+
+
+def ingest_baseline(chroma_url: str, collection: str, files: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    """The script a user would write: IngestionPipeline(SentenceSplitter, HuggingFaceEmbedding) -> Chroma.
+
+    Chunk size: ragkeep's default is 1,000 characters, so the splitter gets 250 tokens, no overlap
+    (ragkeep's own ``sentence`` chunker uses the same conversion).
+    """
+    import chromadb
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    host, port = chroma_url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    client = chromadb.HttpClient(host=host, port=int(port))
+    chroma_collection = client.get_or_create_collection(collection, metadata={"hnsw:space": "cosine"})
+    embed_model = HuggingFaceEmbedding(model_name=model_path("all-MiniLM-L6-v2"), device="cpu")
+    pipeline = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=250, chunk_overlap=0), embed_model])
+    nodes = pipeline.run(documents=baseline_documents(files))
+    # Passing the vector store to the pipeline adds every node in one call, which Chroma refuses
+    # above its maximum batch (5,461 here): the user adds them in slices instead.
+    store = ChromaVectorStore(chroma_collection=chroma_collection)
+    step = client.get_max_batch_size()
+    for start in range(0, len(nodes), step):
+        store.add(nodes[start : start + step])
+    seconds = time.monotonic() - started
+    stored = chroma_collection.count()
+    if stored != len(nodes):
+        raise RuntimeError(f"baseline stored {stored} vectors for {len(nodes)} nodes")
+    return {
+        "documents": len(files),
+        "chunks": len(nodes),
+        "seconds": round(seconds, 3),
+        "chunks_per_s": round(len(nodes) / seconds, 2),
+        "embed_batch_size": embed_model.embed_batch_size,
+    }

@@ -1,0 +1,176 @@
+"""Query latency under load: ragkeep's /query, a baseline LlamaIndex endpoint, and the in-process floor.
+
+The load generator is an asyncio httpx client on 127.0.0.1 with a fixed number of
+requests in flight (the concurrency); each run is bounded by a request count and a
+time limit, after a short warm-up that is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stack import ADMIN_KEY, free_port, wait_ready
+
+WARM_UP = 16  # requests before each measured run (first calls load lazily initialised parts)
+
+
+def summarise(latencies_ms: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    if not latencies_ms:
+        return {"requests": 0, "errors": errors}
+    ordered = sorted(latencies_ms)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 1)
+
+    return {
+        "requests": len(ordered),
+        "errors": errors,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "mean_ms": round(statistics.fmean(ordered), 1),
+        "rps": round(len(ordered) / seconds, 1),
+    }
+
+
+async def _load(
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    cycle = itertools.cycle(bodies)
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, headers=headers, limits=limits) as client:
+        for body in bodies[: min(WARM_UP, len(bodies))]:  # not counted
+            await client.post(url, json=body)
+        started = time.perf_counter()
+        deadline = started + max_seconds
+
+        async def user() -> None:
+            nonlocal errors, issued
+            while issued < max_requests and time.perf_counter() < deadline:
+                issued += 1
+                body = next(cycle)
+                sent = time.perf_counter()
+                try:
+                    response = await client.post(url, json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - sent) * 1000)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return summarise(latencies, errors, elapsed)
+
+
+def http_load(
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return asyncio.run(_load(url, bodies, concurrency, max_requests, max_seconds, headers or {}))
+
+
+def inprocess_load(
+    call: Callable[[str], object], questions: Sequence[str], concurrency: int, max_requests: int, max_seconds: float
+) -> dict[str, Any]:
+    """The same load shape without HTTP: ``concurrency`` threads calling ``call`` directly."""
+    for question in questions[:WARM_UP]:
+        call(question)
+    cycle = itertools.cycle(questions)
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    started = time.perf_counter()
+    deadline = started + max_seconds
+
+    def user() -> None:
+        nonlocal issued, errors
+        while issued < max_requests and time.perf_counter() < deadline:
+            issued += 1
+            question = next(cycle)
+            sent = time.perf_counter()
+            try:
+                call(question)
+            except Exception:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - sent) * 1000)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(user) for _ in range(concurrency)]:
+            future.result()
+    return summarise(latencies, errors, time.perf_counter() - started)
+
+
+class Floor:
+    """Query embedding (ONNX Runtime) + one Chroma query, in this process: what any retrieval must pay."""
+
+    def __init__(self, chroma_url: str, chroma_collection: str, top_k: int) -> None:
+        import chromadb
+
+        from core.embedding import Embedder
+
+        host, port = chroma_url.removeprefix("http://").split(":")
+        self.collection = chromadb.HttpClient(host=host, port=int(port)).get_collection(chroma_collection)
+        self.embedder = Embedder(backend="onnx")  # ragkeep's faster backend: the stricter floor
+        self.embedder.warm_up()
+        self.top_k = top_k
+
+    def __call__(self, question: str) -> object:
+        vector = self.embedder.embed([question])
+        return self.collection.query(query_embeddings=vector, n_results=self.top_k, include=["documents", "metadatas"])
+
+
+@contextmanager
+def baseline_endpoint(chroma_url: str, chroma_collection: str, log: Path) -> Iterator[str]:
+    """Start ``bench/baseline_api.py`` (a FastAPI app a LlamaIndex user would write) with uvicorn."""
+    port = free_port()
+    env = {"BASELINE_CHROMA_URL": chroma_url, "BASELINE_COLLECTION": chroma_collection}
+    command = [sys.executable, "-m", "uvicorn", "bench.baseline_api:app", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, env={**_base_env(), **env}, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{url}/healthz", process, f"the baseline endpoint (log: {log})", timeout=120)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAGKEEP_")}
+
+
+def ragkeep_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -1,0 +1,186 @@
+"""A real ragkeep for the benchmark: ``ragkeep up`` in a temporary folder, driven over HTTP.
+
+Everything the README's ``ragkeep up`` starts runs here too: the embedded Chroma server,
+the Celery worker (prefork, default concurrency), beat and the API, with the SQLite
+catalog. The broker is the production one, Redis, when it answers on 127.0.0.1:6379.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from cli.server import Server
+
+ADMIN_KEY = "rk_bench_" + "0" * 32
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class MemorySampler:
+    """Peak memory of the worker's process tree (Celery parent, prefork children, parse helpers)."""
+
+    def __init__(self, root: psutil.Process, interval: float = 0.5) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
+
+    def worker_tree(self) -> list[psutil.Process]:
+        found: dict[int, psutil.Process] = {}
+        for child in self.root.children(recursive=True):
+            try:
+                command = " ".join(child.cmdline())
+                if "celery" in command and " worker" in command:
+                    found[child.pid] = child
+                    found.update((p.pid, p) for p in child.children(recursive=True))
+            except psutil.Error:
+                continue
+        return list(found.values())
+
+    def sample(self) -> float:
+        """Proportional set size (shared pages split between the processes that share them), MiB."""
+        total = 0
+        for process in self.worker_tree():
+            try:
+                total += process.memory_full_info().pss
+            except psutil.Error:
+                continue
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self.sample())
+
+    def __enter__(self) -> MemorySampler:
+        self.peak_mb = self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Stack:
+    url: str
+    chroma_url: str
+    worker_metrics_url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def server(self) -> Server:
+        return Server(self.url, ADMIN_KEY, timeout=600)
+
+    def memory(self) -> MemorySampler:
+        return MemorySampler(psutil.Process(self.process.pid))
+
+    def worker_metric(self, name: str) -> float:
+        """Sum of a worker metric's samples (all label values), from the worker's /metrics."""
+        text = httpx.get(self.worker_metrics_url, timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def wait_ready(probe: str, process: subprocess.Popen[bytes], name: str, timeout: float = 180) -> None:
+    """Poll ``probe`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
+        try:
+            if httpx.get(probe, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{name} did not answer on {probe} within {timeout:.0f} s")
+
+
+@contextmanager
+def ragkeep_up(workdir: Path, extra: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Start ``ragkeep up`` with its own data folder and ports; stop it afterwards."""
+    api_port, chroma_port, metrics_port = free_port(), free_port(), free_port()
+    settings = {
+        "RAGKEEP_DATA_DIR": str(workdir / "data"),
+        "RAGKEEP_API_PORT": str(api_port),
+        "RAGKEEP_CHROMA_PORT": str(chroma_port),
+        "RAGKEEP_WORKER__METRICS_PORT": str(metrics_port),
+        "RAGKEEP_ADMIN_API_KEY": ADMIN_KEY,
+        # The benchmark is the only client and sends top_k=100 for recall@100.
+        "RAGKEEP_LIMITS__REQUESTS_PER_MINUTE": "0",
+        "RAGKEEP_QUERY__MAX_TOP_K": "100",
+        "RAGKEEP_LOG_LEVEL": "WARNING",
+        **(
+            {"RAGKEEP_REDIS_URL": REDIS_URL, "RAGKEEP_QUEUE_PREFIX": f"bench{uuid.uuid4().hex[:6]}-"}
+            if redis_available()
+            else {}
+        ),
+        **(extra or {}),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKEEP_")} | settings
+    log = (workdir / "ragkeep.log").open("ab")
+    binary = str(Path(sys.executable).parent / "ragkeep")
+    process = subprocess.Popen([binary, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_ready(f"{url}/readyz", process, "ragkeep up")
+        yield Stack(
+            url=url,
+            chroma_url=f"http://127.0.0.1:{chroma_port}",
+            worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            data_dir=workdir / "data",
+            process=process,
+            settings=settings,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def collection_version(server: Server, name: str) -> dict[str, Any] | None:
+    """The live version of a collection, or None."""
+    versions = server.call("GET", f"/collections/{name}/versions", params={"limit": 5})
+    for version in versions["items"]:
+        if version["state"] == "live":
+            return dict(version)
+    return None

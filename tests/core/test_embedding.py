@@ -1,0 +1,53 @@
+"""The ONNX Runtime backend computes the same vectors as sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.embedding import Embedder
+from tests.conftest import DATASETS
+
+TEXTS = [
+    "a",
+    "What is the role of p53 in apoptosis?",
+    *[
+        f"{d['title']}\n\n{d['text']}"
+        for d in map(json.loads, (DATASETS / "beir-scifact" / "corpus.jsonl").read_text().splitlines()[:12])
+    ],
+    "far beyond the model's window " * 200,  # truncated at 256 tokens
+    "日本で梅雨がないのは北海道とどこか。",
+]
+
+
+@pytest.fixture(scope="module")
+def backends() -> tuple[Embedder, Embedder]:
+    return Embedder(backend="onnx", threads=2), Embedder(backend="torch", threads=2)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_onnx_and_torch_agree_whatever_the_batching(backends: tuple[Embedder, Embedder], batch_size: int) -> None:
+    onnx, torch = backends
+    onnx.batch_size = torch.batch_size = batch_size
+    a, b = onnx.embed(TEXTS), torch.embed(TEXTS)
+    assert a.shape == b.shape == (len(TEXTS), 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float((a * b).sum(axis=1).min()) > 0.9999
+
+
+def test_padding_does_not_change_a_vector(backends: tuple[Embedder, Embedder]) -> None:
+    """A short text batched with long ones (padded) gets the vector it gets alone."""
+    onnx, _ = backends
+    onnx.batch_size = 32
+    alone = onnx.embed(["short one"])[0]
+    padded = onnx.embed(["short one", "tiny", "a somewhat longer sentence that forces padding " * 3])[0]
+    assert float(alone @ padded) > 0.99999
+
+
+def test_token_counts_match(backends: tuple[Embedder, Embedder]) -> None:
+    onnx, torch = backends
+    for text in TEXTS:
+        assert onnx.count_tokens(text) == torch.count_tokens(text)
+    assert onnx.count_tokens(TEXTS[-2]) == 256
