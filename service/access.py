@@ -11,6 +11,16 @@ from core.errors import CollectionNotFound, NotFound
 from core.models import Collection
 
 
+def check_visible(principal: Principal, name: str, role: Role = "reader") -> None:
+    """404 (as if it did not exist) unless the key may see collection ``name``; 403 below ``role``.
+
+    No catalog read: for callers that load the collection themselves (and 404 if it is missing).
+    """
+    if not principal.sees(name):
+        raise CollectionNotFound(f"collection {name!r} does not exist")
+    principal.require(role, name)
+
+
 def visible_collection(session: Session, principal: Principal, name: str, role: Role = "reader") -> Collection:
     """The collection if the key may see it (else 404, as if it did not exist) and has ``role`` on it (else 403)."""
     if not principal.sees(name):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import catalog
 from core.errors import InvalidInput
 from query.engine import QueryRequest, QueryResult
-from service.access import visible_collection
+from service.access import check_visible
 from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.routers.query import query_read
 from service.schemas import error_responses
@@ -124,8 +124,8 @@ def chat_completions(
 ) -> Any:
     """Chat completion over a collection, in OpenAI's format (streaming and not)."""
     request = _request(body, client=principal.key_id)
-    visible_collection(session, principal, request.collection)
-    session.close()  # the engine uses its own sessions: one pooled connection per request, not two
+    check_visible(principal, request.collection)  # the engine reads the collection (404 if missing)
+    session.close()  # the key's lookup is done; the engine uses its own sessions (one pooled connection)
     created = int(time.time())
     if not body.stream:
         result = engine.query(request)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from query.engine import QueryRequest, QueryResult
 from service import metrics
-from service.access import visible_collection
+from service.access import check_visible
 from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.schemas import QueryCreate, QueryRead, error_responses
 
@@ -32,6 +32,7 @@ def _sse(event: str, data: Any) -> str:
 
 @router.post(
     "/query",
+    response_model=QueryRead,
     responses={
         **error_responses(404, 409, 410, 422),
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"},
@@ -39,8 +40,8 @@ def _sse(event: str, data: Any) -> str:
 )
 def query(body: QueryCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep) -> Any:
     """Answer a question from the collection's live version (or the pinned one), with citations."""
-    visible_collection(session, principal, body.collection)
-    session.close()  # the engine uses its own sessions: one pooled connection per request, not two
+    check_visible(principal, body.collection)  # the engine reads the collection (404 if missing)
+    session.close()  # the key's lookup is done; the engine uses its own sessions (one pooled connection)
     request = QueryRequest(
         client=principal.key_id,
         collection=body.collection,
