@@ -440,6 +440,48 @@ def latest_version(session: Session, collection_id: str, states: Sequence[str]) 
     )
 
 
+def delta_base(session: Session, version: Version) -> Version | None:
+    """The newest full (non-delta) built version of ``version``'s collection with its vectors
+    still stored, built with the same embedding model and ingestion settings: a delta's base."""
+    return session.scalar(
+        select(Version)
+        .where(
+            Version.collection_id == version.collection_id,
+            Version.id != version.id,
+            Version.state.in_([VersionState.ready, VersionState.live, VersionState.archived]),
+            Version.base_collection.is_(None),
+            Version.dropped_at.is_(None),
+            Version.embedding_model == version.embedding_model,
+        )
+        .order_by(Version.number.desc())
+        .limit(1)
+    )
+
+
+def collections_in_use(session: Session, collection_id: str) -> set[str]:
+    """Chroma collections that a version not dropped still reads: its own and its base's."""
+    rows = session.execute(
+        select(Version.chroma_collection, Version.base_collection).where(
+            Version.collection_id == collection_id, Version.dropped_at.is_(None)
+        )
+    ).all()
+    return {name for row in rows for name in row if name}
+
+
+def dropped_bases(session: Session, collection_id: str) -> Sequence[Version]:
+    """Dropped versions that some delta version names as its base (their vectors may be kept)."""
+    bases = select(Version.base_collection).where(
+        Version.collection_id == collection_id, Version.base_collection.is_not(None)
+    )
+    return session.scalars(
+        select(Version).where(
+            Version.collection_id == collection_id,
+            Version.dropped_at.is_not(None),
+            Version.chroma_collection.in_(bases),
+        )
+    ).all()
+
+
 def version_documents(session: Session, version: Version) -> Sequence[VersionDocument]:
     return session.scalars(select(VersionDocument).where(VersionDocument.version_id == version.id)).all()
 

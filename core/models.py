@@ -153,6 +153,13 @@ class Version(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     embedding_model: Mapped[str] = mapped_column(String(128))
     chroma_collection: Mapped[str] = mapped_column(String(128))
+    # A delta version: ``chroma_collection`` holds only the chunks of documents added or changed
+    # since the full version ``base_version_number``, whose collection it also reads, minus the
+    # chunks of ``hidden_documents`` (changed or removed since; ``hidden_chunk_count`` of them).
+    base_version_number: Mapped[int | None] = mapped_column(Integer)
+    base_collection: Mapped[str | None] = mapped_column(String(128))
+    hidden_documents: Mapped[list[Any]] = mapped_column(default=list)
+    hidden_chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     document_count: Mapped[int] = mapped_column(Integer, default=0)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     embedded_chunk_count: Mapped[int] = mapped_column(Integer, default=0)

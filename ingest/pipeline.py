@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Chroma rejects a single add larger than get_max_batch_size() (5,461 here).
 WRITE_BATCH = 2000
+# A version whose changes (chunks written plus chunks hidden) exceed this share of it is written in full.
+DELTA_MAX_SHARE = 0.1
 # Embeddings are committed to the cache in slices, so a killed worker loses little work.
 EMBED_SLICE = 256
 
@@ -276,6 +278,38 @@ def diff_against(
     }
 
 
+@dataclass(frozen=True)
+class Delta:
+    base: Version
+    unchanged: set[str]  # documents whose chunks the base holds as they are now
+    hidden: set[str]  # documents of the base whose chunks are not part of the new version
+    hidden_chunks: int
+
+
+def plan_delta(
+    session: Session,
+    version: Version,
+    parse_hash: str,
+    planned: Sequence[tuple[Document, DocumentRevision, Sequence[ChunkCache]]],
+) -> Delta | None:
+    """A delta of the newest full version when the chunks to write plus those to hide are at
+    most ``DELTA_MAX_SHARE`` of the version; else None, and the version is written in full
+    (which also bounds how far a chain of deltas drifts from its base)."""
+    base = catalog.delta_base(session, version)
+    if base is None or IngestionConfig.model_validate(base.config).parse_hash() != parse_hash:
+        return None
+    in_base = {vd.document_id: vd for vd in catalog.version_documents(session, base)}
+    now = {document.id: (revision.id, len(rows)) for document, revision, rows in planned}
+    unchanged = {d for d, (revision_id, _) in now.items() if d in in_base and in_base[d].revision_id == revision_id}
+    hidden = set(in_base) - unchanged
+    changed_chunks = sum(n for d, (_, n) in now.items() if d not in unchanged)
+    hidden_chunks = sum(in_base[d].chunk_count for d in hidden)
+    total = sum(n for _, n in now.values())
+    if changed_chunks + hidden_chunks > DELTA_MAX_SHARE * max(total, 1):
+        return None
+    return Delta(base, unchanged, hidden, hidden_chunks)
+
+
 def build_version(
     session: Session,
     client: ClientAPI,
@@ -287,6 +321,11 @@ def build_version(
     parse: Parser = partition_document,
 ) -> BuildResult:
     """Materialise ``version`` as its own Chroma collection from the current documents.
+
+    When few chunks changed since the newest full version, ``version`` becomes a delta of
+    it (see ``plan_delta``): its collection holds only the new chunks, and queries read both.
+    Writing vectors into Chroma, not embedding, is then what a build of a big collection
+    with one changed document spends its time on.
 
     The Chroma collection is recreated from scratch on every attempt, so a retried
     build after a killed worker never holds duplicate or half-written chunks; the
@@ -328,12 +367,19 @@ def build_version(
     texts = [row.text for _, _, rows in planned for row in rows]
     embedded = ensure_embeddings(session, collection.id, embedder, texts)
 
+    delta = plan_delta(session, version, parse_hash, planned)
+    version.base_version_number = delta.base.number if delta else None
+    version.base_collection = delta.base.chroma_collection if delta else None
+    version.hidden_documents = sorted(delta.hidden) if delta else []
+    version.hidden_chunk_count = delta.hidden_chunks if delta else 0
+    written = [p for p in planned if p[0].id not in delta.unchanged] if delta else planned
+
     chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
     store = ChromaVectorStore(chroma_collection=chroma_collection)
     batch = min(WRITE_BATCH, chroma_access.max_batch_size(client))
     nodes: list[TextNode] = []
     expected = 0
-    for document, revision, rows in planned:
+    for document, revision, rows in written:
         for row in rows:
             node = TextNode(
                 id_=chunk_id(revision, row.position),
@@ -379,13 +425,14 @@ def build_version(
                 chunk_count=len(rows),
             )
         )
+    chunk_count = sum(len(rows) for _, _, rows in planned)
     version.document_count = len(planned)
-    version.chunk_count = expected
-    version.embedded_chunk_count = min(embedded_count, expected)
-    version.reused_chunk_count = expected - version.embedded_chunk_count
+    version.chunk_count = chunk_count
+    version.embedded_chunk_count = min(embedded_count, chunk_count)
+    version.reused_chunk_count = chunk_count - version.embedded_chunk_count
     version.changes = {**diff_against(previous_docs, current), "skipped": skipped}
     version.state = VersionState.ready
     version.built_at = utcnow()
     version.build_seconds = round(time.monotonic() - started, 3)
     session.flush()
-    return BuildResult(len(planned), expected, version.embedded_chunk_count, version.reused_chunk_count, skipped)
+    return BuildResult(len(planned), chunk_count, version.embedded_chunk_count, version.reused_chunk_count, skipped)

@@ -25,7 +25,7 @@ from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotReady
 from core.models import Collection, QueryLog, Version, VersionState
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
-from query.retrieval import FilterValue, Hit, IndexCache, LlamaEmbedding, VersionIndex, retrieve
+from query.retrieval import Base, FilterValue, Hit, IndexCache, LlamaEmbedding, VersionIndex, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,14 @@ class QueryEngine:
 
         # Keyed by version id: a collection deleted and re-created under the same name reuses
         # Chroma collection names, never version ids.
+        base = (
+            Base(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
+            if version.base_collection
+            else None
+        )
         return self.indexes.get(
             version.id,
-            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25),
+            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25, base),
         )
 
     def _prepare(self, request: QueryRequest) -> _Prepared:

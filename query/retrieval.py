@@ -87,14 +87,19 @@ def _chroma_where(filters: Mapping[str, FilterValue | list[FilterValue]]) -> dic
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-class VersionIndex:
-    def __init__(
-        self,
-        client: ClientAPI,
-        chroma_name: str,
-        embed_model: LlamaEmbedding,
-        load_bm25: Callable[[], BM25Index | None],
-    ) -> None:
+@dataclass(frozen=True)
+class Base:
+    """What a delta version reads of its base version: the collection, minus ``hidden`` documents."""
+
+    chroma_name: str
+    hidden: frozenset[str]
+    hidden_chunks: int
+
+
+class _Store:
+    """One Chroma collection behind a LlamaIndex vector index."""
+
+    def __init__(self, client: ClientAPI, chroma_name: str, embed_model: LlamaEmbedding) -> None:
         collection = chroma_access.get_collection(client, chroma_name)
         if collection is None:
             raise VersionDropped(f"the vectors of this version ({chroma_name}) are gone")
@@ -102,6 +107,52 @@ class VersionIndex:
         self.index = VectorStoreIndex.from_vector_store(
             ChromaVectorStore(chroma_collection=collection), embed_model=embed_model
         )
+
+    def dense(
+        self, question: str, vector: list[float], top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> list[Hit]:
+        retriever = self.index.as_retriever(similarity_top_k=top_k, filters=metadata_filters(filters))
+        nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=vector))
+        hits = []
+        for node in nodes:
+            # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
+            cosine = 1.0 + float(np.log(node.score)) if node.score and node.score > 0 else -1.0
+            metadata = {k: _none_if_blank(v) for k, v in node.node.metadata.items()}
+            hits.append(Hit(node.node.node_id, node.node.get_content(), round(cosine, 6), metadata))
+        return hits
+
+    def get(
+        self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> dict[str, tuple[str | None, Mapping[str, Any] | None, Any]]:
+        found = self.collection.get(
+            ids=ids, where=_chroma_where(filters), include=["documents", "metadatas", "embeddings"]
+        )
+        return {
+            chunk: (text, meta, emb)
+            for chunk, text, meta, emb in zip(
+                found["ids"],
+                found["documents"] or [],
+                found["metadatas"] or [],
+                found["embeddings"] if found["embeddings"] is not None else [],
+                strict=False,
+            )
+        }
+
+
+class VersionIndex:
+    """The vectors (and BM25 index) of one version; a delta version also reads its base's."""
+
+    def __init__(
+        self,
+        client: ClientAPI,
+        chroma_name: str,
+        embed_model: LlamaEmbedding,
+        load_bm25: Callable[[], BM25Index | None],
+        base: Base | None = None,
+    ) -> None:
+        self.own = _Store(client, chroma_name, embed_model)
+        self.base = base
+        self.base_store = _Store(client, base.chroma_name, embed_model) if base else None
         self._load_bm25 = load_bm25
         self._bm25: BM25Index | None = None
         self._bm25_lock = threading.Lock()
@@ -115,15 +166,14 @@ class VersionIndex:
     def dense(
         self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
     ) -> list[Hit]:
-        retriever = self.index.as_retriever(similarity_top_k=top_k, filters=metadata_filters(filters))
-        nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=[float(x) for x in vector]))
-        hits = []
-        for node in nodes:
-            # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
-            cosine = 1.0 + float(np.log(node.score)) if node.score and node.score > 0 else -1.0
-            metadata = {k: _none_if_blank(v) for k, v in node.node.metadata.items()}
-            hits.append(Hit(node.node.node_id, node.node.get_content(), round(cosine, 6), metadata))
-        return hits
+        embedding = [float(x) for x in vector]
+        hits = self.own.dense(question, embedding, top_k, filters)
+        if self.base and self.base_store:
+            # Over-fetch by the hidden chunks' count, so that dropping them still leaves top_k.
+            from_base = self.base_store.dense(question, embedding, top_k + self.base.hidden_chunks, filters)
+            hits += [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+            hits.sort(key=lambda hit: -hit.score)
+        return hits[:top_k]
 
     def lexical(
         self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
@@ -136,19 +186,9 @@ class VersionIndex:
         if not ranked:
             return []
         ids = [chunk for chunk, _ in ranked]
-        found = self.collection.get(
-            ids=ids, where=_chroma_where(filters), include=["documents", "metadatas", "embeddings"]
-        )
-        rows = {
-            chunk: (text, meta, emb)
-            for chunk, text, meta, emb in zip(
-                found["ids"],
-                found["documents"] or [],
-                found["metadatas"] or [],
-                found["embeddings"] if found["embeddings"] is not None else [],
-                strict=False,
-            )
-        }
+        rows = self.own.get(ids, filters)
+        if self.base_store and len(rows) < len(ids):  # the BM25 index holds the version's chunks only
+            rows = {**self.base_store.get([c for c in ids if c not in rows], filters), **rows}
         hits = []
         for chunk in ids:
             if chunk in rows:

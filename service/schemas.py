@@ -141,6 +141,11 @@ class VersionRead(BaseModel):
     error: str | None
     build_seconds: float | None
     chroma_collection: str | None
+    base_version: int | None = Field(
+        default=None,
+        description="A delta version: its Chroma collection holds only the chunks added or changed since "
+        "this full version, whose collection it also reads.",
+    )
     created_at: datetime
     built_at: datetime | None
     published_at: datetime | None

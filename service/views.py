@@ -107,6 +107,7 @@ def version_read(version: Version) -> VersionRead:
         error=version.error,
         build_seconds=version.build_seconds,
         chroma_collection=None if version.dropped_at else version.chroma_collection,
+        base_version=version.base_version_number,
         created_at=version.created_at,
         built_at=version.built_at,
         published_at=version.published_at,

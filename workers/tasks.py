@@ -336,13 +336,18 @@ def _publish_if_newest(session: Session, collection: Collection, version: Versio
 
 
 def _apply_retention(session: Session, res: Resources, collection: Collection, keep: int) -> list[int]:
-    dropped: list[int] = []
+    """Drop the versions beyond ``keep``; a dropped version's vectors stay while a kept delta
+    version still reads them as its base, and go with the last such delta."""
+    dropped: list[Version] = []
     for old in catalog.versions_to_drop(session, collection, keep):
-        chroma_access.drop_collection(res.chroma, old.chroma_collection)
         old.dropped_at = utcnow()
-        dropped.append(old.number)
+        dropped.append(old)
+    session.flush()
+    in_use = catalog.collections_in_use(session, collection.id)
+    for name in {v.chroma_collection for v in [*dropped, *catalog.dropped_bases(session, collection.id)]} - in_use:
+        chroma_access.drop_collection(res.chroma, name)
     session.commit()
-    return dropped
+    return [v.number for v in dropped]
 
 
 # ---------------------------------------------------------------- maintenance

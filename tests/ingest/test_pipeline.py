@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from chromadb.api import ClientAPI
@@ -11,12 +13,16 @@ from sqlalchemy.orm import Session
 
 from core import catalog, chroma
 from core.blobs import BlobStore
+from core.bm25 import BM25Index
 from core.config import CollectionConfig, IngestionConfig
 from core.db import Database, create_schema
 from core.embedding import Embedder
 from core.filetypes import detect_file_kind
-from core.models import Collection, DocumentRevision, DocumentStatus, JobKind, Version
+from core.models import Collection, DocumentRevision, DocumentStatus, JobKind, Version, VersionState
+from ingest import pipeline
 from ingest.pipeline import build_version, prepare_revision
+from query import retrieval
+from query.retrieval import LlamaEmbedding
 from tests.conftest import DATASETS, EXAMPLE_DOCS
 
 DOCS = [EXAMPLE_DOCS / "fake-text.txt", EXAMPLE_DOCS / "simple.docx", EXAMPLE_DOCS / "README.md"]
@@ -184,3 +190,131 @@ def test_redacted_personal_data_never_reaches_chroma(
     text = " ".join(stored["documents"])
     assert "jane.doe@example.com" not in text and "7946" not in text and "[EMAIL]" in text
     assert stored["metadatas"][0]["pii"] == "email,phone"
+
+
+def _scifact(tmp_path: Path, count: int) -> list[Path]:
+    paths = []
+    with (DATASETS / "beir-scifact" / "corpus.jsonl").open() as corpus:
+        for line, _ in zip(corpus, range(count), strict=False):
+            doc = json.loads(line)
+            path = tmp_path / f"{doc['_id']}.txt"
+            path.write_text(f"{doc['title']}\n\n{doc['text']}")
+            paths.append(path)
+    return paths
+
+
+def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, blobs, client = env
+    monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)  # a few documents stand in for thousands
+    collection = catalog.create_collection(session, "delta", "", [], CollectionConfig())
+    paths = _scifact(tmp_path, 12)
+    revisions = [_upload(session, blobs, collection, p) for p in paths]
+    for revision in revisions:
+        _prepare(session, blobs, embedder, collection, revision)
+    v1 = _build(session, client, blobs, embedder, collection)
+    assert v1.base_version_number is None
+
+    # Replace one abstract, delete another, add a new document.
+    replaced = paths[3].name
+    edited = tmp_path / "edited" / replaced
+    edited.parent.mkdir()
+    edited.write_text("Zebrafish fins regrow after amputation through blastema formation.")
+    new_revision = _upload(session, blobs, collection, edited)
+    _prepare(session, blobs, embedder, collection, new_revision)
+    catalog.mark_document_deleted(session, catalog.get_document(session, collection, revisions[5].document_id))
+    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, EXAMPLE_DOCS / "fake-text.txt"))
+    session.commit()
+    v2 = _build(session, client, blobs, embedder, collection)
+
+    assert v2.base_version_number == 1 and v2.base_collection == v1.chroma_collection
+    assert set(v2.hidden_documents) == {revisions[3].document_id, revisions[5].document_id}
+    own = client.get_collection(v2.chroma_collection).get(include=["metadatas"])
+    assert {m["filename"] for m in own["metadatas"]} == {replaced, "fake-text.txt"}, "only new chunks are written"
+    assert v2.chunk_count == v1.chunk_count - v2.hidden_chunk_count + len(own["ids"])
+    assert v2.changes["replaced"] == [replaced] and v2.changes["removed"] == [paths[5].name]
+
+    # Every chunk of v2 is found exactly once, the hidden ones never; v1 still reads as before.
+    def every_hit(version: Version) -> list[retrieval.Hit]:
+        base = (
+            retrieval.Base(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
+            if version.base_collection
+            else None
+        )
+        bm25 = BM25Index.loads(blobs.get(collection.id, version.bm25_sha256 or ""))
+        index = retrieval.VersionIndex(client, version.chroma_collection, LlamaEmbedding(embedder), lambda: bm25, base)
+        vector = embedder.embed(["zebrafish fin regeneration"])[0]
+        return index.dense("zebrafish fin regeneration", vector, 200, {})
+
+    hits = every_hit(v2)
+    assert len(hits) == len({h.chunk_id for h in hits}) == v2.chunk_count
+    assert revisions[5].document_id not in {h.metadata["document_id"] for h in hits}, "the deleted document"
+    of_replaced = [h.chunk_id for h in hits if h.metadata["document_id"] == revisions[3].document_id]
+    assert of_replaced and all(c.startswith(f"{new_revision.id}:") for c in of_replaced), "only its new chunks"
+    assert hits[0].metadata["filename"] == replaced and "Zebrafish" in hits[0].text
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(every_hit(v1)) == v1.chunk_count
+
+    # Hybrid: BM25 finds chunks in the delta and in the base.
+    index = retrieval.VersionIndex(
+        client,
+        v2.chroma_collection,
+        LlamaEmbedding(embedder),
+        lambda: BM25Index.loads(blobs.get(collection.id, v2.bm25_sha256 or "")),
+        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
+    )
+    unchanged = paths[0].read_text().split("\n")[0]
+    for question, filename in (("zebrafish blastema amputation", replaced), (unchanged, paths[0].name)):
+        found = index.lexical(question, embedder.embed([question])[0], 3, {})
+        assert found and found[0].metadata["filename"] == filename and found[0].text
+
+
+def test_a_large_change_is_written_in_full(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path
+) -> None:
+    session, blobs, client = env
+    collection = catalog.create_collection(session, "no-delta", "", [], CollectionConfig())
+    paths = _scifact(tmp_path, 4)
+    for path in paths[:2]:
+        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    v1 = _build(session, client, blobs, embedder, collection)
+    for path in paths[2:]:
+        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    v2 = _build(session, client, blobs, embedder, collection)
+    assert v2.base_version_number is None and v2.hidden_documents == []
+    assert client.get_collection(v2.chroma_collection).count() == v2.chunk_count > v1.chunk_count
+
+
+def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.tasks import _apply_retention
+
+    session, blobs, client = env
+    monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)
+    collection = catalog.create_collection(session, "retention", "", [], CollectionConfig())
+    paths = _scifact(tmp_path, 12)
+    for path in paths:
+        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    v1 = _build(session, client, blobs, embedder, collection)
+    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, EXAMPLE_DOCS / "fake-text.txt"))
+    v2 = _build(session, client, blobs, embedder, collection)
+    note = tmp_path / "note.txt"
+    note.write_text("A short note added after version 2.")
+    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, note))
+    v3 = _build(session, client, blobs, embedder, collection)
+    assert v2.base_version_number == v3.base_version_number == 1
+    v3.state = VersionState.live
+    res = SimpleNamespace(chroma=client)
+
+    def stored() -> set[str]:
+        return {c.name for c in client.list_collections()} & {v.chroma_collection for v in (v1, v2, v3)}
+
+    assert _apply_retention(session, res, collection, keep=0) == [2, 1]  # type: ignore[arg-type]
+    assert v1.dropped_at and v2.dropped_at and not v3.dropped_at
+    assert stored() == {v1.chroma_collection, v3.chroma_collection}, "v3 still reads v1's vectors"
+
+    v3.state = VersionState.archived  # replaced: now it may go, and v1's vectors with it
+    assert _apply_retention(session, res, collection, keep=0) == [3]  # type: ignore[arg-type]
+    assert stored() == set()
