@@ -107,6 +107,7 @@ def change_one(stack: Stack, collection: str, name: str, data: bytes) -> dict[st
         "embedded_chunks": version["embedded_chunk_count"],
         "reused_chunks": version["reused_chunk_count"],
         "version": version["number"],
+        "base_version": version.get("base_version"),
     }
 
 

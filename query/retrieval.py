@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import GetResult
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import QueryBundle
@@ -29,6 +31,8 @@ from core.errors import VersionDropped
 
 FilterValue = str | int | float | bool
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
+# A delta version's own chunks up to this many are held in each API process (about 2 KiB each).
+MEMORY_DELTA_MAX_CHUNKS = 20_000
 
 
 class LlamaEmbedding(BaseEmbedding):  # type: ignore[misc]  # llama_index is not type-checked
@@ -96,17 +100,24 @@ class Base:
     hidden_chunks: int
 
 
+Rows = dict[str, tuple[str | None, Mapping[str, Any] | None, Any]]  # chunk id -> text, metadata, vector
+
+
 class _Store:
     """One Chroma collection behind a LlamaIndex vector index."""
 
-    def __init__(self, client: ClientAPI, chroma_name: str, embed_model: LlamaEmbedding) -> None:
-        collection = chroma_access.get_collection(client, chroma_name)
-        if collection is None:
-            raise VersionDropped(f"the vectors of this version ({chroma_name}) are gone")
+    def __init__(self, collection: Collection, index: VectorStoreIndex) -> None:
         self.collection = collection
-        self.index = VectorStoreIndex.from_vector_store(
-            ChromaVectorStore(chroma_collection=collection), embed_model=embed_model
-        )
+        self.index = index
+
+    @classmethod
+    def load(cls, collection: Collection, embed_model: LlamaEmbedding) -> _Store:
+        store = ChromaVectorStore(chroma_collection=collection)
+        return cls(collection, VectorStoreIndex.from_vector_store(store, embed_model=embed_model))
+
+    def cosine(self, score: float | None) -> float:
+        # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
+        return 1.0 + float(np.log(score)) if score and score > 0 else -1.0
 
     def dense(
         self, question: str, vector: list[float], top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
@@ -115,28 +126,69 @@ class _Store:
         nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=vector))
         hits = []
         for node in nodes:
-            # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
-            cosine = 1.0 + float(np.log(node.score)) if node.score and node.score > 0 else -1.0
             metadata = {k: _none_if_blank(v) for k, v in node.node.metadata.items()}
-            hits.append(Hit(node.node.node_id, node.node.get_content(), round(cosine, 6), metadata))
+            hits.append(Hit(node.node.node_id, node.node.get_content(), round(self.cosine(node.score), 6), metadata))
         return hits
 
-    def get(
-        self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]
-    ) -> dict[str, tuple[str | None, Mapping[str, Any] | None, Any]]:
+    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
         found = self.collection.get(
             ids=ids, where=_chroma_where(filters), include=["documents", "metadatas", "embeddings"]
         )
-        return {
-            chunk: (text, meta, emb)
-            for chunk, text, meta, emb in zip(
-                found["ids"],
-                found["documents"] or [],
-                found["metadatas"] or [],
-                found["embeddings"] if found["embeddings"] is not None else [],
-                strict=False,
-            )
-        }
+        return _rows(found)
+
+
+class _MemoryStore(_Store):
+    """A delta version's own chunks, held in this process in LlamaIndex's in-memory vector store.
+
+    A delta's collection is small, and a second Chroma round trip per query (about 3 ms)
+    costs more than scoring its vectors here.
+    """
+
+    def __init__(self, collection: Collection, index: VectorStoreIndex, rows: Rows) -> None:
+        super().__init__(collection, index)
+        self.rows = rows
+
+    @classmethod
+    def load(cls, collection: Collection, embed_model: LlamaEmbedding) -> _Store:
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        rows = _rows(collection.get(include=["documents", "metadatas", "embeddings"]))
+        nodes = []
+        for chunk, (text, metadata, vector) in rows.items():
+            node = metadata_dict_to_node(dict(metadata or {}), text=text)
+            node.id_, node.embedding = chunk, [float(x) for x in vector]
+            nodes.append(node)
+        return cls(collection, VectorStoreIndex(nodes, embed_model=embed_model), rows)
+
+    def cosine(self, score: float | None) -> float:
+        return float(score) if score is not None else -1.0  # the in-memory store reports cosine itself
+
+    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
+        def matches(metadata: Mapping[str, Any] | None) -> bool:
+            meta = metadata or {}
+            return all(meta.get(k) in v if isinstance(v, list) else meta.get(k) == v for k, v in filters.items())
+
+        return {chunk: self.rows[chunk] for chunk in ids if chunk in self.rows and matches(self.rows[chunk][1])}
+
+
+def _collection(client: ClientAPI, chroma_name: str) -> Collection:
+    collection = chroma_access.get_collection(client, chroma_name)
+    if collection is None:
+        raise VersionDropped(f"the vectors of this version ({chroma_name}) are gone")
+    return collection
+
+
+def _rows(found: GetResult) -> Rows:
+    return {
+        chunk: (text, meta, emb)
+        for chunk, text, meta, emb in zip(
+            found["ids"],
+            found["documents"] or [],
+            found["metadatas"] or [],
+            found["embeddings"] if found["embeddings"] is not None else [],
+            strict=False,
+        )
+    }
 
 
 class VersionIndex:
@@ -150,9 +202,12 @@ class VersionIndex:
         load_bm25: Callable[[], BM25Index | None],
         base: Base | None = None,
     ) -> None:
-        self.own = _Store(client, chroma_name, embed_model)
+        own = _collection(client, chroma_name)
+        # A delta's own chunks are searched in memory, unless there are too many to hold.
+        in_memory = base is not None and own.count() <= MEMORY_DELTA_MAX_CHUNKS
+        self.own = (_MemoryStore if in_memory else _Store).load(own, embed_model)
         self.base = base
-        self.base_store = _Store(client, base.chroma_name, embed_model) if base else None
+        self.base_store = _Store.load(_collection(client, base.chroma_name), embed_model) if base else None
         self._load_bm25 = load_bm25
         self._bm25: BM25Index | None = None
         self._bm25_lock = threading.Lock()

@@ -256,6 +256,31 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert len(every_hit(v1)) == v1.chunk_count
 
+    # The delta's own chunks are searched in memory; through Chroma they rank and score the same.
+    in_memory = every_hit(v2)
+    monkeypatch.setattr(retrieval, "MEMORY_DELTA_MAX_CHUNKS", 0)
+    through_chroma = every_hit(v2)
+    assert [h.chunk_id for h in in_memory] == [h.chunk_id for h in through_chroma]
+    assert [h.score for h in in_memory] == pytest.approx([h.score for h in through_chroma], abs=1e-4)
+    assert [h.metadata for h in in_memory] == [h.metadata for h in through_chroma]
+    monkeypatch.undo()
+
+    # Metadata filters apply to both parts.
+    index = retrieval.VersionIndex(
+        client,
+        v2.chroma_collection,
+        LlamaEmbedding(embedder),
+        lambda: None,
+        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
+    )
+    vector = embedder.embed(["regeneration"])[0]
+    wanted = [replaced, paths[0].name]
+    found = index.dense("regeneration", vector, 50, {"filename": wanted})
+    assert {h.metadata["filename"] for h in found} == set(wanted)
+    assert {h.metadata["filename"] for h in index.dense("regeneration", vector, 50, {"filename": replaced})} == {
+        replaced
+    }
+
     # Hybrid: BM25 finds chunks in the delta and in the base.
     index = retrieval.VersionIndex(
         client,
