@@ -128,14 +128,9 @@ def collection_config(collection: Collection) -> CollectionConfig:
 
 
 def delete_collection(session: Session, collection: Collection) -> list[str]:
-    """Delete the collection's catalog rows; return the Chroma collections to drop."""
-    names = list(
-        session.scalars(
-            select(Version.chroma_collection).where(
-                Version.collection_id == collection.id, Version.dropped_at.is_(None)
-            )
-        )
-    )
+    """Delete the collection's catalog rows; return the Chroma collections to drop (those of
+    versions not dropped, and the dropped bases that delta versions still read)."""
+    names = sorted(collections_in_use(session, collection.id))
     session.delete(collection)
     session.flush()
     return names

@@ -31,8 +31,11 @@ from core.errors import VersionDropped
 
 FilterValue = str | int | float | bool
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
-# A delta version's own chunks up to this many are held in each API process (about 2 KiB each).
-MEMORY_DELTA_MAX_CHUNKS = 20_000
+# A delta version's own chunks up to this many are held in each API process (about 10 KiB
+# each, as LlamaIndex's in-memory store keeps vectors as lists of floats).
+MEMORY_DELTA_MAX_CHUNKS = 2_000
+# A delta's base is over-fetched by up to this many hidden chunks; beyond, Chroma filters them out.
+OVERFETCH_MAX_CHUNKS = 200
 
 
 class LlamaEmbedding(BaseEmbedding):  # type: ignore[misc]  # llama_index is not type-checked
@@ -71,17 +74,19 @@ def _none_if_blank(value: Any) -> Any:
     return None if value == "" else value
 
 
-def metadata_filters(filters: Mapping[str, FilterValue | list[FilterValue]]) -> MetadataFilters | None:
-    """AND of equality filters (a list means any of its values)."""
-    if not filters:
-        return None
+def metadata_filters(
+    filters: Mapping[str, FilterValue | list[FilterValue]], exclude_documents: frozenset[str] = frozenset()
+) -> MetadataFilters | None:
+    """AND of equality filters (a list means any of its values), minus ``exclude_documents``."""
     items: list[MetadataFilter | MetadataFilters] = []
     for key, value in filters.items():
         if isinstance(value, list):
             items.append(MetadataFilter(key=key, value=value, operator=FilterOperator.IN))
         else:
             items.append(MetadataFilter(key=key, value=value, operator=FilterOperator.EQ))
-    return MetadataFilters(filters=items)
+    if exclude_documents:
+        items.append(MetadataFilter(key="document_id", value=sorted(exclude_documents), operator=FilterOperator.NIN))
+    return MetadataFilters(filters=items) if items else None
 
 
 def _chroma_where(filters: Mapping[str, FilterValue | list[FilterValue]]) -> dict[str, Any] | None:
@@ -120,9 +125,16 @@ class _Store:
         return 1.0 + float(np.log(score)) if score and score > 0 else -1.0
 
     def dense(
-        self, question: str, vector: list[float], top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+        self,
+        question: str,
+        vector: list[float],
+        top_k: int,
+        filters: Mapping[str, FilterValue | list[FilterValue]],
+        exclude_documents: frozenset[str] = frozenset(),
     ) -> list[Hit]:
-        retriever = self.index.as_retriever(similarity_top_k=top_k, filters=metadata_filters(filters))
+        retriever = self.index.as_retriever(
+            similarity_top_k=top_k, filters=metadata_filters(filters, exclude_documents)
+        )
         nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=vector))
         hits = []
         for node in nodes:
@@ -224,9 +236,12 @@ class VersionIndex:
         embedding = [float(x) for x in vector]
         hits = self.own.dense(question, embedding, top_k, filters)
         if self.base and self.base_store:
-            # Over-fetch by the hidden chunks' count, so that dropping them still leaves top_k.
-            from_base = self.base_store.dense(question, embedding, top_k + self.base.hidden_chunks, filters)
-            hits += [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+            if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
+                # Over-fetch by the hidden chunks' count, so that dropping them still leaves top_k.
+                from_base = self.base_store.dense(question, embedding, top_k + self.base.hidden_chunks, filters)
+                hits += [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+            else:  # too many to over-fetch: Chroma leaves them out
+                hits += self.base_store.dense(question, embedding, top_k, filters, self.base.hidden)
             hits.sort(key=lambda hit: -hit.score)
         return hits[:top_k]
 

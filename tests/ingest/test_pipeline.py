@@ -263,6 +263,9 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     assert [h.chunk_id for h in in_memory] == [h.chunk_id for h in through_chroma]
     assert [h.score for h in in_memory] == pytest.approx([h.score for h in through_chroma], abs=1e-4)
     assert [h.metadata for h in in_memory] == [h.metadata for h in through_chroma]
+    # Hidden documents are over-fetched and dropped, or (when many) filtered out by Chroma: the same hits.
+    monkeypatch.setattr(retrieval, "OVERFETCH_MAX_CHUNKS", 0)
+    assert [h.chunk_id for h in every_hit(v2)] == [h.chunk_id for h in in_memory]
     monkeypatch.undo()
 
     # Metadata filters apply to both parts.
@@ -339,6 +342,8 @@ def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
     assert _apply_retention(session, res, collection, keep=0) == [2, 1]  # type: ignore[arg-type]
     assert v1.dropped_at and v2.dropped_at and not v3.dropped_at
     assert stored() == {v1.chroma_collection, v3.chroma_collection}, "v3 still reads v1's vectors"
+    # Deleting the collection would drop both (the base's vectors too, although v1 is dropped).
+    assert catalog.collections_in_use(session, collection.id) == stored()
 
     v3.state = VersionState.archived  # replaced: now it may go, and v1's vectors with it
     assert _apply_retention(session, res, collection, keep=0) == [3]  # type: ignore[arg-type]
