@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -420,6 +420,19 @@ def get_version(session: Session, collection: Collection, number: int) -> Versio
     if version is None:
         raise VersionNotFound(f"version {number} of collection {collection.name!r} does not exist")
     return version
+
+
+def collection_and_version(session: Session, name: str, number: int | None) -> tuple[Collection, Version | None]:
+    """The collection and its version ``number`` (None: the live one), in one query."""
+    which = Version.id == Collection.live_version_id if number is None else Version.number == number
+    row = session.execute(
+        select(Collection, Version)
+        .outerjoin(Version, and_(Version.collection_id == Collection.id, which))
+        .where(Collection.name == name)
+    ).first()
+    if row is None:
+        raise CollectionNotFound(f"collection {name!r} does not exist")
+    return row[0], row[1]
 
 
 def version_for_job(session: Session, job_id: str) -> Version | None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 from chromadb.api import ClientAPI
+from sqlalchemy import insert
 
 from core import catalog
 from core.blobs import BlobStore
@@ -21,8 +22,8 @@ from core.bm25 import BM25Index
 from core.config import CollectionConfig
 from core.db import Database
 from core.embedding import Embedder
-from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotReady
-from core.models import Collection, QueryLog, Version, VersionState
+from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotFound, VersionNotReady
+from core.models import Collection, QueryLog, Version, VersionState, new_id
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
 from query.retrieval import Base, FilterValue, Hit, IndexCache, LlamaEmbedding, VersionIndex, retrieve
@@ -116,16 +117,14 @@ class QueryEngine:
 
     def _resolve(self, request: QueryRequest) -> tuple[Collection, Version, CollectionConfig, tuple[str, int]]:
         with self.db.session() as session:
-            collection = catalog.get_collection(session, request.collection)
+            collection, version = catalog.collection_and_version(session, request.collection, request.version)
             config = catalog.collection_config(collection)
-            if request.version is None:
+            if version is None and request.version is not None:
+                raise VersionNotFound(f"version {request.version} of collection {collection.name!r} does not exist")
+            if version is None:
                 if collection.live_version_id is None:
                     raise VersionNotReady(f"collection {collection.name!r} has no live version yet")
-                version = session.get(Version, collection.live_version_id)
-                if version is None:
-                    raise NotFound(f"the live version of {collection.name!r} is missing")
-            else:
-                version = catalog.get_version(session, collection, request.version)
+                raise NotFound(f"the live version of {collection.name!r} is missing")
             if version.dropped_at is not None:
                 raise VersionDropped(
                     f"version {version.number} of {collection.name!r} was dropped (keep_versions); its vectors are gone"
@@ -225,7 +224,9 @@ class QueryEngine:
             prepared.prompt[1],
         )
         if request.record:
-            row = QueryLog(
+            result.query_id = new_id()
+            row = dict(
+                id=result.query_id,
                 collection_id=prepared.collection.id,
                 version_number=prepared.version.number,
                 question=request.question,
@@ -243,9 +244,7 @@ class QueryEngine:
                 client=request.client,
             )
             with self.db.session() as session:
-                session.add(row)
-                session.flush()
-                result.query_id = row.id
+                session.execute(insert(QueryLog).values(row))  # one statement: no unit-of-work flush
         return result
 
     def _fallback(self, question: str, hits: Sequence[Hit], exc: BaseException) -> Answer:
