@@ -348,3 +348,33 @@ def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
     v3.state = VersionState.archived  # replaced: now it may go, and v1's vectors with it
     assert _apply_retention(session, res, collection, keep=0) == [3]  # type: ignore[arg-type]
     assert stored() == set()
+
+
+def test_a_delta_that_only_removes_answers_without_the_removed_document(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, blobs, client = env
+    monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)
+    collection = catalog.create_collection(session, "removal", "", [], CollectionConfig())
+    paths = _scifact(tmp_path, 8)
+    revisions = [_upload(session, blobs, collection, p) for p in paths]
+    for revision in revisions:
+        _prepare(session, blobs, embedder, collection, revision)
+    _build(session, client, blobs, embedder, collection)
+    catalog.mark_document_deleted(session, catalog.get_document(session, collection, revisions[0].document_id))
+    session.commit()
+    v2 = _build(session, client, blobs, embedder, collection)
+    assert v2.base_version_number == 1 and client.get_collection(v2.chroma_collection).count() == 0
+
+    index = retrieval.VersionIndex(
+        client,
+        v2.chroma_collection,
+        LlamaEmbedding(embedder),
+        lambda: BM25Index.loads(blobs.get(collection.id, v2.bm25_sha256 or "")),
+        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
+    )
+    question = paths[0].read_text().split("\n")[0]  # the removed abstract's own title
+    vector = embedder.embed([question])[0]
+    for hits in (index.dense(question, vector, 100, {}), index.lexical(question, vector, 100, {})):
+        assert hits and revisions[0].document_id not in {h.metadata["document_id"] for h in hits}
+    assert len(index.dense(question, vector, 100, {})) == v2.chunk_count
