@@ -146,14 +146,9 @@ class QueryEngine:
 
         # Keyed by version id: a collection deleted and re-created under the same name reuses
         # Chroma collection names, never version ids.
-        base = (
-            Base(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
-            if version.base_collection
-            else None
-        )
         return self.indexes.get(
             version.id,
-            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25, base),
+            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25, Base.of(version)),
         )
 
     def _prepare(self, request: QueryRequest) -> _Prepared:

@@ -28,6 +28,7 @@ from core import chroma as chroma_access
 from core.bm25 import BM25Index
 from core.embedding import Embedder
 from core.errors import VersionDropped
+from core.models import Version
 
 FilterValue = str | int | float | bool
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
@@ -103,6 +104,13 @@ class Base:
     chroma_name: str
     hidden: frozenset[str]
     hidden_chunks: int
+
+    @classmethod
+    def of(cls, version: Version) -> Base | None:
+        """What ``version`` reads of its base; None for a full version."""
+        if not version.base_collection:
+            return None
+        return cls(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
 
 
 Rows = dict[str, tuple[str | None, Mapping[str, Any] | None, Any]]  # chunk id -> text, metadata, vector

@@ -203,6 +203,17 @@ def _scifact(tmp_path: Path, count: int) -> list[Path]:
     return paths
 
 
+def _version_index(client: ClientAPI, blobs: BlobStore, embedder: Embedder, version: Version) -> retrieval.VersionIndex:
+    """How the query engine opens a version."""
+    return retrieval.VersionIndex(
+        client,
+        version.chroma_collection,
+        LlamaEmbedding(embedder),
+        lambda: BM25Index.loads(blobs.get(version.collection_id, version.bm25_sha256 or "")),
+        retrieval.Base.of(version),
+    )
+
+
 def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,15 +248,8 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
 
     # Every chunk of v2 is found exactly once, the hidden ones never; v1 still reads as before.
     def every_hit(version: Version) -> list[retrieval.Hit]:
-        base = (
-            retrieval.Base(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
-            if version.base_collection
-            else None
-        )
-        bm25 = BM25Index.loads(blobs.get(collection.id, version.bm25_sha256 or ""))
-        index = retrieval.VersionIndex(client, version.chroma_collection, LlamaEmbedding(embedder), lambda: bm25, base)
         vector = embedder.embed(["zebrafish fin regeneration"])[0]
-        return index.dense("zebrafish fin regeneration", vector, 200, {})
+        return _version_index(client, blobs, embedder, version).dense("zebrafish fin regeneration", vector, 200, {})
 
     hits = every_hit(v2)
     assert len(hits) == len({h.chunk_id for h in hits}) == v2.chunk_count
@@ -269,13 +273,7 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     monkeypatch.undo()
 
     # Metadata filters apply to both parts.
-    index = retrieval.VersionIndex(
-        client,
-        v2.chroma_collection,
-        LlamaEmbedding(embedder),
-        lambda: None,
-        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
-    )
+    index = _version_index(client, blobs, embedder, v2)
     vector = embedder.embed(["regeneration"])[0]
     wanted = [replaced, paths[0].name]
     found = index.dense("regeneration", vector, 50, {"filename": wanted})
@@ -285,13 +283,7 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     }
 
     # Hybrid: BM25 finds chunks in the delta and in the base.
-    index = retrieval.VersionIndex(
-        client,
-        v2.chroma_collection,
-        LlamaEmbedding(embedder),
-        lambda: BM25Index.loads(blobs.get(collection.id, v2.bm25_sha256 or "")),
-        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
-    )
+    index = _version_index(client, blobs, embedder, v2)
     unchanged = paths[0].read_text().split("\n")[0]
     for question, filename in (("zebrafish blastema amputation", replaced), (unchanged, paths[0].name)):
         found = index.lexical(question, embedder.embed([question])[0], 3, {})
@@ -366,13 +358,7 @@ def test_a_delta_that_only_removes_answers_without_the_removed_document(
     v2 = _build(session, client, blobs, embedder, collection)
     assert v2.base_version_number == 1 and client.get_collection(v2.chroma_collection).count() == 0
 
-    index = retrieval.VersionIndex(
-        client,
-        v2.chroma_collection,
-        LlamaEmbedding(embedder),
-        lambda: BM25Index.loads(blobs.get(collection.id, v2.bm25_sha256 or "")),
-        retrieval.Base(v2.base_collection or "", frozenset(v2.hidden_documents), v2.hidden_chunk_count),
-    )
+    index = _version_index(client, blobs, embedder, v2)
     question = paths[0].read_text().split("\n")[0]  # the removed abstract's own title
     vector = embedder.embed([question])[0]
     for hits in (index.dense(question, vector, 100, {}), index.lexical(question, vector, 100, {})):
