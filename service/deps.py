@@ -72,7 +72,9 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits before the response is sent, so a client that got
+# 2xx for a write reads it back at once (FastAPI's default would commit after sending).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def get_settings_dep(state: StateDep) -> Settings:

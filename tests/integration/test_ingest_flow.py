@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from datetime import timedelta
 
@@ -205,3 +207,43 @@ def test_a_first_upload_that_fails_entirely_builds_no_empty_version(redis_stack:
     build = s.wait_job(job["result"]["build_job_id"])
     assert build["status"] == "succeeded" and build["result"]["version"] is None
     assert s.http.get("/collections/all-broken/versions").json()["total"] == 0
+
+
+def test_one_changed_document_of_many_builds_a_delta_that_answers_like_a_full_version(redis_stack: Stack) -> None:
+    s = redis_stack
+    assert s.http.post("/collections", json={"name": "abstracts"}).status_code == 201
+    with (DATASETS / "beir-scifact" / "corpus.jsonl").open() as lines:
+        corpus = [json.loads(line) for line in itertools.islice(lines, 30)]
+    files = [(f"{d['_id']}.txt", f"{d['title']}\n\n{d['text']}".encode()) for d in corpus]
+    s.wait_job(s.upload("abstracts", files)["job_id"])
+    v1 = s.wait_live("abstracts", 1)
+
+    name, old_title = files[7][0], corpus[7]["title"]
+    changed = s.wait_job(s.upload("abstracts", [(name, b"Axolotl limbs regrow after amputation.")])["job_id"])
+    assert s.wait_job(changed["result"]["build_job_id"])["status"] == "succeeded"
+    v2 = s.http.get("/collections/abstracts/versions/2").json()
+    assert v2["state"] == "live" and v2["base_version"] == 1 and v2["embedded_chunk_count"] == 1
+    assert _chroma(s).get_collection(v2["chroma_collection"]).count() == 1, "only the changed chunk is written"
+    assert v2["chunk_count"] == v1["chunk_count"] - _chunks_of(s, v1, name) + 1
+
+    def ask(question: str, version: int | None = None) -> list[dict[str, str]]:
+        body = {"collection": "abstracts", "question": question, "mode": "retrieve", "top_k": 5}
+        response = s.http.post("/query", json=body | ({"version": version} if version else {}))
+        assert response.status_code == 200, response.text
+        citations: list[dict[str, str]] = response.json()["citations"]
+        return citations
+
+    new = ask("axolotl limb regrowth after amputation")
+    assert new[0]["filename"] == name and "Axolotl" in new[0]["text"]
+    assert all(old_title not in c["text"] for c in ask(old_title)), "the old text is hidden in the delta"
+    assert old_title in ask(old_title, version=1)[0]["text"], "version 1 still answers as before"
+    # Rolling back makes the base live again, answering as before.
+    # The rollback is committed when its 200 arrives: the very next query reads version 1.
+    assert s.http.post("/collections/abstracts/rollback").status_code == 200
+    assert old_title in ask(old_title)[0]["text"]
+
+
+def _chunks_of(s: Stack, version: dict[str, object], filename: str) -> int:
+    """How many chunks ``filename`` has in ``version`` (from its Chroma collection)."""
+    stored = _chroma(s).get_collection(str(version["chroma_collection"])).get(include=["metadatas"])
+    return sum(1 for meta in stored["metadatas"] or [] if meta["filename"] == filename)
