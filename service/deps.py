@@ -41,6 +41,10 @@ class AppState:
         return chroma.connect(self.settings.resolved_chroma_url)
 
     @property
+    def engine_loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
     def query_engine(self) -> QueryEngine:
         """Built on first use: loading the embedding model takes seconds and is not needed for uploads."""
         with self._engine_lock:
@@ -85,8 +89,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 async def get_engine(state: StateDep) -> QueryEngine:
-    if state._engine is not None:
-        return state._engine
+    if state.engine_loaded:
+        return state.query_engine
     return await run_in_threadpool(lambda: state.query_engine)  # loads the model: seconds, off the event loop
 
 
