@@ -319,12 +319,21 @@ def _fail_version(session: Session, res: Resources, job: Job, version: Version, 
     BUILDS.labels("failed").inc()
 
 
-def _publish_if_newest(session: Session, collection: Collection, version: Version) -> None:
-    """Auto-publish, unless a newer version went live meanwhile (builds can finish out of order)."""
+def _publish_if_newest(
+    session: Session, collection: Collection, version: Version, gate: dict[str, Any] | None = None
+) -> None:
+    """Auto-publish, unless a newer version went live meanwhile (builds can finish out of order).
+
+    ``gate``, a passed gate decision, is recorded in the same commit as the publish, so
+    nobody sees a version that passed its gate and is not live yet.
+    """
     for _ in range(3):
         session.refresh(collection)
+        if gate is not None:
+            version.gate = gate
         live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
         if live is not None and live.number > version.number:
+            session.commit()
             return
         try:
             catalog.publish(session, collection, version)
@@ -332,6 +341,9 @@ def _publish_if_newest(session: Session, collection: Collection, version: Versio
             return
         except ConcurrentChange:
             session.rollback()
+    if gate is not None:
+        version.gate = gate
+        session.commit()
     log.warning("could not publish %s v%d after concurrent changes", collection.name, version.number)
 
 
@@ -474,10 +486,11 @@ def _decide_gate(session: Session, res: Resources, run: EvalRun) -> None:
                 {str(k): v for k, v in config.evaluation.gate.items()},
                 res.settings.eval.bootstrap_samples,
             )
-    version.gate = decision
-    session.commit()
     if decision["passed"]:
-        _publish_if_newest(session, collection, version)
+        _publish_if_newest(session, collection, version, gate=decision)
+    else:
+        version.gate = decision
+        session.commit()
 
 
 def _start_gate(session: Session, res: Resources, collection: Collection, version: Version) -> None:
