@@ -131,8 +131,8 @@ class Settings(BaseSettings):
     )
     embedding_backend: Literal["onnx", "torch"] = Field(
         default="onnx",
-        description="onnx: the model exported to ONNX Runtime at load (~2x faster on CPU); torch: "
-        "sentence-transformers. Same vectors either way.",
+        description="onnx: the model exported to ONNX Runtime at load (faster one text at a time); "
+        "torch: sentence-transformers. Same vectors either way.",
     )
     chroma_port: int = Field(default=8001, ge=1, le=65535, description="Port of the embedded Chroma server.")
     api_host: str = Field(default="127.0.0.1", description="Bind address of `ragkeep up` / `ragkeep api`.")
