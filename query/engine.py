@@ -30,6 +30,9 @@ from query.retrieval import Base, FilterValue, Hit, IndexCache, LlamaEmbedding, 
 
 log = logging.getLogger(__name__)
 
+# A Core insert with its values passed separately: compiled once, with no ORM unit of work.
+_LOG_INSERT = insert(QueryLog)
+
 Mode = Literal["answer", "retrieve"]
 
 
@@ -238,8 +241,8 @@ class QueryEngine:
                 cost=usage["cost"],
                 client=request.client,
             )
-            with self.db.session() as session:
-                session.execute(insert(QueryLog).values(row))  # one statement: no unit-of-work flush
+            with self.db.engine.begin() as connection:
+                connection.execute(_LOG_INSERT, row)
         return result
 
     def _fallback(self, question: str, hits: Sequence[Hit], exc: BaseException) -> Answer:

@@ -19,8 +19,14 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import GetResult
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import QueryBundle
-from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
+from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.types import (
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import PrivateAttr
 
@@ -128,26 +134,35 @@ class _Store:
         store = ChromaVectorStore(chroma_collection=collection)
         return cls(collection, VectorStoreIndex.from_vector_store(store, embed_model=embed_model))
 
-    def cosine(self, score: float | None) -> float:
+    def cosine(self, score: float) -> float:
         # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
-        return 1.0 + float(np.log(score)) if score and score > 0 else -1.0
+        return 1.0 + float(np.log(score)) if score > 0 else -1.0
+
+    def node(self, result: VectorStoreQueryResult, position: int) -> BaseNode:
+        assert result.nodes is not None  # ChromaVectorStore returns the nodes it found
+        return result.nodes[position]
 
     def dense(
         self,
-        question: str,
         vector: list[float],
         top_k: int,
         filters: Mapping[str, FilterValue | list[FilterValue]],
         exclude_documents: frozenset[str] = frozenset(),
     ) -> list[Hit]:
-        retriever = self.index.as_retriever(
-            similarity_top_k=top_k, filters=metadata_filters(filters, exclude_documents)
+        # The index's vector store is queried directly with the question's vector: a retriever
+        # around it would only add instrumentation spans and node post-processing per query.
+        result = self.index.vector_store.query(
+            VectorStoreQuery(
+                query_embedding=vector,
+                similarity_top_k=top_k,
+                filters=metadata_filters(filters, exclude_documents),
+            )
         )
-        nodes = retriever.retrieve(QueryBundle(query_str=question, embedding=vector))
         hits = []
-        for node in nodes:
-            metadata = {k: _none_if_blank(v) for k, v in node.node.metadata.items()}
-            hits.append(Hit(node.node.node_id, node.node.get_content(), round(self.cosine(node.score), 6), metadata))
+        for position, (chunk, score) in enumerate(zip(result.ids or [], result.similarities or [], strict=True)):
+            node = self.node(result, position)
+            metadata = {k: _none_if_blank(v) for k, v in node.metadata.items()}
+            hits.append(Hit(chunk, node.get_content(), round(self.cosine(score), 6), metadata))
         return hits
 
     def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
@@ -164,24 +179,29 @@ class _MemoryStore(_Store):
     costs more than scoring its vectors here.
     """
 
-    def __init__(self, collection: Collection, index: VectorStoreIndex, rows: Rows) -> None:
+    def __init__(self, collection: Collection, index: VectorStoreIndex, rows: Rows, nodes: dict[str, BaseNode]):
         super().__init__(collection, index)
         self.rows = rows
+        self.nodes = nodes
 
     @classmethod
     def load(cls, collection: Collection, embed_model: LlamaEmbedding) -> _Store:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         rows = _rows(collection.get(include=["documents", "metadatas", "embeddings"]))
-        nodes = []
+        nodes: dict[str, BaseNode] = {}
         for chunk, (text, metadata, vector) in rows.items():
             node = metadata_dict_to_node(dict(metadata or {}), text=text)
             node.id_, node.embedding = chunk, [float(x) for x in vector]
-            nodes.append(node)
-        return cls(collection, VectorStoreIndex(nodes, embed_model=embed_model), rows)
+            nodes[chunk] = node
+        return cls(collection, VectorStoreIndex(list(nodes.values()), embed_model=embed_model), rows, nodes)
 
-    def cosine(self, score: float | None) -> float:
-        return float(score) if score is not None else -1.0  # the in-memory store reports cosine itself
+    def cosine(self, score: float) -> float:
+        return float(score)  # the in-memory store reports cosine itself
+
+    def node(self, result: VectorStoreQueryResult, position: int) -> BaseNode:
+        assert result.ids is not None  # the in-memory store returns ids; the nodes are ours
+        return self.nodes[result.ids[position]]
 
     def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
         def matches(metadata: Mapping[str, Any] | None) -> bool:
@@ -239,17 +259,17 @@ class VersionIndex:
             return self._bm25
 
     def dense(
-        self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+        self, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
     ) -> list[Hit]:
-        embedding = [float(x) for x in vector]
-        hits = self.own.dense(question, embedding, top_k, filters)
+        embedding: list[float] = vector.tolist()
+        hits = self.own.dense(embedding, top_k, filters)
         if self.base and self.base_store:
             if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
                 # Over-fetch by the hidden chunks' count, so that dropping them still leaves top_k.
-                from_base = self.base_store.dense(question, embedding, top_k + self.base.hidden_chunks, filters)
+                from_base = self.base_store.dense(embedding, top_k + self.base.hidden_chunks, filters)
                 hits += [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
             else:  # too many to over-fetch: Chroma leaves them out
-                hits += self.base_store.dense(question, embedding, top_k, filters, self.base.hidden)
+                hits += self.base_store.dense(embedding, top_k, filters, self.base.hidden)
             hits.sort(key=lambda hit: -hit.score)
         return hits[:top_k]
 
@@ -304,7 +324,7 @@ def retrieve(
     that BM25 found stays, since lexical matches (names, codes, CJK) are why hybrid exists.
     """
     pool = max(top_k * 4, 20) if hybrid else top_k
-    dense = index.dense(question, vector, pool, filters)
+    dense = index.dense(vector, pool, filters)
     if min_score is not None:
         dense = [hit for hit in dense if hit.score >= min_score]
     if not hybrid:

@@ -97,13 +97,18 @@ async def get_engine(state: StateDep) -> QueryEngine:
 EngineDep = Annotated[QueryEngine, Depends(get_engine)]
 
 
-def get_principal(request: Request, state: StateDep, session: SessionDep) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>`` (checked against the catalog on every request)."""
+def get_principal(request: Request, state: StateDep) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>`` (checked against the catalog on every request).
+
+    The key is looked up in a session of its own, so a route that needs no other catalog
+    access (``/query``) holds no session while it answers.
+    """
     if state.settings.auth == "disabled":
         return ANONYMOUS_ADMIN
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token.strip() if scheme.lower() == "bearer" else ""
-    principal = authenticate(session, presented, state.settings.admin_api_key)
+    with state.db.session() as session:  # connects only when the key is not the environment's admin key
+        principal = authenticate(session, presented, state.settings.admin_api_key)
     state.limiter.check(principal.key_id)
     return principal
 

@@ -119,13 +119,10 @@ def list_models(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
 
 
 @router.post("/chat/completions", responses=error_responses(404, 409, 410, 422))
-def chat_completions(
-    body: ChatCompletionCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep
-) -> Any:
+def chat_completions(body: ChatCompletionCreate, engine: EngineDep, principal: PrincipalDep) -> Any:
     """Chat completion over a collection, in OpenAI's format (streaming and not)."""
     request = _request(body, client=principal.key_id)
     check_visible(principal, request.collection)  # the engine reads the collection (404 if missing)
-    session.close()  # the key's lookup is done; the engine uses its own sessions (one pooled connection)
     created = int(time.time())
     if not body.stream:
         result = engine.query(request)

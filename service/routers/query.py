@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from query.engine import QueryRequest, QueryResult
 from service import metrics
 from service.access import check_visible
-from service.deps import EngineDep, PrincipalDep, SessionDep
+from service.deps import EngineDep, PrincipalDep
 from service.schemas import QueryCreate, QueryRead, error_responses
 
 router = APIRouter(tags=["query"])
@@ -38,10 +38,9 @@ def _sse(event: str, data: Any) -> str:
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"},
     },
 )
-def query(body: QueryCreate, engine: EngineDep, session: SessionDep, principal: PrincipalDep) -> Any:
+def query(body: QueryCreate, engine: EngineDep, principal: PrincipalDep) -> Any:
     """Answer a question from the collection's live version (or the pinned one), with citations."""
     check_visible(principal, body.collection)  # the engine reads the collection (404 if missing)
-    session.close()  # the key's lookup is done; the engine uses its own sessions (one pooled connection)
     request = QueryRequest(
         client=principal.key_id,
         collection=body.collection,

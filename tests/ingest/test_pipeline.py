@@ -249,7 +249,7 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     # Every chunk of v2 is found exactly once, the hidden ones never; v1 still reads as before.
     def every_hit(version: Version) -> list[retrieval.Hit]:
         vector = embedder.embed(["zebrafish fin regeneration"])[0]
-        return _version_index(client, blobs, embedder, version).dense("zebrafish fin regeneration", vector, 200, {})
+        return _version_index(client, blobs, embedder, version).dense(vector, 200, {})
 
     hits = every_hit(v2)
     assert len(hits) == len({h.chunk_id for h in hits}) == v2.chunk_count
@@ -276,11 +276,9 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     index = _version_index(client, blobs, embedder, v2)
     vector = embedder.embed(["regeneration"])[0]
     wanted = [replaced, paths[0].name]
-    found = index.dense("regeneration", vector, 50, {"filename": wanted})
+    found = index.dense(vector, 50, {"filename": wanted})
     assert {h.metadata["filename"] for h in found} == set(wanted)
-    assert {h.metadata["filename"] for h in index.dense("regeneration", vector, 50, {"filename": replaced})} == {
-        replaced
-    }
+    assert {h.metadata["filename"] for h in index.dense(vector, 50, {"filename": replaced})} == {replaced}
 
     # Hybrid: BM25 finds chunks in the delta and in the base.
     index = _version_index(client, blobs, embedder, v2)
@@ -361,6 +359,6 @@ def test_a_delta_that_only_removes_answers_without_the_removed_document(
     index = _version_index(client, blobs, embedder, v2)
     question = paths[0].read_text().split("\n")[0]  # the removed abstract's own title
     vector = embedder.embed([question])[0]
-    for hits in (index.dense(question, vector, 100, {}), index.lexical(question, vector, 100, {})):
+    for hits in (index.dense(vector, 100, {}), index.lexical(question, vector, 100, {})):
         assert hits and revisions[0].document_id not in {h.metadata["document_id"] for h in hits}
-    assert len(index.dense(question, vector, 100, {})) == v2.chunk_count
+    assert len(index.dense(vector, 100, {})) == v2.chunk_count
