@@ -466,6 +466,12 @@ def delta_base(session: Session, version: Version) -> Version | None:
     )
 
 
+def live_embedding_models(session: Session) -> list[str]:
+    """The embedding models that the collections' live versions were built with."""
+    live = select(Version.embedding_model).join(Collection, Collection.live_version_id == Version.id)
+    return sorted(set(session.scalars(live)))
+
+
 def collections_in_use(session: Session, collection_id: str) -> set[str]:
     """Chroma collections that a version not dropped still reads: its own and its base's."""
     rows = session.execute(

@@ -7,8 +7,9 @@ the per-process warm state (embedding model, version indexes, LLM client).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,16 +106,29 @@ def _citation(n: int, hit: Hit) -> Citation:
 
 class QueryEngine:
     def __init__(
-        self, settings: Settings, db: Database, blobs: BlobStore, chroma: ClientAPI, embedder: Embedder | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        chroma: ClientAPI,
+        embedders: Callable[[str], Embedder] | None = None,
     ) -> None:
+        """``embedders`` gives the embedder of a model id (a worker shares its own); by default the engine's."""
         self.settings = settings
         self.db = db
         self.blobs = blobs
         self.chroma = chroma
-        self.embedder = embedder or Embedder(threads=None, backend=settings.embedding_backend)
-        self.embed_model = LlamaEmbedding(self.embedder)
+        self.embedder = embedders or self._own_embedder
+        self._embedders: dict[str, Embedder] = {}
+        self._embedders_lock = threading.Lock()
         self.indexes = IndexCache(settings.query.index_cache_size)
         self.llm = LLMClient(settings.llm) if settings.llm.configured else None
+
+    def _own_embedder(self, model_id: str) -> Embedder:
+        with self._embedders_lock:
+            if model_id not in self._embedders:
+                self._embedders[model_id] = Embedder(model_id, threads=None, backend=self.settings.embedding_backend)
+            return self._embedders[model_id]
 
     # ---------------------------------------------------------------- steps
 
@@ -151,7 +165,13 @@ class QueryEngine:
         # Chroma collection names, never version ids.
         return self.indexes.get(
             version.id,
-            lambda: VersionIndex(self.chroma, version.chroma_collection, self.embed_model, load_bm25, Base.of(version)),
+            lambda: VersionIndex(
+                self.chroma,
+                version.chroma_collection,
+                LlamaEmbedding(self.embedder(version.embedding_model)),
+                load_bm25,
+                Base.of(version),
+            ),
         )
 
     def _prepare(self, request: QueryRequest) -> _Prepared:
@@ -164,7 +184,8 @@ class QueryEngine:
         if top_k > self.settings.query.max_top_k:
             raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
         index = self._index(collection, version)
-        vector: np.ndarray = self.embedder.embed([question])[0]
+        embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
+        vector: np.ndarray = embedder.embed([question])[0]
         hits = retrieve(
             index, question, vector, top_k, config.retrieval.hybrid, request.filters, config.retrieval.min_score
         )
@@ -174,7 +195,7 @@ class QueryEngine:
             config,
             prompt,
             hits,
-            self.embedder.count_tokens(question),
+            embedder.count_tokens(question),
             started,
             (time.perf_counter() - started) * 1000,
         )
@@ -198,7 +219,7 @@ class QueryEngine:
         }
         llm_model = self.llm.model if answer.mode == "llm" and self.llm else None
         cost = self.settings.cost(llm_model, answer.prompt_tokens, answer.completion_tokens) + self.settings.cost(
-            self.embedder.model_id, prepared.embedding_tokens, 0
+            prepared.version.embedding_model, prepared.embedding_tokens, 0
         )
         usage["cost"] = round(cost, 8)
         latency = {

@@ -15,9 +15,10 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
-from core import chroma
+from core import catalog, chroma
 from core.auth import ANONYMOUS_ADMIN, Principal, authenticate
 from core.blobs import BlobStore
+from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
 from core.ratelimit import RateLimiter
 from core.settings import Settings
@@ -53,8 +54,12 @@ class AppState:
             return self._engine
 
     def warm_up(self) -> None:
+        """Load the embedding models that live versions answer with (the default one if none)."""
         try:
-            self.query_engine.embedder.warm_up()
+            with self.db.session() as session:
+                models = catalog.live_embedding_models(session) or [DEFAULT_EMBEDDING_MODEL]
+            for model in models:
+                self.query_engine.embedder(model).warm_up()
         except Exception:  # a failed warm-up only means the first query loads the model
             logging.getLogger(__name__).exception("warming up the query engine failed")
 

@@ -51,9 +51,7 @@ class Resources:
     def query_engine(self) -> QueryEngine:
         """Evaluations answer through the same engine as the API's /query."""
         if self._engine is None:
-            self._engine = QueryEngine(
-                self.settings, self.db, self.blobs, self.chroma, self.embedder(DEFAULT_EMBEDDING_MODEL)
-            )
+            self._engine = QueryEngine(self.settings, self.db, self.blobs, self.chroma, self.embedder)
         return self._engine
 
     @property

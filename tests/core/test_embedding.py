@@ -51,3 +51,25 @@ def test_token_counts_match(backends: tuple[Embedder, Embedder]) -> None:
     for text in TEXTS:
         assert onnx.count_tokens(text) == torch.count_tokens(text)
     assert onnx.count_tokens(TEXTS[-2]) == 256
+
+
+def test_the_int8_model_is_its_own_model_and_every_process_gets_the_same_one(
+    backends: tuple[Embedder, Embedder],
+) -> None:
+    """Close to the float model, not equal to it; two loads (an API and a worker) agree exactly."""
+    onnx, torch = backends
+    first = Embedder("all-MiniLM-L6-v2-int8", backend="torch", threads=2)  # int8 always runs on ONNX Runtime
+    second = Embedder("all-MiniLM-L6-v2-int8", backend="onnx", threads=1)
+    a, b = first.embed(TEXTS), second.embed(TEXTS)
+    assert a.shape == (len(TEXTS), 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(a, b, atol=1e-5)
+    cosine = (a * onnx.embed(TEXTS)).sum(axis=1)
+    assert float(cosine.min()) > 0.98 and float(cosine.mean()) > 0.99
+    assert float(cosine.max()) < 0.9999  # really quantized
+    assert first.count_tokens(TEXTS[-2]) == torch.count_tokens(TEXTS[-2]) == 256
+
+
+def test_unknown_models_are_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported embedding model"):
+        Embedder("all-MiniLM-L6-v2-int4").embed(["x"])

@@ -370,3 +370,38 @@ def test_pinned_prompt_revision_is_used_and_recorded(research: Stack, llm_api: s
         assert recorded == revision
     finally:
         s.http.patch("/collections/research", json={"config": {"prompt_revision": None}})
+
+
+def test_each_version_is_queried_with_the_model_that_embedded_it(redis_stack: Stack) -> None:
+    """An int8 collection answers with int8 query vectors; after a switch to the float model, both versions match.
+
+    A chunk queried with its own text scores a cosine of 1 only when the question is embedded
+    by the same model as the chunk (the two models' vectors differ by about 0.005).
+    """
+    s = redis_stack
+    int8 = {"ingestion": {"embedding_model": "all-MiniLM-L6-v2-int8"}}
+    assert s.http.post("/collections", json={"name": "quantized", "config": int8}).status_code == 201
+    lines = {
+        "hours.txt": "The office opens at nine in the morning on weekdays.",
+        "parking.txt": "Visitors park behind the building, next to the loading bay.",
+    }
+    upload = s.upload("quantized", [(name, text.encode()) for name, text in lines.items()])
+    assert s.wait_job(upload["job_id"])["status"] == "succeeded"
+    assert s.wait_live("quantized", 1)["embedding_model"] == "all-MiniLM-L6-v2-int8"
+
+    def top_score(**pin: Any) -> float:
+        result = _query(s, collection="quantized", question=lines["parking.txt"], mode="retrieve", **pin)
+        assert result["citations"][0]["filename"] == "parking.txt"
+        return float(result["citations"][0]["score"])
+
+    assert top_score() > 0.9999
+
+    patched = s.http.patch(
+        "/collections/quantized", json={"config": {"ingestion": {"embedding_model": "all-MiniLM-L6-v2"}}}
+    )
+    assert patched.status_code == 200
+    assert s.wait_job(s.http.post("/collections/quantized/versions").json()["job_id"])["status"] == "succeeded"
+    v2 = s.wait_live("quantized", 2)
+    assert v2["embedding_model"] == "all-MiniLM-L6-v2" and v2["base_version"] is None  # re-embedded in full
+    assert top_score() > 0.9999
+    assert top_score(version=1) > 0.9999
