@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.stack import Stack, collection_version
 from cli.server import Server
+from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL
 from core.embedding import model_path
 
 UPLOAD_BATCH = 100  # the API's default max_files_per_request
@@ -65,10 +66,13 @@ def upload_all(server: Server, collection: str, files: Sequence[tuple[str, bytes
     return jobs
 
 
-def ingest_ragkeep(stack: Stack, collection: str, files: Sequence[tuple[str, bytes]]) -> IngestResult:
-    """Create a collection, upload ``files`` over HTTP, wait until a version holding them is live."""
+def ingest_ragkeep(
+    stack: Stack, collection: str, files: Sequence[tuple[str, bytes]], model: str = DEFAULT_EMBEDDING_MODEL
+) -> IngestResult:
+    """Create a collection embedding with ``model``, upload ``files`` over HTTP, wait until a version is live."""
     with stack.server() as server:
-        server.call("POST", "/collections", json={"name": collection})
+        config = {"ingestion": {"embedding_model": model}}
+        server.call("POST", "/collections", json={"name": collection, "config": config})
         embed_before = stack.worker_metric("ragkeep_embedding_seconds_total")
         with stack.memory() as memory:
             started = time.monotonic()
@@ -126,12 +130,20 @@ def chunk_texts(stack: Stack, collection: str, version: int) -> list[str]:
     return [text for text in found["documents"] or [] if text]
 
 
+FLOORS = (  # key, what it is, model, backend
+    ("torch", "sentence-transformers (torch)", DEFAULT_EMBEDDING_MODEL, "torch"),
+    ("onnx", "onnx runtime (ragkeep's default backend)", DEFAULT_EMBEDDING_MODEL, "onnx"),
+    ("onnx_int8", "onnx runtime, int8 model", INT8_EMBEDDING_MODEL, "onnx"),
+)
+
+
 def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int]) -> dict[str, Any]:
     """Chunks per second of the bare model at its best batch size, on a random sample of the chunks.
 
-    Two floors: sentence-transformers ``encode`` on torch (what the model's users run), and
-    ragkeep's own ONNX Runtime model called directly (the limit of ragkeep's backend). Both
-    use every core; a sample of a few hundred chunks gives the rate within a few percent.
+    Three floors: sentence-transformers ``encode`` on torch (what the model's users run), and
+    ragkeep's own ONNX Runtime models, float and int8, called directly (the limits of what
+    ragkeep runs). All use every core; a sample of a few hundred chunks gives the rate within
+    a few percent.
     """
     import os
 
@@ -139,8 +151,8 @@ def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int
 
     picked = random.Random(7).sample(list(texts), min(sample, len(texts)))
     floors: dict[str, Any] = {"sample_chunks": len(picked), "threads": os.cpu_count()}
-    for name, backend in (("sentence-transformers (torch)", "torch"), ("onnx runtime (ragkeep's backend)", "onnx")):
-        embedder = Embedder(backend=backend, threads=os.cpu_count())  # type: ignore[arg-type]
+    for key, name, model, backend in FLOORS:
+        embedder = Embedder(model, backend=backend, threads=os.cpu_count())  # type: ignore[arg-type]
         embedder.warm_up()
         rates = {}
         for batch_size in batch_sizes:
@@ -149,8 +161,9 @@ def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int
             embedder.embed(picked)
             rates[batch_size] = len(picked) / (time.perf_counter() - started)
         best = max(rates, key=lambda b: rates[b])
-        floors[backend] = {
+        floors[key] = {
             "name": name,
+            "model": model,
             "chunks_per_s": round(rates[best], 2),
             "best_batch_size": best,
             "by_batch_size": {str(b): round(r, 2) for b, r in rates.items()},

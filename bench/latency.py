@@ -131,14 +131,14 @@ def inprocess_load(
 class Floor:
     """Query embedding (ONNX Runtime) + one Chroma query, in this process: what any retrieval must pay."""
 
-    def __init__(self, chroma_url: str, chroma_collection: str, top_k: int) -> None:
+    def __init__(self, chroma_url: str, chroma_collection: str, top_k: int, model: str) -> None:
         import chromadb
 
         from core.embedding import Embedder
 
         host, port = chroma_url.removeprefix("http://").split(":")
         self.collection = chromadb.HttpClient(host=host, port=int(port)).get_collection(chroma_collection)
-        self.embedder = Embedder(backend="onnx")  # ragkeep's faster backend: the stricter floor
+        self.embedder = Embedder(model, backend="onnx")  # ragkeep's faster backend: the stricter floor
         self.embedder.warm_up()
         self.top_k = top_k
 

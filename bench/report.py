@@ -15,43 +15,53 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+FLOOR_KEYS = ("torch", "onnx", "onnx_int8")
+SYSTEMS = (  # key in results["ingestion"][corpus], label
+    ("ragkeep", "ragkeep (HTTP upload → live version)"),
+    ("ragkeep_int8", "ragkeep, int8 model"),
+    ("baseline", "LlamaIndex IngestionPipeline → Chroma"),
+)
+
+
 def ingestion_table(results: dict[str, Any]) -> list[str]:
-    torch_floor = results["floor"]["torch"]["chunks_per_s"]
-    onnx_floor = results["floor"]["onnx"]["chunks_per_s"]
+    floors = [results["floor"][key] for key in FLOOR_KEYS if key in results["floor"]]
     lines = [
-        "| corpus | system | documents | chunks | wall s | chunks/s | x ST floor | x ONNX floor | worker peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| corpus | system | documents | chunks | wall s | chunks/s | "
+        + " | ".join(f"x {floor['name']}" for floor in floors)
+        + " | worker peak MiB |",
+        "|---|---|---|---|---|---|" + "---|" * len(floors) + "---|",
     ]
     for entry in results["ingestion"].values():
-        ours, base = entry["ragkeep"], entry["baseline"]
-        lines.append(
-            f"| {entry['corpus']} | ragkeep (HTTP upload → live version) | {ours['documents']} | {ours['chunks']} | "
-            f"{ours['seconds']:.1f} | {ours['chunks_per_s']:.1f} | {_ratio(ours['chunks_per_s'], torch_floor)} | "
-            f"{_ratio(ours['chunks_per_s'], onnx_floor)} | "
-            f"{ours['peak_worker_mb']:.0f} |"
-        )
-        lines.append(
-            f"| {entry['corpus']} | LlamaIndex IngestionPipeline → Chroma | {base['documents']} | {base['chunks']} | "
-            f"{base['seconds']:.1f} | {base['chunks_per_s']:.1f} | {_ratio(base['chunks_per_s'], torch_floor)} | "
-            f"{_ratio(base['chunks_per_s'], onnx_floor)} | - |"
-        )
+        for key, label in SYSTEMS:
+            if key not in entry:
+                continue
+            run = entry[key]
+            ratios = " | ".join(_ratio(run["chunks_per_s"], floor["chunks_per_s"]) for floor in floors)
+            peak = f"{run['peak_worker_mb']:.0f}" if "peak_worker_mb" in run else "-"
+            lines.append(
+                f"| {entry['corpus']} | {label} | {run['documents']} | {run['chunks']} | {run['seconds']:.1f} | "
+                f"{run['chunks_per_s']:.1f} | {ratios} | {peak} |"
+            )
     return lines
 
 
 def latency_table(results: dict[str, Any]) -> list[str]:
     runs = results["latency"]["runs"]
-    floor_p50 = {r["concurrency"]: r.get("p50_ms") for r in runs if r["target"].startswith("floor")}
+    default = runs[0].get("model")
+    floor_p50 = {(r.get("model"), r["concurrency"]): r.get("p50_ms") for r in runs if r["target"].startswith("floor")}
     lines = [
-        "| target | mode | concurrency | p50 ms | p95 ms | p99 ms | req/s | errors | p50 x floor |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | model | mode | concurrency | p50 ms | p95 ms | p99 ms | req/s | errors | p50 x floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
+        model = r.get("model", default)
+        head = f"| {r['target']} | {model} | {r['mode']} | {r['concurrency']} |"
         if not r.get("requests"):
-            lines.append(f"| {r['target']} | {r['mode']} | {r['concurrency']} | - | - | - | - | {r['errors']} | - |")
+            lines.append(f"{head} - | - | - | - | {r['errors']} | - |")
             continue
-        floor = floor_p50.get(r["concurrency"])
+        floor = floor_p50.get((model, r["concurrency"]))
         lines.append(
-            f"| {r['target']} | {r['mode']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+            f"{head} {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
             f"{r['rps']} | {r['errors']} | {_ratio(r['p50_ms'], floor) if floor else '-'} |"
         )
     return lines
@@ -86,7 +96,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"- {floor[b]['name']}: **{floor[b]['chunks_per_s']}** at batch size {floor[b]['best_batch_size']} ("
             + ", ".join(f"{size}: {rate}" for size, rate in floor[b]["by_batch_size"].items())
             + ")"
-            for b in ("torch", "onnx")
+            for b in FLOOR_KEYS
+            if b in floor
         ),
         "",
         "**Full ingestion**",

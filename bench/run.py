@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 from bench import datasets, ingestion, latency, quality  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
 from bench.stack import ragkeep_up  # noqa: E402
+from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -71,40 +72,49 @@ def machine() -> str:
     )
 
 
-def latency_section(stack: Any, chroma_collection: str, plan: Plan, workdir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LatencyTarget:
+    collection: str  # ragkeep's collection (its live version answers)
+    chroma_collection: str  # its full version's Chroma collection, for the floor and the baseline
+    model: str
+
+
+def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdir: Path) -> dict[str, Any]:
+    """For each embedding model: the floor, then ragkeep's /query; then the baseline (float model) once."""
     questions = [q for q, _ in datasets.scifact_queries()]
     runs: list[dict[str, Any]] = []
 
-    def record(target: str, mode: str, concurrency: int, result: dict[str, Any]) -> None:
-        runs.append({"target": target, "mode": mode, "concurrency": concurrency, **result})
-        log(f"  {target} {mode} c={concurrency}: {result}")
+    def record(target: str, mode: str, concurrency: int, model: str, result: dict[str, Any]) -> None:
+        runs.append({"target": target, "mode": mode, "concurrency": concurrency, "model": model, **result})
+        log(f"  {target} {mode} ({model}) c={concurrency}: {result}")
 
-    floor = latency.Floor(stack.chroma_url, chroma_collection, top_k=5)
-    for concurrency in plan.concurrency:
-        record(
-            "floor (in-process)",
-            "retrieve",
-            concurrency,
-            latency.inprocess_load(floor, questions, concurrency, plan.max_requests, plan.max_seconds),
-        )
-    del floor
-    for mode in ("retrieve", "answer"):
-        bodies = [{"collection": "scifact", "question": q, "top_k": 5, "mode": mode} for q in questions]
+    for target in targets:
+        floor = latency.Floor(stack.chroma_url, target.chroma_collection, top_k=5, model=target.model)
         for concurrency in plan.concurrency:
-            result = latency.http_load(
-                f"{stack.url}/query",
-                bodies,
-                concurrency,
-                plan.max_requests,
-                plan.max_seconds,
-                latency.ragkeep_headers(),
-            )
-            record("ragkeep /query", "retrieve" if mode == "retrieve" else "extractive answer", concurrency, result)
-    with latency.baseline_endpoint(stack.chroma_url, chroma_collection, workdir / "baseline-api.log") as url:
+            result = latency.inprocess_load(floor, questions, concurrency, plan.max_requests, plan.max_seconds)
+            record("floor (in-process)", "retrieve", concurrency, target.model, result)
+        del floor
+        # Extractive answers cost the same whatever the model: measured once, with the default one.
+        modes = ("retrieve", "answer") if target is targets[0] else ("retrieve",)
+        for mode in modes:
+            bodies = [{"collection": target.collection, "question": q, "top_k": 5, "mode": mode} for q in questions]
+            for concurrency in plan.concurrency:
+                result = latency.http_load(
+                    f"{stack.url}/query",
+                    bodies,
+                    concurrency,
+                    plan.max_requests,
+                    plan.max_seconds,
+                    latency.ragkeep_headers(),
+                )
+                label = "retrieve" if mode == "retrieve" else "extractive answer"
+                record("ragkeep /query", label, concurrency, target.model, result)
+    baseline = targets[0]
+    with latency.baseline_endpoint(stack.chroma_url, baseline.chroma_collection, workdir / "baseline-api.log") as url:
         bodies = [{"question": q, "top_k": 5} for q in questions]
         for concurrency in plan.concurrency:
             result = latency.http_load(f"{url}/query", bodies, concurrency, plan.max_requests, plan.max_seconds)
-            record("baseline LlamaIndex endpoint", "retrieve", concurrency, result)
+            record("baseline LlamaIndex endpoint", "retrieve", concurrency, baseline.model, result)
     return {"top_k": 5, "max_requests": plan.max_requests, "max_seconds": plan.max_seconds, "runs": runs}
 
 
@@ -117,6 +127,7 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
     }
     scifact = datasets.scifact_files(plan.scifact_docs)
     pdfs = datasets.aragog_files(plan.pdfs)
+    int8 = INT8_EMBEDDING_MODEL
     with ragkeep_up(workdir) as stack:
         results["stack"] = {k: v for k, v in stack.settings.items() if "KEY" not in k and "PORT" not in k}
         results["stack"]["RAGKEEP_DATA_DIR"] = "<temporary folder>"
@@ -124,6 +135,9 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
         log(f"ragkeep: ingesting {len(scifact)} SciFact abstracts over HTTP")
         full = ingestion.ingest_ragkeep(stack, "scifact", scifact)
         log(f"  {full.as_dict()}")
+        log(f"ragkeep: the same abstracts with the {int8} model")
+        full_int8 = ingestion.ingest_ragkeep(stack, "scifact-int8", scifact, int8)
+        log(f"  {full_int8.as_dict()}")
 
         log("floor: the bare embedding model on a sample of the same chunks")
         texts = ingestion.chunk_texts(stack, "scifact", full.version)
@@ -138,15 +152,25 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
         log("retrieval quality over /query")
         items = datasets.scifact_queries({n for n, _ in scifact})[: plan.quality_queries]
         with stack.server() as server:
-            results["quality"] = {"scifact": quality.evaluate(server, "scifact", items)}
+            results["quality"] = {
+                "scifact": quality.evaluate(server, "scifact", items),
+                "scifact, int8 model": quality.evaluate(server, "scifact-int8", items),
+            }
         log(f"  {results['quality']}")
 
         log("query latency")
         with stack.server() as server:
-            # ragkeep answers from the live version (a delta of version 1 after the incremental
-            # build); the floor and the baseline query version 1's full collection of the same chunks.
-            full_version = server.call("GET", f"/collections/scifact/versions/{full.version}")
-        results["latency"] = latency_section(stack, full_version["chroma_collection"], plan, workdir)
+            # ragkeep answers from the live version (for `scifact`, a delta of version 1 after the
+            # incremental build); the floor and the baseline query version 1's full collection of the same chunks.
+            targets = [
+                LatencyTarget(
+                    collection,
+                    server.call("GET", f"/collections/{collection}/versions/1")["chroma_collection"],
+                    model,
+                )
+                for collection, model in (("scifact", DEFAULT_EMBEDDING_MODEL), ("scifact-int8", int8))
+            ]
+        results["latency"] = latency_section(stack, targets, plan, workdir)
 
         log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
         baseline_scifact = ingestion.ingest_baseline(
@@ -157,6 +181,8 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
         log(f"ragkeep: ingesting {len(pdfs)} ARAGOG PDFs over HTTP")
         full_pdf = ingestion.ingest_ragkeep(stack, "aragog", pdfs)
         log(f"  {full_pdf.as_dict()}")
+        full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", pdfs, int8)
+        log(f"  {int8}: {full_pdf_int8.as_dict()}")
         log("baseline: LlamaIndex IngestionPipeline on the same PDFs")
         baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", pdfs)
         log(f"  {baseline_pdf}")
@@ -170,8 +196,18 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
 
     results["floor"] = floor
     results["ingestion"] = {
-        "scifact": {"ragkeep": full.as_dict(), "baseline": baseline_scifact, "corpus": "BEIR SciFact abstracts"},
-        "aragog": {"ragkeep": full_pdf.as_dict(), "baseline": baseline_pdf, "corpus": "ARAGOG arXiv PDFs"},
+        "scifact": {
+            "ragkeep": full.as_dict(),
+            "ragkeep_int8": full_int8.as_dict(),
+            "baseline": baseline_scifact,
+            "corpus": "BEIR SciFact abstracts",
+        },
+        "aragog": {
+            "ragkeep": full_pdf.as_dict(),
+            "ragkeep_int8": full_pdf_int8.as_dict(),
+            "baseline": baseline_pdf,
+            "corpus": "ARAGOG arXiv PDFs",
+        },
     }
     results["incremental"] = {**incremental, "full_seconds": round(full.seconds, 3)}
     return results
