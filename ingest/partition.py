@@ -6,6 +6,7 @@ page number, section title and the element types they were built from.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -37,9 +38,23 @@ class Chunk:
     metadata: dict[str, str | int | float | bool | None] = field(default_factory=dict)
 
 
+@functools.cache
 def _prepare_unstructured() -> None:
-    """Point unstructured at the installed spaCy model and forbid its downloader."""
+    """Point unstructured at the installed spaCy model, forbid its downloader, and lighten its NLP.
+
+    unstructured classifies every paragraph with spaCy: it counts the paragraph's sentences,
+    and looks for a verb in the short ones. It runs the tagger and the dependency parser over
+    every paragraph for that, which was three quarters of a SciFact abstract's parse. Here
+    sentences come from spaCy's rule-based sentencizer, and the tagger runs only on the texts
+    whose parts of speech are asked for, with the same model. Measured against unstructured's
+    own pipeline on 1,000 SciFact abstracts and the 15 ARAGOG PDFs: the chunk texts are the
+    same except for 7 of the PDFs' 1,779 chunks (in three PDFs), 15 documents see an element
+    type change in their metadata, and partitioning takes 3.3 times less time for the
+    abstracts and 1.4 times less for the PDFs.
+    """
+    import spacy
     import unstructured.nlp.tokenize as tokenize
+    import unstructured.partition.text_type as text_type
 
     tokenize._SPACY_MODEL_NAME = _SPACY_MODEL  # type: ignore[misc]
 
@@ -47,6 +62,19 @@ def _prepare_unstructured() -> None:
         raise RuntimeError(f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models")
 
     tokenize._install_spacy_model = _refuse_download
+    try:
+        tagger = spacy.load(_SPACY_MODEL, exclude=["parser", "senter", "ner", "lemmatizer", "attribute_ruler"])
+    except OSError as exc:
+        raise RuntimeError(f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models") from exc
+    splitter = spacy.blank("en")  # the same English tokenizer, plus punctuation-based sentence boundaries
+    splitter.add_pipe("sentencizer")
+    tokenize._get_nlp = lambda: splitter  # what sent_tokenize and word_tokenize run (they cache per text)
+
+    @functools.lru_cache(maxsize=128)  # as unstructured caches its own
+    def pos_tag(text: str) -> list[tuple[str, str]]:
+        return [(token.text, token.tag_) for token in tagger(text[: tagger.max_length])]
+
+    tokenize.pos_tag = text_type.pos_tag = pos_tag
 
 
 def _readable_reason(exc: BaseException, kind: FileKind) -> str:

@@ -146,3 +146,19 @@ def test_pdf_over_the_page_limit_fails_with_a_reason() -> None:
     with pytest.raises(DocumentParseError, match="the PDF has 5 pages; the limit is 2"):
         partition_document(data, path.name, detect_file_kind(data, path.name), CONFIG, max_pdf_pages=2)
     assert partition_document(data, path.name, detect_file_kind(data, path.name), CONFIG, max_pdf_pages=5)
+
+
+def test_paragraphs_are_classified_with_sentences_and_parts_of_speech() -> None:
+    """Short lines are titles unless the tagger finds a verb; multi-sentence paragraphs are narrative."""
+    from unstructured.partition.text import partition_text
+
+    from ingest.partition import _prepare_unstructured
+
+    _prepare_unstructured()  # what partition_document does first
+    text = (
+        "Annual Budget Committee Report\n\n"
+        "The committee approved the budget\n\n"
+        "Spending rose in every department. Revenue fell in the second half. Reserves covered the gap."
+    )
+    categories = [element.category for element in partition_text(text=text)]
+    assert categories == ["Title", "NarrativeText", "NarrativeText"]
