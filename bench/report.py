@@ -128,8 +128,9 @@ def markdown(results: dict[str, Any]) -> str:
             else "The new version was written in full."
         ),
         "",
-        f"**Query latency** (SciFact live version, for ragkeep the delta above; top_k {results['latency']['top_k']}, "
-        f"at most {results['latency']['max_requests']} requests or {results['latency']['max_seconds']:.0f} s a run)",
+        f"**Query latency** (SciFact live versions: with the float model the delta above, with the int8 model "
+        f"a full version; top_k {results['latency']['top_k']}, at most {results['latency']['max_requests']} "
+        f"requests or {results['latency']['max_seconds']:.0f} s a run; each row against the floor of its model)",
         "",
         *latency_table(results),
         "",
