@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from core.config import CollectionConfig
 from core.errors import (
@@ -423,12 +423,17 @@ def get_version(session: Session, collection: Collection, number: int) -> Versio
 
 
 def collection_and_version(session: Session, name: str, number: int | None) -> tuple[Collection, Version | None]:
-    """The collection and its version ``number`` (None: the live one), in one query."""
+    """The collection and its version ``number`` (None: the live one), in one query.
+
+    What a query needs: the version's list of changed files (tens of KiB of JSON for a
+    large first version) is not loaded.
+    """
     which = Version.id == Collection.live_version_id if number is None else Version.number == number
     row = session.execute(
         select(Collection, Version)
         .outerjoin(Version, and_(Version.collection_id == Collection.id, which))
         .where(Collection.name == name)
+        .options(defer(Version.changes, raiseload=True))
     ).first()
     if row is None:
         raise CollectionNotFound(f"collection {name!r} does not exist")
