@@ -74,6 +74,8 @@ def quality_table(results: dict[str, Any]) -> list[str]:
     ]
     for dataset, report in results["quality"].items():
         for mode in ("dense", "hybrid"):
+            if mode not in report:
+                continue
             r = report[mode]
             lines.append(
                 f"| {dataset} | {report['queries']} | {mode} | {r['ndcg@10']:.3f} | {r['recall@10']:.3f} | "
