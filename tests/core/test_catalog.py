@@ -215,3 +215,19 @@ def test_upgrading_a_catalog_that_holds_data_keeps_it(database_url: str) -> None
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
+
+
+def test_live_embedding_models_are_those_of_live_versions_only(session: Session) -> None:
+    """What the API warms up at start: the models that live versions are queried with."""
+    assert catalog.live_embedding_models(session) == []
+    plain = _collection(session, "plain")
+    catalog.publish(session, plain, _ready_version(session, plain))
+    quantized = _collection(session, "quantized")
+    int8 = _ready_version(session, quantized)
+    int8.embedding_model = "all-MiniLM-L6-v2-int8"
+    _ready_version(session, _collection(session, "unpublished")).embedding_model = "all-MiniLM-L6-v2-int8"
+    session.commit()
+    assert catalog.live_embedding_models(session) == ["all-MiniLM-L6-v2"]
+    catalog.publish(session, quantized, int8)
+    session.commit()
+    assert catalog.live_embedding_models(session) == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-int8"]
