@@ -262,15 +262,12 @@ class Embedder:
                 started = time.perf_counter()
                 folder = model_path(self.model_id)
                 int8 = self.model_id.endswith(INT8_SUFFIX)
-                self._model = (
-                    _OnnxModel(folder, self._threads, int8)
-                    if self.backend == "onnx" or int8
-                    else _TorchModel(folder, self._threads)
-                )
+                onnx = self.backend == "onnx" or int8
+                self._model = _OnnxModel(folder, self._threads, int8) if onnx else _TorchModel(folder, self._threads)
                 log.info(
                     "loaded embedding model %s (%s backend, threads %s) in %.1f s",
                     self.model_id,
-                    self.backend,
+                    "onnx" if onnx else "torch",
                     self._threads or "all",
                     time.perf_counter() - started,
                 )

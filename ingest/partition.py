@@ -57,15 +57,16 @@ def _prepare_unstructured() -> None:
     import unstructured.partition.text_type as text_type
 
     tokenize._SPACY_MODEL_NAME = _SPACY_MODEL  # type: ignore[misc]
+    missing = f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models"
 
     def _refuse_download() -> None:
-        raise RuntimeError(f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models")
+        raise RuntimeError(missing)
 
     tokenize._install_spacy_model = _refuse_download
     try:
         tagger = spacy.load(_SPACY_MODEL, exclude=["parser", "senter", "ner", "lemmatizer", "attribute_ruler"])
     except OSError as exc:
-        raise RuntimeError(f"spaCy model {_SPACY_MODEL} is not installed; ragkeep never downloads models") from exc
+        raise RuntimeError(missing) from exc
     splitter = spacy.blank("en")  # the same English tokenizer, plus punctuation-based sentence boundaries
     splitter.add_pipe("sentencizer")
     tokenize._get_nlp = lambda: splitter  # what sent_tokenize and word_tokenize run (they cache per text)
