@@ -72,6 +72,17 @@ def _prepare(
     return chunks
 
 
+def _add(
+    session: Session, blobs: BlobStore, embedder: Embedder, collection: Collection, paths: list[Path]
+) -> list[DocumentRevision]:
+    """Upload ``paths`` and parse each, as the ingest task would."""
+    revisions = []
+    for path in paths:
+        revisions.append(_upload(session, blobs, collection, path))
+        _prepare(session, blobs, embedder, collection, revisions[-1])
+    return revisions
+
+
 def _build(
     session: Session, client: ClientAPI, blobs: BlobStore, embedder: Embedder, collection: Collection
 ) -> Version:
@@ -111,8 +122,7 @@ def test_replacing_one_document_re_embeds_only_its_chunks(
 ) -> None:
     session, blobs, client = env
     collection = catalog.create_collection(session, "incremental", "", [], CollectionConfig())
-    for path in DOCS:
-        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    _add(session, blobs, embedder, collection, DOCS)
     v1 = _build(session, client, blobs, embedder, collection)
     assert v1.document_count == 3 and v1.embedded_chunk_count == v1.chunk_count
 
@@ -137,7 +147,7 @@ def test_rebuilding_after_a_partial_write_leaves_no_duplicates(
     """A worker killed mid-build left vectors behind; the retried build must not keep them."""
     session, blobs, client = env
     collection = catalog.create_collection(session, "retry-safe", "", [], CollectionConfig())
-    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, DOCS[0]))
+    _add(session, blobs, embedder, collection, [DOCS[0]])
     job = catalog.create_job(session, JobKind.build, collection.id)
     version = catalog.create_version(session, collection, job.id, chroma.version_collection_name)
     half = chroma.fresh_collection(client, version.chroma_collection)
@@ -221,9 +231,7 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)  # a few documents stand in for thousands
     collection = catalog.create_collection(session, "delta", "", [], CollectionConfig())
     paths = _scifact(tmp_path, 12)
-    revisions = [_upload(session, blobs, collection, p) for p in paths]
-    for revision in revisions:
-        _prepare(session, blobs, embedder, collection, revision)
+    revisions = _add(session, blobs, embedder, collection, paths)
     v1 = _build(session, client, blobs, embedder, collection)
     assert v1.base_version_number is None
 
@@ -235,7 +243,7 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     new_revision = _upload(session, blobs, collection, edited)
     _prepare(session, blobs, embedder, collection, new_revision)
     catalog.mark_document_deleted(session, catalog.get_document(session, collection, revisions[5].document_id))
-    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, EXAMPLE_DOCS / "fake-text.txt"))
+    _add(session, blobs, embedder, collection, [EXAMPLE_DOCS / "fake-text.txt"])
     session.commit()
     v2 = _build(session, client, blobs, embedder, collection)
 
@@ -294,11 +302,9 @@ def test_a_large_change_is_written_in_full(
     session, blobs, client = env
     collection = catalog.create_collection(session, "no-delta", "", [], CollectionConfig())
     paths = _scifact(tmp_path, 4)
-    for path in paths[:2]:
-        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    _add(session, blobs, embedder, collection, paths[:2])
     v1 = _build(session, client, blobs, embedder, collection)
-    for path in paths[2:]:
-        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    _add(session, blobs, embedder, collection, paths[2:])
     v2 = _build(session, client, blobs, embedder, collection)
     assert v2.base_version_number is None and v2.hidden_documents == []
     assert client.get_collection(v2.chroma_collection).count() == v2.chunk_count > v1.chunk_count
@@ -313,14 +319,13 @@ def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
     monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)
     collection = catalog.create_collection(session, "retention", "", [], CollectionConfig())
     paths = _scifact(tmp_path, 12)
-    for path in paths:
-        _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, path))
+    _add(session, blobs, embedder, collection, paths)
     v1 = _build(session, client, blobs, embedder, collection)
-    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, EXAMPLE_DOCS / "fake-text.txt"))
+    _add(session, blobs, embedder, collection, [EXAMPLE_DOCS / "fake-text.txt"])
     v2 = _build(session, client, blobs, embedder, collection)
     note = tmp_path / "note.txt"
     note.write_text("A short note added after version 2.")
-    _prepare(session, blobs, embedder, collection, _upload(session, blobs, collection, note))
+    _add(session, blobs, embedder, collection, [note])
     v3 = _build(session, client, blobs, embedder, collection)
     assert v2.base_version_number == v3.base_version_number == 1
     v3.state = VersionState.live
@@ -347,9 +352,7 @@ def test_a_delta_that_only_removes_answers_without_the_removed_document(
     monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)
     collection = catalog.create_collection(session, "removal", "", [], CollectionConfig())
     paths = _scifact(tmp_path, 8)
-    revisions = [_upload(session, blobs, collection, p) for p in paths]
-    for revision in revisions:
-        _prepare(session, blobs, embedder, collection, revision)
+    revisions = _add(session, blobs, embedder, collection, paths)
     _build(session, client, blobs, embedder, collection)
     catalog.mark_document_deleted(session, catalog.get_document(session, collection, revisions[0].document_id))
     session.commit()
