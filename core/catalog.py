@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -438,6 +438,31 @@ def collection_and_version(session: Session, name: str, number: int | None) -> t
     if row is None:
         raise CollectionNotFound(f"collection {name!r} does not exist")
     return row[0], row[1]
+
+
+def _version_stamp_query(pinned: bool) -> Select[str, datetime, str, str, datetime | None]:
+    which = Version.number == bindparam("number") if pinned else Version.id == Collection.live_version_id
+    return (
+        select(Collection.id, Collection.updated_at, Version.id, Version.state, Version.dropped_at)
+        .outerjoin(Version, and_(Version.collection_id == Collection.id, which))
+        .where(Collection.name == bindparam("name"))
+    )
+
+
+_VERSION_STAMP = {pinned: _version_stamp_query(pinned) for pinned in (False, True)}
+
+
+def version_stamp(connection: Connection, name: str, number: int | None) -> tuple[Any, ...] | None:
+    """A few columns that change whenever ``collection_and_version(name, number)`` would answer
+    differently for a query: the collection's ``updated_at`` (its config, its live pointer) and
+    the version's id, state and drop time. None if there is no such collection.
+
+    Cheap (a Core select of five columns, no ORM objects): readers cache what they resolved
+    and re-read it only when the stamp changes.
+    """
+    params: dict[str, Any] = {"name": name} if number is None else {"name": name, "number": number}
+    row = connection.execute(_VERSION_STAMP[number is not None], params).first()
+    return None if row is None else tuple(row)
 
 
 def version_for_job(session: Session, job_id: str) -> Version | None:

@@ -27,12 +27,14 @@ from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotFound,
 from core.models import Collection, QueryLog, Version, VersionState, new_id
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
-from query.retrieval import Base, FilterValue, Hit, IndexCache, LlamaEmbedding, VersionIndex, retrieve
+from query.retrieval import Base, FilterValue, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
 log = logging.getLogger(__name__)
 
 # A Core insert with its values passed separately: compiled once, with no ORM unit of work.
 _LOG_INSERT = insert(QueryLog)
+# Resolved (collection, version) pairs kept per process; each is a few KiB of detached rows.
+TARGET_CACHE_SIZE = 256
 
 Mode = Literal["answer", "retrieve"]
 
@@ -78,6 +80,16 @@ class QueryResult:
     prompt_revision: int = 0
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a query reads from the catalog: detached ORM objects, never modified."""
+
+    collection: Collection
+    version: Version
+    config: CollectionConfig
+    prompt: tuple[str, int]  # template and its revision (0: the config's inline template)
+
+
 @dataclass
 class _Prepared:
     collection: Collection
@@ -121,7 +133,10 @@ class QueryEngine:
         self.embedder = embedders or self._own_embedder
         self._embedders: dict[str, Embedder] = {}
         self._embedders_lock = threading.Lock()
-        self.indexes = IndexCache(settings.query.index_cache_size)
+        self.indexes: LruCache[str, VersionIndex] = LruCache(settings.query.index_cache_size)
+        # Keyed by (collection, pinned version or None, catalog stamp): a changed stamp is a
+        # new key, and the stale entry ages out.
+        self._targets: LruCache[tuple[str, int | None, tuple[Any, ...]], _Target] = LruCache(TARGET_CACHE_SIZE)
         self.llm = LLMClient(settings.llm) if settings.llm.configured else None
 
     def _own_embedder(self, model_id: str) -> Embedder:
@@ -132,7 +147,22 @@ class QueryEngine:
 
     # ---------------------------------------------------------------- steps
 
-    def _resolve(self, request: QueryRequest) -> tuple[Collection, Version, CollectionConfig, tuple[str, int]]:
+    def _resolve(self, request: QueryRequest) -> _Target:
+        """The collection, version, config and prompt that answer ``request``.
+
+        Reading them costs a session, two ORM objects and a config validation (about 1 ms of
+        a query's CPU); they are kept per process and re-read only when the catalog's stamp
+        of that collection and version changes (a five-column select), so a publish, a
+        rollback, a config change or a dropped version made by any process is seen at once.
+        """
+        with self.db.engine.connect() as connection:
+            stamp = catalog.version_stamp(connection, request.collection, request.version)
+        if stamp is None:  # no such collection: the full read raises the right error
+            return self._read_target(request)
+        # Stamped before the read: a change in between only makes the next query read again.
+        return self._targets.get((request.collection, request.version, stamp), lambda: self._read_target(request))
+
+    def _read_target(self, request: QueryRequest) -> _Target:
         with self.db.session() as session:
             collection, version = catalog.collection_and_version(session, request.collection, request.version)
             config = catalog.collection_config(collection)
@@ -153,7 +183,7 @@ class QueryEngine:
                 stored = catalog.get_prompt(session, collection, config.prompt_revision)
                 prompt = (stored.template, stored.revision)
             session.expunge_all()
-        return collection, version, config, prompt
+        return _Target(collection, version, config, prompt)
 
     def _index(self, collection: Collection, version: Version) -> VersionIndex:
         def load_bm25() -> BM25Index | None:
@@ -179,7 +209,8 @@ class QueryEngine:
         question = request.question.strip()
         if not question:
             raise InvalidInput("question is empty")
-        collection, version, config, prompt = self._resolve(request)
+        target = self._resolve(request)
+        collection, version, config = target.collection, target.version, target.config
         top_k = request.top_k or config.retrieval.top_k
         if top_k > self.settings.query.max_top_k:
             raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
@@ -193,7 +224,7 @@ class QueryEngine:
             collection,
             version,
             config,
-            prompt,
+            target.prompt,
             hits,
             embedder.count_tokens(question),
             started,

@@ -1,7 +1,7 @@
 """Retrieval over one version through LlamaIndex: dense, or hybrid (BM25 fused by reciprocal rank).
 
 A ``VersionIndex`` wraps ``VectorStoreIndex.from_vector_store(ChromaVectorStore(...))`` for
-one version's Chroma collection plus that version's BM25 index; ``IndexCache`` keeps them
+one version's Chroma collection plus that version's BM25 index; ``LruCache`` keeps them
 warm per process so that a query does not rebuild anything.
 """
 
@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -37,6 +37,8 @@ from core.errors import VersionDropped
 from core.models import Version
 
 FilterValue = str | int | float | bool
+K = TypeVar("K")
+V = TypeVar("V")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 # A delta version's own chunks up to this many are held in each API process (about 10 KiB
 # each, as LlamaIndex's in-memory store keeps vectors as lists of floats).
@@ -265,9 +267,14 @@ class VersionIndex:
         hits = self.own.dense(embedding, top_k, filters)
         if self.base and self.base_store:
             if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
-                # Over-fetch by the hidden chunks' count, so that dropping them still leaves top_k.
-                from_base = self.base_store.dense(embedding, top_k + self.base.hidden_chunks, filters)
-                hits += [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                from_base = self.base_store.dense(embedding, top_k, filters)
+                shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                if len(shown) < len(from_base):
+                    # Hidden chunks took places (rare: they are few): over-fetch by their count,
+                    # so that dropping them still leaves top_k.
+                    from_base = self.base_store.dense(embedding, top_k + self.base.hidden_chunks, filters)
+                    shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                hits += shown
             else:  # too many to over-fetch: Chroma leaves them out
                 hits += self.base_store.dense(embedding, top_k, filters, self.base.hidden)
             hits.sort(key=lambda hit: -hit.score)
@@ -332,27 +339,24 @@ def retrieve(
     return fuse([dense, index.lexical(question, vector, pool, filters)], top_k)
 
 
-class IndexCache:
-    """Per-process LRU of warm ``VersionIndex`` objects, keyed by version id."""
+class LruCache(Generic[K, V]):
+    """A per-process, thread-safe LRU of values that are costly to build (warm indexes, catalog reads)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, VersionIndex] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, build: Callable[[], VersionIndex]) -> VersionIndex:
+    def get(self, key: K, build: Callable[[], V]) -> V:
+        """The value of ``key``, built (outside the lock) if missing; a ``build`` that raises caches nothing."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        index = build()
+        value = build()
         with self._lock:
-            self._items[key] = index
+            self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return index
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
+        return value

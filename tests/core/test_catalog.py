@@ -231,3 +231,39 @@ def test_live_embedding_models_are_those_of_live_versions_only(session: Session)
     catalog.publish(session, quantized, int8)
     session.commit()
     assert catalog.live_embedding_models(session) == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-int8"]
+
+
+def test_version_stamp_changes_with_everything_a_query_reads(db: Database, session: Session) -> None:
+    """Query engines cache what they resolved under this stamp: every change a query must see changes it."""
+
+    def stamp(number: int | None = None) -> object:
+        with db.engine.connect() as connection:
+            return catalog.version_stamp(connection, "hr-policies", number)
+
+    assert stamp() is None  # no such collection
+    collection = _collection(session)
+    v1, v2 = _ready_version(session, collection), _ready_version(session, collection)
+    nothing_live = stamp()
+    catalog.publish(session, collection, v1)
+    session.commit()
+    seen = [nothing_live, stamp()]
+    assert stamp() == seen[-1]  # unchanged catalog, same stamp
+    pinned = stamp(2)
+
+    catalog.publish(session, collection, v2)  # the live pointer moves, v1 is archived
+    session.commit()
+    seen.append(stamp())
+    assert stamp(2) != pinned  # v2's state changed (ready -> live)
+
+    collection.config = {**collection.config, "retrieval": {"top_k": 9}}
+    session.commit()
+    seen.append(stamp())
+
+    v2.dropped_at = utcnow()
+    session.commit()
+    seen.append(stamp())
+
+    catalog.rollback(session, collection)
+    session.commit()
+    seen.append(stamp())
+    assert len(set(seen)) == len(seen), seen

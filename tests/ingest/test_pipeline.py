@@ -279,6 +279,13 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     monkeypatch.setattr(retrieval, "OVERFETCH_MAX_CHUNKS", 0)
     assert [h.chunk_id for h in every_hit(v2)] == [h.chunk_id for h in in_memory]
     monkeypatch.undo()
+    # A small top_k: the base's first fetch is filled with the replaced text's hidden chunks, and is fetched again.
+    index = _version_index(client, blobs, embedder, v2)
+    vector = embedder.embed([paths[3].read_text()])[0]
+    assert index.base and index.base_store
+    first = index.base_store.dense(vector.tolist(), 2, {})
+    assert any(h.metadata["document_id"] in index.base.hidden for h in first)
+    assert index.dense(vector, 2, {}) == index.dense(vector, 200, {})[:2]
 
     # Metadata filters apply to both parts.
     index = _version_index(client, blobs, embedder, v2)
