@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import numpy as np
 from chromadb.api import ClientAPI
-from sqlalchemy import insert
 
 from core import catalog
 from core.blobs import BlobStore
@@ -24,15 +23,14 @@ from core.config import CollectionConfig
 from core.db import Database
 from core.embedding import Embedder
 from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotFound, VersionNotReady
-from core.models import Collection, QueryLog, Version, VersionState, new_id
+from core.models import Collection, Version, VersionState, new_id, utcnow
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
+from query.querylog import QueryLogWriter
 from query.retrieval import Base, FilterValue, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
 log = logging.getLogger(__name__)
 
-# A Core insert with its values passed separately: compiled once, with no ORM unit of work.
-_LOG_INSERT = insert(QueryLog)
 # Resolved (collection, version) pairs kept per process; each is a few KiB of detached rows.
 TARGET_CACHE_SIZE = 256
 
@@ -138,6 +136,11 @@ class QueryEngine:
         # new key, and the stale entry ages out.
         self._targets: LruCache[tuple[str, int | None, tuple[Any, ...]], _Target] = LruCache(TARGET_CACHE_SIZE)
         self.llm = LLMClient(settings.llm) if settings.llm.configured else None
+        self.query_log = QueryLogWriter(db.engine)
+
+    def close(self) -> None:
+        """Write the queued query-log rows (at shutdown)."""
+        self.query_log.close()
 
     def _own_embedder(self, model_id: str) -> Embedder:
         with self._embedders_lock:
@@ -277,6 +280,7 @@ class QueryEngine:
             result.query_id = new_id()
             row = dict(
                 id=result.query_id,
+                created_at=utcnow(),
                 collection_id=prepared.collection.id,
                 version_number=prepared.version.number,
                 question=request.question,
@@ -293,8 +297,7 @@ class QueryEngine:
                 cost=usage["cost"],
                 client=request.client,
             )
-            with self.db.engine.begin() as connection:
-                connection.execute(_LOG_INSERT, row)
+            self.query_log.submit(row)
         return result
 
     def _fallback(self, question: str, hits: Sequence[Hit], exc: BaseException) -> Answer:

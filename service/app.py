@@ -139,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if state.engine_loaded:
+                state.query_engine.close()  # writes the queued query-log rows
             state.tasks.close()
             db.dispose()
 

@@ -53,6 +53,11 @@ class AppState:
                 self._engine = QueryEngine(self.settings, self.db, self.blobs, self.chroma)
             return self._engine
 
+    def flush_query_log(self) -> None:
+        """Wait until this process's answered queries are in the query log (readers call it first)."""
+        if self.engine_loaded:
+            self.query_engine.query_log.flush()
+
     def warm_up(self) -> None:
         """Load the embedding models that live versions answer with (the default one if none)."""
         try:

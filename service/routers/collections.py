@@ -116,6 +116,7 @@ def usage(
     name: str,
     session: SessionDep,
     principal: PrincipalDep,
+    state: StateDep,
     start: Annotated[date | None, Query(alias="from", description="First day (UTC), default 30 days ago.")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day (UTC, inclusive), default today.")] = None,
 ) -> UsageRead:
@@ -125,6 +126,7 @@ def usage(
     first = start or last - timedelta(days=30)
     if first > last:
         raise InvalidInput("'from' is after 'to'")
+    state.flush_query_log()  # this process's latest answers count
     rows = catalog.usage_rows(
         session,
         collection,

@@ -10,7 +10,7 @@ from core import catalog
 from core.errors import InvalidInput, NotFound
 from core.models import Collection, Feedback, GoldenSet, QueryLog
 from service.access import ensure_visible, record, visible_collection
-from service.deps import PrincipalDep, SessionDep
+from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import (
     FeedbackCreate,
     FeedbackRead,
@@ -41,8 +41,11 @@ def _read(feedback: Feedback, query: QueryLog, collection: Collection) -> Feedba
 
 
 @router.post("/feedback", status_code=201, responses=ERRORS)
-def give_feedback(body: FeedbackCreate, session: SessionDep, principal: PrincipalDep, request: Request) -> FeedbackRead:
+def give_feedback(
+    body: FeedbackCreate, session: SessionDep, principal: PrincipalDep, state: StateDep, request: Request
+) -> FeedbackRead:
     """Rate an answer (up/down), optionally with a comment and the answer that was expected."""
+    state.flush_query_log()  # an answer of this process may be a few milliseconds from the log
     query = catalog.get_query(session, body.query_id)
     ensure_visible(session, principal, query.collection_id, NotFound(f"query {body.query_id!r} does not exist"))
     feedback = catalog.add_feedback(session, query, body.rating, body.comment, body.expected_answer, principal.key_id)

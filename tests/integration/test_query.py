@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,14 +173,24 @@ def test_hybrid_retrieval_finds_japanese_paragraphs(redis_stack: Stack) -> None:
     assert hybrid >= 0.85 and hybrid > dense
 
 
+def _logged(s: Stack, query_id: str, columns: str) -> tuple[Any, ...]:
+    """The query's row, read from the catalog file: the API's writer commits it moments after the answer."""
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(s.data_dir / "catalog.sqlite") as db:
+            row: tuple[Any, ...] | None = db.execute(
+                f"SELECT {columns} FROM query_log WHERE id = ?", (query_id,)
+            ).fetchone()
+        if row is not None:
+            return row
+        assert time.monotonic() < deadline, f"query {query_id} was not logged"
+        time.sleep(0.05)
+
+
 def test_query_log_records_every_query(research: Stack) -> None:
     result = _query(research, collection="research", question="What datasets does RoBERTa use?")
-    with sqlite3.connect(research.data_dir / "catalog.sqlite") as db:
-        row = db.execute(
-            "SELECT version_number, question, answer_mode, chunk_ids, cited_chunk_ids, latency_ms, usage "
-            "FROM query_log WHERE id = ?",
-            (result["query_id"],),
-        ).fetchone()
+    columns = "version_number, question, answer_mode, chunk_ids, cited_chunk_ids, latency_ms, usage"
+    row = _logged(research, result["query_id"], columns)
     assert row[0] == 1 and row[1] == "What datasets does RoBERTa use?" and row[2] == "extractive"
     assert len(json.loads(row[3])) == 5 and json.loads(row[4]) == [c["chunk_id"] for c in result["citations"]]
     assert json.loads(row[5])["total"] > 0 and "embedding_tokens" in json.loads(row[6])
@@ -226,7 +237,8 @@ def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(
     assert result["usage"]["completion_tokens"] == len(result["answer"].split())
     usage = result["usage"]
     assert usage["cost"] == pytest.approx(usage["prompt_tokens"] / 1000 + usage["completion_tokens"] * 2 / 1000)
-    _query(research, collection="research", question="What is BERT?")  # extractive, through the other API
+    extractive = _query(research, collection="research", question="What is BERT?")  # through the other API
+    _logged(research, extractive["query_id"], "id")  # that API's writer has committed it
     spent = httpx.get(f"{llm_api}/collections/research/usage", headers=AUTH, timeout=30).json()
     llm_days = [d for d in spent["days"] if d["model"] == "fake-1"]
     assert llm_days and llm_days[0]["cost"] >= usage["cost"] and spent["cost"] >= usage["cost"]
@@ -363,11 +375,7 @@ def test_pinned_prompt_revision_is_used_and_recorded(research: Stack, llm_api: s
             json={"collection": "research", "question": "What is RoBERTa?"},
         ).json()
         assert fake_llm.requests[before]["messages"][-1]["content"].startswith("PROMPT-V1 Passages:")
-        with sqlite3.connect(s.data_dir / "catalog.sqlite") as db:
-            (recorded,) = db.execute(
-                "SELECT prompt_revision FROM query_log WHERE id = ?", (result["query_id"],)
-            ).fetchone()
-        assert recorded == revision
+        assert _logged(s, result["query_id"], "prompt_revision") == (revision,)
     finally:
         s.http.patch("/collections/research", json={"config": {"prompt_revision": None}})
 
