@@ -90,10 +90,7 @@ class _Target:
 
 @dataclass
 class _Prepared:
-    collection: Collection
-    version: Version
-    config: CollectionConfig
-    prompt: tuple[str, int]  # template and its revision (0: the config's inline template)
+    target: _Target
     hits: list[Hit]
     embedding_tokens: int
     started: float
@@ -213,21 +210,18 @@ class QueryEngine:
         if not question:
             raise InvalidInput("question is empty")
         target = self._resolve(request)
-        collection, version, config = target.collection, target.version, target.config
+        version, config = target.version, target.config
         top_k = request.top_k or config.retrieval.top_k
         if top_k > self.settings.query.max_top_k:
             raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
-        index = self._index(collection, version)
+        index = self._index(target.collection, version)
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
         vector: np.ndarray = embedder.embed([question])[0]
         hits = retrieve(
             index, question, vector, top_k, config.retrieval.hybrid, request.filters, config.retrieval.min_score
         )
         return _Prepared(
-            collection,
-            version,
-            config,
-            target.prompt,
+            target,
             hits,
             embedder.count_tokens(question),
             started,
@@ -235,7 +229,7 @@ class QueryEngine:
         )
 
     def _prompt(self, prepared: _Prepared, question: str) -> str:
-        return prepared.prompt[0].format(context=context_block(prepared.hits), question=question)
+        return prepared.target.prompt[0].format(context=context_block(prepared.hits), question=question)
 
     def _finish(
         self, request: QueryRequest, prepared: _Prepared, answer: Answer | None, generate_ms: float
@@ -253,7 +247,7 @@ class QueryEngine:
         }
         llm_model = self.llm.model if answer.mode == "llm" and self.llm else None
         cost = self.settings.cost(llm_model, answer.prompt_tokens, answer.completion_tokens) + self.settings.cost(
-            prepared.version.embedding_model, prepared.embedding_tokens, 0
+            prepared.target.version.embedding_model, prepared.embedding_tokens, 0
         )
         usage["cost"] = round(cost, 8)
         latency = {
@@ -264,8 +258,8 @@ class QueryEngine:
         model = llm_model
         result = QueryResult(
             "",
-            prepared.collection.name,
-            prepared.version.number,
+            prepared.target.collection.name,
+            prepared.target.version.number,
             answer.text,
             answer.mode,
             citations,
@@ -274,15 +268,15 @@ class QueryEngine:
             answer.warnings,
             model,
             sources,
-            prepared.prompt[1],
+            prepared.target.prompt[1],
         )
         if request.record:
             result.query_id = new_id()
             row = dict(
                 id=result.query_id,
                 created_at=utcnow(),
-                collection_id=prepared.collection.id,
-                version_number=prepared.version.number,
+                collection_id=prepared.target.collection.id,
+                version_number=prepared.target.version.number,
                 question=request.question,
                 mode=request.mode,
                 answer_mode=answer.mode,
@@ -293,7 +287,7 @@ class QueryEngine:
                 latency_ms=latency,
                 warnings=answer.warnings,
                 model=model,
-                prompt_revision=prepared.prompt[1],
+                prompt_revision=prepared.target.prompt[1],
                 cost=usage["cost"],
                 client=request.client,
             )
