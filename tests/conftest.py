@@ -7,8 +7,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from core.db import Database
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "netguard"))
@@ -52,6 +56,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated, empty catalog on each backend; its tables are dropped afterwards."""
+    from sqlalchemy import text
+
+    from core.db import Database, create_schema
+    from core.models import Base
+
+    database = Database(database_url)
+    create_schema(database.engine)
+    yield database
+    Base.metadata.drop_all(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    database.dispose()
 
 
 @pytest.fixture(scope="session")

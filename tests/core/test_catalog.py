@@ -20,17 +20,6 @@ from core.models import Base, Collection, DocumentStatus, JobKind, QueryLog, Ver
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    create_schema(database.engine)
-    yield database
-    Base.metadata.drop_all(database.engine)
-    with database.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    database.dispose()
-
-
-@pytest.fixture
 def session(db: Database) -> Iterator[Session]:
     with db.session() as s:
         yield s

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from core.config import CollectionConfig
-from core.db import Database, create_schema
-from core.models import Base, QueryLog, new_id, utcnow
+from core.db import Database
+from core.models import QueryLog, new_id, utcnow
 from query.querylog import QueryLogWriter
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    create_schema(database.engine)
-    yield database
-    Base.metadata.drop_all(database.engine)
-    with database.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    database.dispose()
 
 
 @pytest.fixture
