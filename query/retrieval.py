@@ -267,13 +267,13 @@ class VersionIndex:
         hits = self.own.dense(embedding, top_k, filters)
         if self.base and self.base_store:
             if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
-                from_base = self.base_store.dense(embedding, top_k, filters)
-                shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
-                if len(shown) < len(from_base):
-                    # Hidden chunks took places (rare: they are few): over-fetch by their count,
-                    # so that dropping them still leaves top_k.
-                    from_base = self.base_store.dense(embedding, top_k + self.base.hidden_chunks, filters)
+                # top_k first; only if hidden chunks took places (rare: they are few), again
+                # over-fetching by their count, so that dropping them still leaves top_k.
+                for fetch in (top_k, top_k + self.base.hidden_chunks):
+                    from_base = self.base_store.dense(embedding, fetch, filters)
                     shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                    if len(shown) == len(from_base):
+                        break
                 hits += shown
             else:  # too many to over-fetch: Chroma leaves them out
                 hits += self.base_store.dense(embedding, top_k, filters, self.base.hidden)
