@@ -26,7 +26,7 @@ lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Ingestion, incremental builds, query latency and retrieval quality against baselines (~18 min on 2 cores).
+# Ingestion, incremental builds, query latency and retrieval quality against baselines (~20 min on 2 cores).
 bench:
 	$(BIN)/python -m bench.run
 

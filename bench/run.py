@@ -1,6 +1,6 @@
 """``make bench``: ingestion, incremental builds, query latency and retrieval quality, with baselines.
 
-    .venv/bin/python -m bench.run            # the full run (~18 minutes on 2 cores)
+    .venv/bin/python -m bench.run            # the full run (~20 minutes on 2 cores)
     .venv/bin/python -m bench.run --smoke    # a minute or two: keeps the harness working (CI)
 
 Starts a real ragkeep (``ragkeep up`` in a temporary folder: Chroma server, Celery worker,
