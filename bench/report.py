@@ -67,6 +67,34 @@ def latency_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+CPU_COLUMNS = (  # key in a run's cpu_ms_per_request, heading
+    ("bench process", "bench process"),
+    ("api", "API"),
+    ("baseline endpoint", "baseline endpoint"),
+    ("chroma", "Chroma"),
+    ("worker", "worker"),
+    ("beat", "beat"),
+)
+
+
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """CPU milliseconds per request that each process spent during each latency run."""
+    runs = [r for r in results["latency"]["runs"] if r.get("cpu_ms_per_request")]
+    if not runs:
+        return []
+    lines = [
+        "| target | model | mode | concurrency | " + " | ".join(h for _, h in CPU_COLUMNS) + " | all |",
+        "|---|---|---|---|" + "---|" * (len(CPU_COLUMNS) + 1),
+    ]
+    for r in runs:
+        cpu = r["cpu_ms_per_request"]
+        cells = " | ".join(f"{cpu[k]:.1f}" if k in cpu else "-" for k, _ in CPU_COLUMNS)
+        lines.append(
+            f"| {r['target']} | {r['model']} | {r['mode']} | {r['concurrency']} | {cells} | {sum(cpu.values()):.1f} |"
+        )
+    return lines
+
+
 def quality_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| dataset | queries | retrieval | nDCG@10 | recall@10 | recall@100 | p50 ms (top 100) |",
@@ -136,6 +164,17 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *latency_table(results),
         "",
+        *(
+            [
+                "CPU per request, in milliseconds, by process: the bench process is the floor itself in the "
+                "floor's rows and the HTTP load generator in the others.",
+                "",
+                *cpu_table(results),
+                "",
+            ]
+            if cpu_table(results)
+            else []
+        ),
         f"**Retrieval quality** (published dense nDCG@10 for this model on SciFact: {PUBLISHED_SCIFACT_NDCG})",
         "",
         *quality_table(results),

@@ -20,10 +20,14 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -31,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from bench import datasets, ingestion, latency, quality  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
-from bench.stack import ragkeep_up  # noqa: E402
+from bench.stack import ragkeep_up, tree_cpu_seconds  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
 
 
@@ -80,26 +84,46 @@ class LatencyTarget:
 
 
 def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdir: Path) -> dict[str, Any]:
-    """For each embedding model: the floor, then ragkeep's /query; then the baseline (float model) once."""
+    """For each embedding model: the floor, then ragkeep's /query; then the baseline (float model) once.
+
+    Each run also records the CPU that every process spent per request: the stack's parts,
+    this process (the floor itself, or the load generator) and the baseline endpoint.
+    """
     questions = [q for q, _ in datasets.scifact_queries()]
     runs: list[dict[str, Any]] = []
+    me = psutil.Process()
+    others: dict[str, psutil.Process] = {}  # processes outside the stack, by name
 
-    def record(target: str, mode: str, concurrency: int, model: str, result: dict[str, Any]) -> None:
+    def cpu() -> dict[str, float]:
+        own = me.cpu_times()  # this process's threads only: `ragkeep up` is one of its children
+        seconds = {**stack.cpu_seconds(), "bench process": own.user + own.system}
+        return seconds | {name: tree_cpu_seconds(process) for name, process in others.items()}
+
+    def measure(target: str, mode: str, concurrency: int, model: str, load: Callable[..., dict[str, Any]]) -> None:
+        before: dict[str, float] = {}
+        result = load(on_start=lambda: before.update(cpu()))  # after the warm-up requests
+        result["cpu_ms_per_request"] = latency.cpu_per_request(before, cpu(), result.get("requests", 0))
         runs.append({"target": target, "mode": mode, "concurrency": concurrency, "model": model, **result})
         log(f"  {target} {mode} ({model}) c={concurrency}: {result}")
 
     for target in targets:
         floor = latency.Floor(stack.chroma_url, target.chroma_collection, top_k=5, model=target.model)
         for concurrency in plan.concurrency:
-            result = latency.inprocess_load(floor, questions, concurrency, plan.max_requests, plan.max_seconds)
-            record("floor (in-process)", "retrieve", concurrency, target.model, result)
+            measure(
+                "floor (in-process)",
+                "retrieve",
+                concurrency,
+                target.model,
+                partial(latency.inprocess_load, floor, questions, concurrency, plan.max_requests, plan.max_seconds),
+            )
         del floor
         # Extractive answers cost the same whatever the model: measured once, with the default one.
         modes = ("retrieve", "answer") if target is targets[0] else ("retrieve",)
         for mode in modes:
             bodies = [{"collection": target.collection, "question": q, "top_k": 5, "mode": mode} for q in questions]
             for concurrency in plan.concurrency:
-                result = latency.http_load(
+                load = partial(
+                    latency.http_load,
                     f"{stack.url}/query",
                     bodies,
                     concurrency,
@@ -108,13 +132,15 @@ def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdi
                     latency.ragkeep_headers(),
                 )
                 label = "retrieve" if mode == "retrieve" else "extractive answer"
-                record("ragkeep /query", label, concurrency, target.model, result)
+                measure("ragkeep /query", label, concurrency, target.model, load)
     baseline = targets[0]
-    with latency.baseline_endpoint(stack.chroma_url, baseline.chroma_collection, workdir / "baseline-api.log") as url:
+    endpoint = latency.baseline_endpoint(stack.chroma_url, baseline.chroma_collection, workdir / "baseline-api.log")
+    with endpoint as (url, pid):
+        others["baseline endpoint"] = psutil.Process(pid)
         bodies = [{"question": q, "top_k": 5} for q in questions]
         for concurrency in plan.concurrency:
-            result = latency.http_load(f"{url}/query", bodies, concurrency, plan.max_requests, plan.max_seconds)
-            record("baseline LlamaIndex endpoint", "retrieve", concurrency, baseline.model, result)
+            load = partial(latency.http_load, f"{url}/query", bodies, concurrency, plan.max_requests, plan.max_seconds)
+            measure("baseline LlamaIndex endpoint", "retrieve", concurrency, baseline.model, load)
     return {"top_k": 5, "max_requests": plan.max_requests, "max_seconds": plan.max_seconds, "runs": runs}
 
 

@@ -91,6 +91,23 @@ class MemorySampler:
         self._thread.join()
 
 
+# What each child of ``ragkeep up`` runs, told from its command line (see cli/main.py).
+PARTS = (("api", " uvicorn "), ("worker", " worker "), ("beat", " beat "), ("chroma", " run --path "))
+
+
+def tree_cpu_seconds(process: psutil.Process) -> float:
+    """CPU time (user + system) of a process and its descendants so far, those that exited included."""
+    total = 0.0
+    for member in (process, *process.children(recursive=True)):
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        # children_*: descendants that exited and were waited for (recycled prefork children).
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 @dataclass
 class Stack:
     url: str
@@ -105,6 +122,19 @@ class Stack:
 
     def memory(self) -> MemorySampler:
         return MemorySampler(psutil.Process(self.process.pid))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far of each part of the stack (api, worker, beat, chroma), with its children."""
+        totals = dict.fromkeys((name for name, _ in PARTS), 0.0)
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                command = f" {' '.join(child.cmdline())} "
+            except psutil.Error:
+                continue
+            part = next((name for name, marker in PARTS if marker in command), None)
+            if part is not None:
+                totals[part] += tree_cpu_seconds(child)
+        return totals
 
     def worker_metric(self, name: str) -> float:
         """Sum of a worker metric's samples (all label values), from the worker's /metrics."""

@@ -82,12 +82,19 @@ def create_key(
     return row, plaintext
 
 
+def env_admin(presented: str | None, env_admin_key: str | None) -> Principal | None:
+    """The environment's admin principal if ``presented`` is ``RAGKEEP_ADMIN_API_KEY``, else None (no I/O)."""
+    if presented and env_admin_key and hmac.compare_digest(presented.encode(), env_admin_key.encode()):
+        return Principal(ENV_ADMIN_ID, "RAGKEEP_ADMIN_API_KEY", "admin", None)
+    return None
+
+
 def authenticate(session: Session, presented: str | None, env_admin_key: str | None) -> Principal:
     """The principal for a bearer key; 401 for a missing, unknown, expired or revoked key."""
     if not presented:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    if env_admin_key and hmac.compare_digest(presented.encode(), env_admin_key.encode()):
-        return Principal(ENV_ADMIN_ID, "RAGKEEP_ADMIN_API_KEY", "admin", None)
+    if admin := env_admin(presented, env_admin_key):
+        return admin
     digest = key_hash(presented)
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if row is None or not hmac.compare_digest(row.key_hash, digest):

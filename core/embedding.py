@@ -62,6 +62,8 @@ class _Model(Protocol):
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
 
+    def encode_one(self, text: str) -> tuple[np.ndarray, int]: ...
+
     def count_tokens(self, text: str) -> int: ...
 
 
@@ -85,6 +87,9 @@ class _TorchModel:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode_one(self, text: str) -> tuple[np.ndarray, int]:
+        return self.encode([text], 1)[0], self.count_tokens(text)
 
     def count_tokens(self, text: str) -> int:
         return min(len(self.model.tokenizer(text)["input_ids"]), self.max_tokens)
@@ -140,6 +145,11 @@ class _OnnxModel:
             parts.append(self._run(encoded[start:end], longest))
             start = end
         return np.concatenate(parts)
+
+    def encode_one(self, text: str) -> tuple[np.ndarray, int]:
+        """One text (a query): tokenized once, for both its vector and its token count."""
+        encoded = self.tokenizer.encode(text)
+        return self._run([encoded], len(encoded.ids))[0], len(encoded.ids)
 
     def _run(self, encoded: Sequence[Encoding], length: int) -> np.ndarray:
         ids = np.zeros((len(encoded), length), dtype=np.int64)
@@ -284,6 +294,16 @@ class Embedder:
     def count_tokens(self, text: str) -> int:
         """Wordpiece tokens the model sees for ``text`` (capped at its window)."""
         return self._load().count_tokens(text)
+
+    def embed_query(self, text: str) -> tuple[np.ndarray, int]:
+        """One text's vector and the tokens the model saw of it (what a query costs: a usage figure)."""
+        model = self._load()
+        started = time.perf_counter()
+        vector, tokens = model.encode_one(text)
+        self.texts_embedded += 1
+        if self._on_embed is not None:
+            self._on_embed(1, time.perf_counter() - started)
+        return vector, tokens
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (in order) into a ``(len(texts), dim)`` float32 array."""

@@ -50,6 +50,11 @@ class RateLimiter:
         self.per_minute = per_minute
         self._counter: _Counter = RedisCounter(redis_url) if redis_url and per_minute else MemoryCounter()
 
+    @property
+    def does_io(self) -> bool:
+        """Whether a check is a network round trip (Redis): async callers run it in a thread."""
+        return bool(self.per_minute) and isinstance(self._counter, RedisCounter)
+
     def check(self, key: str) -> None:
         """Count one request of ``key``; raise 429 with the seconds until the window resets."""
         if not self.per_minute:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 from chromadb.api import ClientAPI
 
 from core import catalog
@@ -216,17 +215,11 @@ class QueryEngine:
             raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
         index = self._index(target.collection, version)
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
-        vector: np.ndarray = embedder.embed([question])[0]
+        vector, tokens = embedder.embed_query(question)
         hits = retrieve(
             index, question, vector, top_k, config.retrieval.hybrid, request.filters, config.retrieval.min_score
         )
-        return _Prepared(
-            target,
-            hits,
-            embedder.count_tokens(question),
-            started,
-            (time.perf_counter() - started) * 1000,
-        )
+        return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000)
 
     def _prompt(self, prepared: _Prepared, question: str) -> str:
         return prepared.target.prompt[0].format(context=context_block(prepared.hits), question=question)

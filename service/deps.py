@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from core import catalog, chroma
-from core.auth import ANONYMOUS_ADMIN, Principal, authenticate
+from core.auth import ANONYMOUS_ADMIN, Principal, authenticate, env_admin
 from core.blobs import BlobStore
 from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
@@ -107,16 +107,27 @@ async def get_engine(state: StateDep) -> QueryEngine:
 EngineDep = Annotated[QueryEngine, Depends(get_engine)]
 
 
-def get_principal(request: Request, state: StateDep) -> Principal:
+async def get_principal(request: Request, state: StateDep) -> Principal:
     """The caller, from ``Authorization: Bearer <key>`` (checked against the catalog on every request).
 
-    The key is looked up in a session of its own, so a route that needs no other catalog
-    access (``/query``) holds no session while it answers.
+    Async, so that a request with the environment's admin key (or with auth disabled) and
+    an in-process rate limit costs no thread hand-off; a key kept in the catalog, or a
+    rate limit counted in Redis, is checked in the thread pool.
     """
     if state.settings.auth == "disabled":
         return ANONYMOUS_ADMIN
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token.strip() if scheme.lower() == "bearer" else ""
+    principal = env_admin(presented, state.settings.admin_api_key)
+    if principal is None or state.limiter.does_io:
+        return await run_in_threadpool(_authenticate, state, presented)
+    state.limiter.check(principal.key_id)
+    return principal
+
+
+def _authenticate(state: AppState, presented: str) -> Principal:
+    # The key is looked up in a session of its own, so a route that needs no other catalog
+    # access (``/query``) holds no session while it answers.
     with state.db.session() as session:  # connects only when the key is not the environment's admin key
         principal = authenticate(session, presented, state.settings.admin_api_key)
     state.limiter.check(principal.key_id)

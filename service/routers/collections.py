@@ -100,6 +100,9 @@ def delete_collection(
     name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> Response:
     """Delete a collection with its documents, versions, Chroma collections and blobs (admin)."""
+    # Its queries answered here go into the log first, to be deleted with it (and not refused
+    # later for a missing collection). Before this session writes: the log's writer needs the catalog.
+    state.flush_query_log()
     collection = visible_collection(session, principal, name, "admin")
     record(request, session, principal, "collection.delete", name, name)
     collection_id = collection.id

@@ -53,6 +53,16 @@ def test_token_counts_match(backends: tuple[Embedder, Embedder]) -> None:
     assert onnx.count_tokens(TEXTS[-2]) == 256
 
 
+def test_a_query_is_embedded_and_counted_as_in_a_batch(backends: tuple[Embedder, Embedder]) -> None:
+    """``embed_query`` (one tokenization for the vector and the count) agrees with ``embed`` and ``count_tokens``."""
+    for embedder in backends:
+        for text in (TEXTS[0], TEXTS[-2]):  # a short text and one past the model's window
+            vector, tokens = embedder.embed_query(text)
+            assert vector.shape == (384,) and vector.dtype == np.float32
+            assert float(vector @ embedder.embed([text])[0]) > 0.99999
+            assert tokens == embedder.count_tokens(text)
+
+
 def test_the_int8_model_is_its_own_model_and_every_process_gets_the_same_one(
     backends: tuple[Embedder, Embedder],
 ) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, event, func, select
 
 from core.config import CollectionConfig
 from core.db import Database
 from core.models import QueryLog, new_id, utcnow
+from query import querylog
 from query.querylog import QueryLogWriter
 
 
@@ -89,9 +92,21 @@ def test_a_failed_batch_is_reported_and_later_rows_still_land(
     rows = [_row(collection_id, "before"), _row("no-such-collection", "orphan"), _row(collection_id, "after")]
     writer._write(rows)
     assert sorted(_logged(db)) == ["after", "before", "kept"]
-    failures = [r for r in caplog.records if r.levelno == logging.ERROR and "query-log row failed" in r.getMessage()]
-    assert len(failures) == 2
+    # A row of a collection deleted meanwhile is an expected loss: a warning, no traceback.
+    refused = [r for r in caplog.records if "refused by the catalog" in r.getMessage()]
+    assert len(refused) == 2 and all(r.levelno == logging.WARNING and not r.exc_info for r in refused)
     writer.close()
+
+
+def test_an_unreachable_catalog_loses_the_row_with_an_error_and_answers_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = QueryLogWriter(create_engine(f"sqlite:///{tmp_path / 'missing' / 'catalog.sqlite'}"))
+    writer.submit(_row("any", "lost"))
+    assert writer.flush(timeout=30)
+    writer.close()
+    failures = [r for r in caplog.records if "query-log row failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].levelno == logging.ERROR and failures[0].exc_info
 
 
 def test_a_writer_that_never_wrote_starts_no_thread(db: Database) -> None:
@@ -102,3 +117,37 @@ def test_a_writer_that_never_wrote_starts_no_thread(db: Database) -> None:
     assert threading.active_count() == before
     with db.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(QueryLog)) == 0
+
+
+def test_rows_arriving_one_by_one_share_commits(db: Database, collection_id: str) -> None:
+    """At a few queries a second, rows linger briefly so that several share one transaction."""
+    commits = 0
+
+    def count(_connection: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(db.engine, "commit", count)
+    writer = QueryLogWriter(db.engine)
+    try:
+        for i in range(20):  # one row every 2 ms: without the linger, nearly every row is its own commit
+            writer.submit(_row(collection_id, f"q{i}"))
+            time.sleep(0.002)
+        assert writer.flush(timeout=30)
+    finally:
+        writer.close()
+        event.remove(db.engine, "commit", count)
+    assert len(_logged(db)) == 20
+    assert commits <= 5
+
+
+def test_flush_does_not_wait_out_the_linger(db: Database, collection_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(querylog, "LINGER_SECONDS", 3600.0)  # a flush that waited for it would time out
+    writer = QueryLogWriter(db.engine)
+    writer.submit(_row(collection_id, "first"))
+    assert writer.flush(timeout=30)
+    writer.submit(_row(collection_id, "second"))  # the linger is back after a flush
+    assert writer.flush(timeout=30)
+    writer.submit(_row(collection_id, "third"))
+    writer.close(timeout=30)  # so is close
+    assert _logged(db) == ["first", "second", "third"]

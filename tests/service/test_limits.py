@@ -131,3 +131,5 @@ def test_rate_limit_is_shared_through_redis_by_every_api_process() -> None:
         second.check(key)
     assert 1 <= refused.value.retry_after <= 61
     RateLimiter(3, REDIS_URL).check(f"{key}-other")  # other keys have their own budget
+    # A Redis count is a round trip: the API checks it in its thread pool, not on the event loop.
+    assert first.does_io and not RateLimiter(3, None).does_io and not RateLimiter(0, REDIS_URL).does_io
