@@ -91,6 +91,8 @@ def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack
         for log in ("worker.log", "api.log"):
             text = (tmp / log).read_text(errors="replace")
             assert "Traceback" not in text, f"{log} holds a traceback:\n{text[-6000:]}"
+            # No answered query goes missing from the log (a deleted collection's are written first).
+            assert "query-log row" not in text, f"{log} lost query-log rows:\n{text[-6000:]}"
     assert not netguard_log.exists(), f"a process tried to reach the internet: {netguard_log.read_text()}"
 
 
