@@ -300,9 +300,7 @@ class Embedder:
         model = self._load()
         started = time.perf_counter()
         vector, tokens = model.encode_one(text)
-        self.texts_embedded += 1
-        if self._on_embed is not None:
-            self._on_embed(1, time.perf_counter() - started)
+        self._done(1, started)
         return vector, tokens
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -315,7 +313,10 @@ class Embedder:
         vectors = model.encode([texts[i] for i in order], self.batch_size)
         result = np.empty_like(vectors, dtype=np.float32)
         result[order] = vectors
-        self.texts_embedded += len(texts)
-        if self._on_embed is not None:
-            self._on_embed(len(texts), time.perf_counter() - started)
+        self._done(len(texts), started)
         return result
+
+    def _done(self, texts: int, started: float) -> None:
+        self.texts_embedded += texts
+        if self._on_embed is not None:
+            self._on_embed(texts, time.perf_counter() - started)

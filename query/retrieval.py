@@ -57,7 +57,7 @@ class LlamaEmbedding(BaseEmbedding):  # type: ignore[misc]  # llama_index is not
         self._embedder = embedder
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self._embedder.embed([query])[0]]
+        return [float(x) for x in self._embedder.embed_query(query)[0]]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
