@@ -116,6 +116,7 @@ def markdown(results: dict[str, Any]) -> str:
     floor = results["floor"]
     inc = results["incremental"]
     scifact = results["ingestion"]["scifact"]["ragkeep"]
+    cpu = cpu_table(results)
     lines = [
         f"Measured {results['date']} on {results['machine']}; whole run {results.get('bench_seconds', 0):.0f} s.",
         "",
@@ -169,10 +170,10 @@ def markdown(results: dict[str, Any]) -> str:
                 "CPU per request, in milliseconds, by process: the bench process is the floor itself in the "
                 "floor's rows and the HTTP load generator in the others.",
                 "",
-                *cpu_table(results),
+                *cpu,
                 "",
             ]
-            if cpu_table(results)
+            if cpu
             else []
         ),
         f"**Retrieval quality** (published dense nDCG@10 for this model on SciFact: {PUBLISHED_SCIFACT_NDCG})",
