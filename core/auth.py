@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import Forbidden, NotFound, Unauthorized
@@ -41,9 +41,16 @@ class Principal:
     name: str
     role: Role
     collections: frozenset[str] | None  # None: every collection
+    expires_at: datetime | None = None
 
     def sees(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
+
+    def covers(self, collections: Sequence[str] | Literal["*"]) -> bool:
+        """Whether every collection of a key scoped to ``collections`` is within this key's scope."""
+        if self.collections is None:
+            return True
+        return collections != "*" and "*" not in collections and set(collections) <= self.collections
 
     def at_least(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -53,6 +60,32 @@ class Principal:
         if not self.at_least(role):
             where = f" on collection {collection!r}" if collection else ""
             raise Forbidden(f"key {self.name!r} has role {self.role}; this needs {role}{where}")
+
+    def require_global(self, what: str) -> None:
+        """Raise 403 unless this is an admin key for every collection (creating collections needs one)."""
+        self.require("admin")
+        if self.collections is not None:
+            raise Forbidden(f"key {self.name!r} is scoped to some collections; {what} needs an unscoped admin key")
+
+    def check_can_create(
+        self, role: Role, collections: Sequence[str] | Literal["*"], expires_at: datetime | None
+    ) -> None:
+        """Raise 403 unless a key with this role, scope and expiry is no wider than this key.
+
+        A scoped admin administers its own collections only: it may hand out keys for them,
+        never a key for another collection, an unscoped key, or one that outlives it.
+        """
+        self.require("admin")
+        if not at_most(role, self.role):
+            raise Forbidden(f"key {self.name!r} cannot create a key with role {role}")
+        if not self.covers(collections):
+            raise Forbidden(f"key {self.name!r} can only create keys for its own collections")
+        if self.expires_at is not None and (expires_at is None or expires_at > self.expires_at):
+            raise Forbidden(f"key {self.name!r} expires at {self.expires_at.isoformat()}; a key it creates must too")
+
+
+def at_most(role: Role, ceiling: Role) -> bool:
+    return ROLE_RANK[role] <= ROLE_RANK[ceiling]
 
 
 ANONYMOUS_ADMIN = Principal("auth-disabled", "auth disabled", "admin", None)
@@ -106,16 +139,19 @@ def authenticate(session: Session, presented: str | None, env_admin_key: str | N
         raise Unauthorized("this API key has expired")
     role: Role = row.role  # type: ignore[assignment]
     scope = None if "*" in row.collections else frozenset(row.collections)
-    return Principal(row.id, row.name, role, scope)
+    return Principal(row.id, row.name, role, scope, row.expires_at)
 
 
-def list_keys(session: Session) -> Sequence[ApiKey]:
-    return session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())).all()
+def list_keys(session: Session, viewer: Principal) -> list[ApiKey]:
+    """The keys ``viewer`` administers: every key for an unscoped admin, else those within its scope."""
+    rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())).all()
+    return [row for row in rows if viewer.covers(row.collections)]
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKey:
+def revoke_key(session: Session, key_id: str, viewer: Principal) -> ApiKey:
+    """Revoke a key that ``viewer`` administers (404, as if it did not exist, for any other)."""
     row = session.get(ApiKey, key_id)
-    if row is None:
+    if row is None or not viewer.covers(row.collections):
         raise NotFound(f"API key {key_id!r} does not exist")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
@@ -152,9 +188,17 @@ def audit(
 
 
 def list_audit(
-    session: Session, offset: int, limit: int, collection: str | None = None, action: str | None = None
+    session: Session,
+    viewer: Principal,
+    offset: int,
+    limit: int,
+    collection: str | None = None,
+    action: str | None = None,
 ) -> tuple[Sequence[AuditEntry], int]:
+    """Audit rows ``viewer`` may read: all for an unscoped admin; else its collections' rows and its own."""
     where = []
+    if viewer.collections is not None:
+        where.append(or_(AuditEntry.collection.in_(sorted(viewer.collections)), AuditEntry.key_id == viewer.key_id))
     if collection:
         where.append(AuditEntry.collection == collection)
     if action:

@@ -289,10 +289,15 @@ def create_job(session: Session, kind: JobKind, collection_id: str | None, total
     return job
 
 
+def job_missing(job_id: str) -> JobNotFound:
+    """What an unknown job id answers (also for one the caller may not see)."""
+    return JobNotFound(f"job {job_id!r} does not exist")
+
+
 def get_job(session: Session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
-        raise JobNotFound(f"job {job_id!r} does not exist")
+        raise job_missing(job_id)
     return job
 
 
@@ -661,10 +666,15 @@ def create_eval_run(
     return run
 
 
+def eval_run_missing(run_id: str) -> NotFound:
+    """What an unknown evaluation id answers (also for one the caller may not see)."""
+    return NotFound(f"evaluation {run_id!r} does not exist")
+
+
 def get_eval_run(session: Session, run_id: str) -> EvalRun:
     run = session.get(EvalRun, run_id)
     if run is None:
-        raise NotFound(f"evaluation {run_id!r} does not exist")
+        raise eval_run_missing(run_id)
     return run
 
 
@@ -705,10 +715,15 @@ def get_report(session: Session, collection: Collection, report_id: str) -> Repo
 # ------------------------------------------------------------------- feedback
 
 
+def query_missing(query_id: str) -> NotFound:
+    """What an unknown query id answers (also for one the caller may not see: the two read alike)."""
+    return NotFound(f"query {query_id!r} does not exist (or its log was pruned)")
+
+
 def get_query(session: Session, query_id: str) -> QueryLog:
     row = session.get(QueryLog, query_id.removeprefix("chatcmpl-"))
     if row is None:
-        raise NotFound(f"query {query_id!r} does not exist (or its log was pruned)")
+        raise query_missing(query_id)
     return row
 
 
@@ -801,11 +816,11 @@ def get_prompt(session: Session, collection: Collection, revision: int) -> Promp
 def usage_rows(
     session: Session, collection: Collection, start: datetime, end: datetime
 ) -> Sequence[tuple[datetime, str | None, dict[str, Any], float]]:
-    """(time, LLM model, usage, cost) of the collection's logged queries in [start, end)."""
+    """(time, LLM model, usage, cost) of the collection's logged queries in [start, end]."""
     return (
         session.execute(
             select(QueryLog.created_at, QueryLog.model, QueryLog.usage, QueryLog.cost).where(
-                QueryLog.collection_id == collection.id, QueryLog.created_at >= start, QueryLog.created_at < end
+                QueryLog.collection_id == collection.id, QueryLog.created_at >= start, QueryLog.created_at <= end
             )
         )
         .tuples()

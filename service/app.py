@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logs
@@ -22,7 +29,7 @@ from core.errors import RagkeepError, TooManyRequests, Unauthorized
 from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
 from service import metrics
-from service.deps import AppState
+from service.deps import AppState, get_principal
 from service.routers import (
     admin,
     collections,
@@ -36,6 +43,7 @@ from service.routers import (
     query,
     versions,
 )
+from service.schemas import ErrorBody
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -107,6 +115,72 @@ class RequestObserver:
             logs.request_id.reset(token)
 
 
+@dataclass(frozen=True)
+class _Operation:
+    path: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    takes_key: bool
+
+
+def _operations(app: FastAPI) -> list[_Operation]:
+    """The app's routes with their full paths, as FastAPI's included routers resolve them."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        path, methods = context.path, context.methods
+        if path is None or not methods:
+            continue
+        dependant = getattr(context.original_route, "dependant", None)
+        takes_key = dependant is not None and get_principal in [d.call for d in _all_dependencies(dependant)]
+        found.append(_Operation(path, compile_path(path)[0], frozenset(methods), takes_key))
+    return found
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods = {m for op in _operations(app) if op.pattern.match(path) for m in op.methods}
+    return sorted(methods | {"OPTIONS"})
+
+
+def _document_errors(app: FastAPI, max_top_k: int) -> dict[str, Any]:
+    """The OpenAPI document, saying what the API really sends when it refuses a request.
+
+    Every error body is ``{"error", "detail"}`` (FastAPI would declare its own 422 shape); every
+    route that takes a key may answer 401, 403 and 429; one that can be refused for its body or
+    parameters, 422; and any route that reads the catalog, 503 when it is overloaded.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorBody"] = ErrorBody.model_json_schema()
+    for component in components.values():
+        for option in component.get("properties", {}).get("top_k", {}).get("anyOf", []):
+            if option.get("type") == "integer":
+                option["maximum"] = max_top_k
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    guarded = {(method.lower(), op.path): op.takes_key for op in _operations(app) for method in op.methods}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            codes = {"422", "503"}
+            if guarded.get((method, path)):
+                codes |= {"401", "403", "429"}
+            for code in codes:
+                responses[code] = error
+    app.openapi_schema = schema
+    return schema
+
+
+def _all_dependencies(dependant: Dependant) -> list[Dependant]:
+    return [sub for child in dependant.dependencies for sub in (child, *_all_dependencies(child))]
+
+
 def serve_app() -> FastAPI:
     """The app as ``ragkeep api`` serves it: logging configured from the settings first."""
     settings = get_settings()
@@ -167,14 +241,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _error(422, "InvalidInput", _validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body": JSON nested past the parser's
+            # stack, bytes that are not UTF-8, a broken multipart body. Like any invalid body: 422.
+            return _error(
+                422, "InvalidInput", "the request body could not be parsed (malformed, not UTF-8, or nested too deeply)"
+            )
+        if exc.status_code == 405:
+            allow = ", ".join(_allowed_methods(app, request.url.path))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            return _error(
+                405, "MethodNotAllowed", f"{request.method} is not allowed here; use {allow}", {"Allow": allow}
+            )
+        name = {404: "NotFound"}.get(exc.status_code, "HTTPError")
         return _error(exc.status_code, name, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return _error(500, "InternalError", "an unexpected error occurred; it has been logged")
+
+    app.openapi = lambda: _document_errors(app, settings.query.max_top_k)  # type: ignore[method-assign]
 
     for router in (
         health.router,

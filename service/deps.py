@@ -114,6 +114,15 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     an in-process rate limit costs no thread hand-off; a key kept in the catalog, or a
     rate limit counted in Redis, is checked in the thread pool.
     """
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:  # authenticated already by the route's guard (service.access.GuardedRoute)
+        return cached
+    principal = await _principal(request, state)
+    request.state.principal = principal
+    return principal
+
+
+async def _principal(request: Request, state: AppState) -> Principal:
     if state.settings.auth == "disabled":
         return ANONYMOUS_ADMIN
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

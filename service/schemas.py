@@ -175,6 +175,9 @@ def error_responses(*codes: int, json_only: bool = False) -> dict[int | str, dic
     return {code: {"model": ErrorBody} for code in codes}
 
 
+# The limit is the deployment's (RAGKEEP_QUERY__MAX_TOP_K), checked by the query engine with a
+# message that names it; the OpenAPI document states it as this deployment's maximum.
+TopK = Annotated[int, Field(ge=1, description="Chunks to retrieve (at most query.max_top_k).")]
 FilterScalar = str | int | float | bool
 Question = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
 
@@ -184,7 +187,7 @@ class QueryCreate(BaseModel):
 
     collection: CollectionName
     question: Question
-    top_k: Annotated[int, Field(ge=1, le=500)] | None = None
+    top_k: TopK | None = None
     version: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
         default=None, description="Pin a version; default live."
     )

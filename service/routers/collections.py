@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 
 from core import catalog
 from core import chroma as chroma_access
 from core.config import CollectionConfig
 from core.errors import InvalidInput
-from service.access import record, visible_collection
+from service.access import (
+    AdministeredCollection,
+    GlobalAdminDep,
+    GuardedRoute,
+    ReadableCollection,
+    WritableCollection,
+    record,
+)
 from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import (
     CollectionCreate,
@@ -26,7 +34,18 @@ from service.schemas import (
 )
 from service.views import collection_read
 
-router = APIRouter(prefix="/collections", tags=["collections"])
+
+def _iso_day(value: object) -> object:
+    """Only ``YYYY-MM-DD``: pydantic would also read ``0`` as a Unix time (1970-01-01)."""
+    if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+IsoDay = Annotated[date, BeforeValidator(_iso_day)]
+
+router = APIRouter(prefix="/collections", tags=["collections"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 422)
 
 
@@ -43,10 +62,9 @@ def _merge(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("", status_code=201, responses=ERRORS)
 def create_collection(
-    body: CollectionCreate, session: SessionDep, principal: PrincipalDep, request: Request
+    body: CollectionCreate, session: SessionDep, principal: GlobalAdminDep, request: Request
 ) -> CollectionRead:
-    """Create a collection (admin)."""
-    principal.require("admin")
+    """Create a collection (an admin key for every collection)."""
     collection = catalog.create_collection(session, body.name, body.description, list(body.owners), body.config)
     record(request, session, principal, "collection.create", body.name, body.name)
     return collection_read(session, collection)
@@ -65,17 +83,21 @@ def list_collections(
 
 
 @router.get("/{name}", responses=ERRORS)
-def get_collection(name: str, session: SessionDep, principal: PrincipalDep) -> CollectionRead:
+def get_collection(collection: ReadableCollection, session: SessionDep) -> CollectionRead:
     """Read one collection."""
-    return collection_read(session, visible_collection(session, principal, name))
+    return collection_read(session, collection)
 
 
 @router.patch("/{name}", responses=ERRORS)
 def update_collection(
-    name: str, body: CollectionUpdate, session: SessionDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection,
+    body: CollectionUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> CollectionRead:
     """Change description, owners or config (writer; a new ingestion config applies from the next build)."""
-    collection = visible_collection(session, principal, name, "writer")
+    name = collection.name
     record(
         request, session, principal, "collection.update", name, name, fields=sorted(body.model_dump(exclude_none=True))
     )
@@ -97,13 +119,13 @@ def update_collection(
 
 @router.delete("/{name}", status_code=204, responses=ERRORS)
 def delete_collection(
-    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+    collection: AdministeredCollection, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> Response:
     """Delete a collection with its documents, versions, Chroma collections and blobs (admin)."""
     # Its queries answered here go into the log first, to be deleted with it (and not refused
     # later for a missing collection). Before this session writes: the log's writer needs the catalog.
     state.flush_query_log()
-    collection = visible_collection(session, principal, name, "admin")
+    name = collection.name
     record(request, session, principal, "collection.delete", name, name)
     collection_id = collection.id
     chroma_names = catalog.delete_collection(session, collection)
@@ -116,25 +138,23 @@ def delete_collection(
 
 @router.get("/{name}/usage", responses=ERRORS)
 def usage(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     state: StateDep,
-    start: Annotated[date | None, Query(alias="from", description="First day (UTC), default 30 days ago.")] = None,
-    end: Annotated[date | None, Query(alias="to", description="Last day (UTC, inclusive), default today.")] = None,
+    start: Annotated[
+        IsoDay | None, Query(alias="from", description="First day (UTC), default 30 days before 'to'.")
+    ] = None,
+    end: Annotated[IsoDay | None, Query(alias="to", description="Last day (UTC, inclusive), default today.")] = None,
 ) -> UsageRead:
     """Queries, tokens and estimated cost per day and model."""
-    collection = visible_collection(session, principal, name)
     last = end or datetime.now(UTC).date()
-    first = start or last - timedelta(days=30)
+    first = start or (last - timedelta(days=30) if last > date.min + timedelta(days=30) else date.min)
     if first > last:
         raise InvalidInput("'from' is after 'to'")
     state.flush_query_log()  # this process's latest answers count
+    # Inclusive of the whole last day; date.max + 1 day does not exist, so no "next midnight".
     rows = catalog.usage_rows(
-        session,
-        collection,
-        datetime.combine(first, time.min, UTC),
-        datetime.combine(last + timedelta(days=1), time.min, UTC),
+        session, collection, datetime.combine(first, time.min, UTC), datetime.combine(last, time.max, UTC)
     )
     days: dict[tuple[str, str], UsageDay] = {}
     for at, model, used, cost in rows:
@@ -152,7 +172,7 @@ def usage(
         day.cost = round(day.cost + cost, 8)
     ordered = [days[k] for k in sorted(days)]
     return UsageRead(
-        collection=name,
+        collection=collection.name,
         start=first.isoformat(),
         end=last.isoformat(),
         queries=len(rows),

@@ -11,7 +11,7 @@ from core import catalog
 from core.errors import FileTooLarge, InvalidInput, RagkeepError, TooManyRequests
 from core.filetypes import FileKind, clean_filename, detect_file_kind
 from core.models import JobKind
-from service.access import record, visible_collection
+from service.access import GuardedRoute, ReadableCollection, WritableCollection, record
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.schemas import (
     DocumentDeleted,
@@ -24,7 +24,7 @@ from service.schemas import (
 )
 from service.views import document_read
 
-router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"])
+router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 413, 415, 422)
 # Keys ragkeep itself sets on every chunk (and LlamaIndex's own); upload metadata may not shadow them.
 RESERVED_METADATA = frozenset(
@@ -48,14 +48,22 @@ RESERVED_METADATA = frozenset(
 )
 
 
+# 50 keys of 64 characters with values of 1,000, with room for JSON escapes.
+MAX_METADATA_CHARS = 128 * 1024
+
+
 def parse_metadata(raw: str | None) -> dict[str, str | int | float | bool]:
     """The optional ``metadata`` form field: a flat JSON object stored on every chunk."""
     if raw is None or not raw.strip():
         return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise InvalidInput(f"metadata may be at most {MAX_METADATA_CHARS} characters of JSON")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:  # "[[[[…": the parser's stack runs out before the flat-object check
+        raise InvalidInput("metadata nests too deeply; it must be a flat JSON object") from None
     if not isinstance(value, dict):
         raise InvalidInput("metadata must be a JSON object")
     if len(value) > 50:
@@ -81,7 +89,7 @@ def _read_limited(upload: UploadFile, filename: str, limit: int) -> bytes:
 
 @router.post("", status_code=202, responses=ERRORS)
 def upload_documents(
-    name: str,
+    collection: WritableCollection,
     session: SessionDep,
     state: StateDep,
     settings: SettingsDep,
@@ -95,7 +103,7 @@ def upload_documents(
     The whole request is checked before anything is stored: one oversized, empty or
     unsupported file rejects the request and nothing else changes.
     """
-    collection = visible_collection(session, principal, name, "writer")
+    name = collection.name
     extra = parse_metadata(metadata)
     if len(files) > settings.max_files_per_request:
         raise InvalidInput(f"at most {settings.max_files_per_request} files per request")
@@ -164,34 +172,35 @@ def upload_documents(
 
 @router.get("", responses=ERRORS)
 def list_documents(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[DocumentRead]:
     """List the collection's documents with their current status."""
-    collection = visible_collection(session, principal, name)
     items, total = catalog.list_documents(session, collection, offset, limit)
     return Page[DocumentRead](items=[document_read(session, d) for d in items], total=total)
 
 
 @router.get("/{document_id}", responses=ERRORS)
-def get_document(name: str, document_id: str, session: SessionDep, principal: PrincipalDep) -> DocumentRead:
+def get_document(collection: ReadableCollection, document_id: str, session: SessionDep) -> DocumentRead:
     """Read one document with its revision history."""
-    collection = visible_collection(session, principal, name)
     return document_read(session, catalog.get_document(session, collection, document_id), with_revisions=True)
 
 
 @router.delete("/{document_id}", status_code=202, responses=ERRORS)
 def delete_document(
-    name: str, document_id: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection,
+    document_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> DocumentDeleted:
     """Remove a document; the next version (built automatically) no longer contains it."""
-    collection = visible_collection(session, principal, name, "writer")
     document = catalog.get_document(session, collection, document_id)
     catalog.mark_document_deleted(session, document)
-    record(request, session, principal, "documents.delete", name, document.id, filename=document.filename)
+    record(request, session, principal, "documents.delete", collection.name, document.id, filename=document.filename)
     session.commit()
     build_job_id = state.tasks.request_build(session, collection.id, state.settings.worker.build_debounce_s)
     return DocumentDeleted(id=document.id, filename=document.filename, build_job_id=build_job_id)

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.models import Collection, EvalResult, EvalRun, JobKind
 from eval import runner
 from eval.goldensets import parse_golden_set
 from eval.report import CHART_CID, build_report
-from service.access import ensure_visible, record, visible_collection
+from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.routers.versions import VersionNumber
 from service.schemas import (
@@ -36,7 +36,7 @@ from service.schemas import (
 )
 from workers.names import TaskName
 
-router = APIRouter(tags=["evaluation"])
+router = APIRouter(tags=["evaluation"], route_class=GuardedRoute)
 ERRORS = error_responses(401, 403, 404, 409, 410, 413, 422, 429)
 PAGE_ERRORS = error_responses(401, 403, 404, 422, 429, json_only=True)
 MAX_GOLDEN_SET_BYTES = 50 * 1024 * 1024
@@ -86,14 +86,13 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
 
 @router.post("/collections/{name}/goldensets", status_code=201, responses=ERRORS)
 def upload_golden_set(
-    name: str,
+    collection: WritableCollection,
     session: SessionDep,
     principal: PrincipalDep,
     request: Request,
     file: Annotated[UploadFile, File(description="JSONL, or LlamaIndex LabelledRagDataset JSON.")],
 ) -> GoldenSetRead:
     """Upload a golden set: a new revision. A malformed line rejects the whole file, naming the line."""
-    collection = visible_collection(session, principal, name, "writer")
     data = file.file.read(MAX_GOLDEN_SET_BYTES + 1)
     if len(data) > MAX_GOLDEN_SET_BYTES:
         raise InvalidInput(f"golden set is larger than {MAX_GOLDEN_SET_BYTES // (1024 * 1024)} MiB")
@@ -105,14 +104,16 @@ def upload_golden_set(
         parsed.source_format,
         [item.model_dump() for item in parsed.items],
     )
-    record(request, session, principal, "goldenset.upload", name, str(golden.revision), items=golden.item_count)
+    record(
+        request, session, principal, "goldenset.upload", collection.name, str(golden.revision), items=golden.item_count
+    )
     return GoldenSetRead.model_validate(golden, from_attributes=True)
 
 
 @router.get("/collections/{name}/goldensets", responses=ERRORS)
-def list_golden_sets(name: str, session: SessionDep, principal: PrincipalDep) -> Page[GoldenSetRead]:
+def list_golden_sets(collection: ReadableCollection, session: SessionDep) -> Page[GoldenSetRead]:
     """Golden-set revisions, newest first, with their question counts."""
-    items = catalog.list_golden_sets(session, visible_collection(session, principal, name))
+    items = catalog.list_golden_sets(session, collection)
     return Page[GoldenSetRead](
         items=[GoldenSetRead.model_validate(g, from_attributes=True) for g in items], total=len(items)
     )
@@ -120,13 +121,17 @@ def list_golden_sets(name: str, session: SessionDep, principal: PrincipalDep) ->
 
 @router.post("/collections/{name}/versions/{number}/evaluations", status_code=202, responses=ERRORS)
 def evaluate_version(
-    name: str, number: VersionNumber, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection,
+    number: VersionNumber,
+    session: SessionDep,
+    state: StateDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> EvaluationAccepted:
     """Evaluate a version on the collection's golden set (202 + job)."""
-    collection = visible_collection(session, principal, name, "writer")
     run, job = runner.new_run(session, collection, catalog.get_version(session, collection, number), "manual")
     catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "evaluation.start", name, run.id, version=number)
+    record(request, session, principal, "evaluation.start", collection.name, run.id, version=number)
     session.commit()
     state.tasks.send(TaskName.evaluate, [run.id])
     return EvaluationAccepted(job_id=job.id, evaluation_id=run.id)
@@ -134,15 +139,13 @@ def evaluate_version(
 
 @router.get("/collections/{name}/evaluations", responses=ERRORS)
 def list_evaluations(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[EvaluationRead]:
     """Evaluation runs, newest first, with aggregate scores."""
-    collection = visible_collection(session, principal, name)
     runs, total = catalog.list_eval_runs(session, collection, offset, limit, version)
     return Page[EvaluationRead](items=[evaluation_read(session, r) for r in runs], total=total)
 
@@ -151,24 +154,26 @@ def list_evaluations(
 def get_evaluation(evaluation_id: str, session: SessionDep, principal: PrincipalDep) -> EvaluationRead:
     """One run with its per-question rows."""
     run = catalog.get_eval_run(session, evaluation_id)
-    ensure_visible(session, principal, run.collection_id, NotFound(f"evaluation {evaluation_id!r} does not exist"))
+    ensure_visible(session, principal, run.collection_id, catalog.eval_run_missing(evaluation_id))
     return evaluation_read(session, run, with_results=True)
 
 
 @router.get("/collections/{name}/evaluations/compare", responses=ERRORS)
 def compare(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     settings: SettingsDep,
-    base: Annotated[str, Query(description="Evaluation id of the baseline run.")],
-    candidate: Annotated[str, Query(description="Evaluation id of the candidate run.")],
+    base: Annotated[str, Query(max_length=64, description="Evaluation id of the baseline run.")],
+    candidate: Annotated[str, Query(max_length=64, description="Evaluation id of the candidate run.")],
 ) -> ComparisonRead:
-    """Paired per-metric deltas (candidate - base) with bootstrap intervals, and the questions that got worse."""
-    collection = visible_collection(session, principal, name)
+    """Paired per-metric deltas (candidate - base) with bootstrap intervals, and the questions that got worse.
+
+    Both runs must be of this collection; another collection's run answers 404, as an unknown id does.
+    """
     runs = [catalog.get_eval_run(session, run_id) for run_id in (base, candidate)]
-    if any(run.collection_id != collection.id for run in runs):
-        raise InvalidInput("both evaluations must belong to this collection")
+    for run_id, run in zip((base, candidate), runs, strict=True):
+        if run.collection_id != collection.id:
+            raise catalog.eval_run_missing(run_id)
     comparison = runner.compare_runs(session, runs[0], runs[1], settings.eval.bootstrap_samples)
     return ComparisonRead(
         base=evaluation_read(session, comparison.base),
@@ -179,9 +184,8 @@ def compare(
 
 
 @router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=PAGE_ERRORS)
-def latest_report(name: str, session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> HTMLResponse:
+def latest_report(collection: ReadableCollection, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """The owners' report as a page, as of now."""
-    collection = visible_collection(session, principal, name)
     rendered = build_report(session, collection, settings.eval)
     html = rendered.html
     if rendered.chart_png:
@@ -193,13 +197,12 @@ def latest_report(name: str, session: SessionDep, settings: SettingsDep, princip
 
 @router.post("/collections/{name}/reports/send", status_code=202, responses=ERRORS)
 def send_report(
-    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> ReportAccepted:
     """Build the report and email it to the owners now (writer; 202 + job)."""
-    collection = visible_collection(session, principal, name, "writer")
     job = catalog.create_job(session, JobKind.report, collection.id, total=1)
     catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "report.send", name, job.id)
+    record(request, session, principal, "report.send", collection.name, job.id)
     session.commit()
     state.tasks.send(TaskName.send_report, [job.id])
     return ReportAccepted(job_id=job.id)
@@ -207,21 +210,18 @@ def send_report(
 
 @router.get("/collections/{name}/reports", responses=ERRORS)
 def list_reports(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ReportRead]:
     """Reports built for the owners (sent or not), newest first."""
-    collection = visible_collection(session, principal, name)
     reports, total = catalog.list_reports(session, collection, offset, limit)
     return Page[ReportRead](items=[ReportRead.model_validate(r, from_attributes=True) for r in reports], total=total)
 
 
 @router.get("/collections/{name}/reports/{report_id}", response_class=HTMLResponse, responses=PAGE_ERRORS)
-def get_report(name: str, report_id: str, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
+def get_report(collection: ReadableCollection, report_id: str, session: SessionDep) -> HTMLResponse:
     """A stored report as it was built (also when sending it failed)."""
-    collection = visible_collection(session, principal, name)
     report = catalog.get_report(session, collection, report_id)
     return HTMLResponse(_inline_chart(report.html, report.chart_png))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from core import catalog
 from core.errors import InvalidInput, NotFound
 from core.models import Collection, Feedback, GoldenSet, QueryLog
-from service.access import ensure_visible, record, visible_collection
+from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
 from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import (
     FeedbackCreate,
@@ -21,7 +21,7 @@ from service.schemas import (
     error_responses,
 )
 
-router = APIRouter(tags=["feedback"])
+router = APIRouter(tags=["feedback"], route_class=GuardedRoute)
 ERRORS = error_responses(401, 403, 404, 422, 429)
 
 
@@ -47,7 +47,7 @@ def give_feedback(
     """Rate an answer (up/down), optionally with a comment and the answer that was expected."""
     state.flush_query_log()  # an answer of this process may be a few milliseconds from the log
     query = catalog.get_query(session, body.query_id)
-    ensure_visible(session, principal, query.collection_id, NotFound(f"query {body.query_id!r} does not exist"))
+    ensure_visible(session, principal, query.collection_id, catalog.query_missing(body.query_id))
     feedback = catalog.add_feedback(session, query, body.rating, body.comment, body.expected_answer, principal.key_id)
     collection = catalog.get_collection_by_id(session, query.collection_id)
     assert collection is not None
@@ -57,25 +57,26 @@ def give_feedback(
 
 @router.get("/collections/{name}/feedback", responses=ERRORS)
 def list_feedback(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     rating: Annotated[Literal["up", "down"] | None, Query()] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[FeedbackRead]:
     """Feedback on the collection's answers, newest first."""
-    collection = visible_collection(session, principal, name)
     rows, total = catalog.list_feedback(session, collection, rating, offset, limit)
     return Page[FeedbackRead](items=[_read(f, q, collection) for f, q in rows], total=total)
 
 
 @router.post("/collections/{name}/goldensets/from-feedback", status_code=201, responses=ERRORS)
 def golden_set_from_feedback(
-    name: str, body: GoldenFromFeedback, session: SessionDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection,
+    body: GoldenFromFeedback,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> GoldenSetRead:
     """A new golden-set revision: the base revision's questions plus the chosen feedback with expected answers."""
-    collection = visible_collection(session, principal, name, "writer")
     chosen = catalog.feedback_with_queries(session, collection, body.feedback_ids)
     without = [feedback.id for feedback, _ in chosen if not feedback.expected_answer]
     if without:
@@ -119,7 +120,7 @@ def golden_set_from_feedback(
         session,
         principal,
         "goldenset.from_feedback",
-        name,
+        collection.name,
         str(golden.revision),
         feedback=list(body.feedback_ids),
         base_revision=base.revision if base else None,

@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse, Response
 from core import chroma
 from core.db import ping
 from service import metrics
+from service.access import GuardedRoute
 from service.deps import StateDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 
 @router.get("/healthz")

@@ -5,18 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from core import catalog
-from core.errors import JobNotFound
-from service.access import ensure_visible
+from service.access import GuardedRoute, ensure_visible
 from service.deps import PrincipalDep, SessionDep
 from service.schemas import JobRead, error_responses
 from service.views import job_read
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=GuardedRoute)
 
 
 @router.get("/{job_id}", responses=error_responses(404))
 def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> JobRead:
     """Status, progress and error of one job."""
     job = catalog.get_job(session, job_id)
-    ensure_visible(session, principal, job.collection_id, JobNotFound(f"job {job_id!r} does not exist"))
+    ensure_visible(session, principal, job.collection_id, catalog.job_missing(job_id))
     return job_read(session, job)

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import catalog
 from core.errors import InvalidInput
 from query.engine import QueryRequest, QueryResult
-from service.access import check_visible
+from service.access import GuardedRoute, check_visible
 from service.deps import EngineDep, PrincipalDep, SessionDep
 from service.routers.query import query_read
-from service.schemas import error_responses
+from service.schemas import TopK, error_responses
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], route_class=GuardedRoute)
 
 
 class ContentPart(BaseModel):
@@ -58,7 +58,7 @@ class ChatCompletionCreate(BaseModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    top_k: Annotated[int, Field(ge=1, le=500)] | None = None
+    top_k: TopK | None = None
 
 
 def _parse_model(model: str) -> tuple[str, int | None]:

@@ -12,11 +12,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from query.engine import QueryRequest, QueryResult
 from service import metrics
-from service.access import check_visible
+from service.access import GuardedRoute, check_visible
 from service.deps import EngineDep, PrincipalDep
 from service.schemas import QueryCreate, QueryRead, error_responses
 
-router = APIRouter(tags=["query"])
+router = APIRouter(tags=["query"], route_class=GuardedRoute)
 
 
 def query_read(result: QueryResult) -> QueryRead:

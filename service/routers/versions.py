@@ -8,48 +8,44 @@ from fastapi import APIRouter, Path, Query, Request
 
 from core import catalog
 from core.models import JobKind
-from service.access import record, visible_collection
+from service.access import GuardedRoute, ReadableCollection, WritableCollection, record
 from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import MAX_INT, BuildAccepted, Offset, Page, VersionRead, error_responses
 from service.views import version_read
 from workers.names import TaskName
 
-router = APIRouter(prefix="/collections/{name}", tags=["versions"])
+router = APIRouter(prefix="/collections/{name}", tags=["versions"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 410, 422)
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 @router.get("/versions", responses=ERRORS)
 def list_versions(
-    name: str,
+    collection: ReadableCollection,
     session: SessionDep,
-    principal: PrincipalDep,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[VersionRead]:
     """List versions, newest first."""
-    collection = visible_collection(session, principal, name)
     items, total = catalog.list_versions(session, collection, offset, limit)
     return Page[VersionRead](items=[version_read(v) for v in items], total=total)
 
 
 @router.get("/versions/{number}", responses=ERRORS)
-def get_version(name: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep) -> VersionRead:
+def get_version(collection: ReadableCollection, number: VersionNumber, session: SessionDep) -> VersionRead:
     """Read one version: state, counts, config and what changed against the previous one."""
-    collection = visible_collection(session, principal, name)
     return version_read(catalog.get_version(session, collection, number))
 
 
 @router.post("/versions", status_code=202, responses=ERRORS)
 def build_version(
-    name: str, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> BuildAccepted:
     """Build a new version from the current documents (even if nothing changed)."""
-    collection = visible_collection(session, principal, name, "writer")
     job = catalog.create_job(session, JobKind.build, collection.id)
     job.result = {"trigger": "manual"}
     catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "versions.build", name, job.id)
+    record(request, session, principal, "versions.build", collection.name, job.id)
     session.commit()
     state.tasks.send(TaskName.build_version, [job.id])
     return BuildAccepted(job_id=job.id)
@@ -57,20 +53,24 @@ def build_version(
 
 @router.post("/versions/{number}/publish", responses=ERRORS)
 def publish_version(
-    name: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep, request: Request
+    collection: WritableCollection,
+    number: VersionNumber,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
 ) -> VersionRead:
     """Make a ready (or archived, still kept) version live; the current live version is archived."""
-    collection = visible_collection(session, principal, name, "writer")
     version = catalog.get_version(session, collection, number)
     catalog.publish(session, collection, version)
-    record(request, session, principal, "versions.publish", name, str(number))
+    record(request, session, principal, "versions.publish", collection.name, str(number))
     return version_read(version)
 
 
 @router.post("/rollback", responses=ERRORS)
-def rollback(name: str, session: SessionDep, principal: PrincipalDep, request: Request) -> VersionRead:
+def rollback(
+    collection: WritableCollection, session: SessionDep, principal: PrincipalDep, request: Request
+) -> VersionRead:
     """Make the version that was live before the current one live again."""
-    collection = visible_collection(session, principal, name, "writer")
     version = catalog.rollback(session, collection)
-    record(request, session, principal, "versions.rollback", name, str(version.number))
+    record(request, session, principal, "versions.rollback", collection.name, str(version.number))
     return version_read(version)
