@@ -69,6 +69,14 @@ Question: {question}
 Answer:"""
 
 
+# check_prompt_template as a regular expression, for the OpenAPI document: text, doubled braces
+# and the two slots, with both slots present. (The validator stays: its messages say what is wrong.)
+_SLOT_FREE = r"(?:[^{}]|\{\{|\}\}|\{context\}|\{question\})*"
+PROMPT_TEMPLATE_PATTERN = (
+    rf"^{_SLOT_FREE}(?:\{{context\}}{_SLOT_FREE}\{{question\}}|\{{question\}}{_SLOT_FREE}\{{context\}}){_SLOT_FREE}$"
+)
+
+
 def check_prompt_template(template: str) -> str:
     """A prompt template must use {context} and {question} and no other slot."""
     missing = [slot for slot in ("{context}", "{question}") if slot not in template]
@@ -145,6 +153,7 @@ class CollectionConfig(BaseModel):
         min_length=20,
         max_length=8000,
         description="LLM prompt; must contain {context} and {question}.",
+        json_schema_extra={"pattern": PROMPT_TEMPLATE_PATTERN},
     )
     publish_policy: Literal["auto", "manual", "gated"] = Field(
         default="auto",

@@ -208,11 +208,12 @@ class QueryEngine:
         question = request.question.strip()
         if not question:
             raise InvalidInput("question is empty")
+        most = self.settings.query.max_top_k
+        if request.top_k is not None and request.top_k > most:
+            raise InvalidInput(f"top_k may be at most {most}")  # before the catalog: a bad request is a 422
         target = self._resolve(request)
         version, config = target.version, target.config
-        top_k = request.top_k or config.retrieval.top_k
-        if top_k > self.settings.query.max_top_k:
-            raise InvalidInput(f"top_k may be at most {self.settings.query.max_top_k}")
+        top_k = request.top_k or min(config.retrieval.top_k, most)
         index = self._index(target.collection, version)
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
         vector, tokens = embedder.embed_query(question)

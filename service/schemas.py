@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from core.config import CollectionConfig, check_prompt_template
+from core.config import PROMPT_TEMPLATE_PATTERN, CollectionConfig, check_prompt_template
 
 CollectionName = Annotated[
     str, StringConstraints(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
@@ -393,7 +393,11 @@ class GoldenFromFeedback(BaseModel):
 class PromptCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    template: Annotated[str, StringConstraints(min_length=20, max_length=8000)]
+    template: Annotated[
+        str,
+        StringConstraints(min_length=20, max_length=8000),
+        Field(json_schema_extra={"pattern": PROMPT_TEMPLATE_PATTERN}),
+    ]
     note: Annotated[str, StringConstraints(max_length=500)] = ""
 
     @field_validator("template")

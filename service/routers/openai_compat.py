@@ -54,8 +54,32 @@ class ChatCompletionCreate(BaseModel):
     # OpenAI clients send many optional knobs (temperature, user, ...): accepted and ignored.
     model_config = ConfigDict(extra="allow")
 
-    model: Annotated[str, Field(min_length=3, max_length=60)]
-    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
+    # The pattern and `contains` are stated in the OpenAPI document only; _request refuses the
+    # same requests with messages that say which rule they broke.
+    model: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=60,
+            json_schema_extra={"pattern": r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])(?:@[1-9][0-9]{0,8})?$"},
+            description="A collection name; `name@N` pins version N.",
+        ),
+    ]
+    messages: Annotated[
+        list[ChatMessage],
+        Field(
+            min_length=1,
+            max_length=200,
+            json_schema_extra={
+                "contains": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}},
+                }
+            },
+            description="The question is the last user message with text (at most 4000 characters).",
+        ),
+    ]
     stream: bool = False
     stream_options: StreamOptions | None = None
     top_k: TopK | None = None
