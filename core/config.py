@@ -43,6 +43,11 @@ class IngestionConfig(BaseModel):
     pii: Literal["off", "flag", "redact"] = Field(
         default="off", description="E-mails, phones, cards, IBANs: flag them, or redact before embedding."
     )
+    injection: Literal["off", "flag", "drop"] = Field(
+        default="flag",
+        description="Instruction-like text (prompt injection) in chunks: flag it (LLMs get such chunks as "
+        "quoted data, answers citing them a warning), or drop those chunks from versions.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> IngestionConfig:
@@ -53,8 +58,13 @@ class IngestionConfig(BaseModel):
         return self
 
     def parse_hash(self) -> str:
-        """Hash of the settings that change chunk text (not the embedding model)."""
-        fields = self.model_dump(exclude={"embedding_model"})
+        """Hash of the settings that change chunk text (not the embedding model).
+
+        Not the injection policy either: cached chunks are what the parser made, and the policy
+        is applied to them whenever a version is assembled, so changing it re-uses the cache
+        and never serves chunks screened under the old policy.
+        """
+        fields = self.model_dump(exclude={"embedding_model", "injection"})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,12 +176,13 @@ class CollectionConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _top_level_pii(cls, data: Any) -> Any:
-        """``config.pii`` is accepted as a shorthand for ``config.ingestion.pii``."""
-        if isinstance(data, dict) and "pii" in data:
-            data = dict(data)
-            ingestion = dict(data.get("ingestion") or {})
-            ingestion["pii"] = data.pop("pii")
-            data["ingestion"] = ingestion
+        """``config.pii`` and ``config.injection`` are shorthands for ``config.ingestion.pii`` and ``.injection``."""
+        for key in ("pii", "injection"):
+            if isinstance(data, dict) and key in data:
+                data = dict(data)
+                ingestion = dict(data.get("ingestion") or {})
+                ingestion[key] = data.pop(key)
+                data["ingestion"] = ingestion
         return data
 
     @model_validator(mode="after")

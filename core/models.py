@@ -133,6 +133,8 @@ class DocumentRevision(Base):
     chunk_count: Mapped[int | None] = mapped_column(Integer)
     # Personal data found in this revision's chunks (config pii flag/redact): {"email": 2, ...}.
     pii_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Instruction-like chunks (config injection flag/drop): {"chunks": 2, "dropped": 0, "patterns": {...}}.
+    injection_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Chunks whose embedding had to be computed for this revision (the rest came from cache).
     embedded_count: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import catalog
 from core.config import METRICS
 from core.models import (
     Collection,
@@ -179,6 +180,18 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             )
         )
     ]
+    # What the next version is built from: each document's newest parsed revision.
+    flagged_documents = [
+        {
+            "filename": document.filename,
+            "revision": revision.number,
+            "chunks": revision.injection_counts.get("chunks", 0),
+            "dropped": revision.injection_counts.get("dropped", 0),
+            "patterns": sorted(revision.injection_counts.get("patterns", {})),
+        }
+        for document, revision in catalog.buildable_revisions(session, collection.id)
+        if revision.injection_counts
+    ]
     failed_jobs = [
         {"id": job.id, "kind": job.kind, "error": job.error}
         for job in session.scalars(
@@ -248,6 +261,8 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         "worst": worst,
         "gates": gates,
         "failed_documents": failed_documents,
+        "flagged_documents": flagged_documents,
+        "injection_policy": catalog.collection_config(collection).ingestion.injection,
         "failed_jobs": failed_jobs,
         "query_volume": {"total": sum(volume.values()), "by_mode": volume},
         "negative_feedback": negative_feedback,

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -42,7 +44,7 @@ from core.models import (
     VersionState,
     utcnow,
 )
-from ingest import pii
+from ingest import injection, pii
 from ingest.partition import Chunk, partition_document
 from ingest.sandbox import Parser
 
@@ -211,6 +213,48 @@ def pii_counts(texts: Sequence[str], mode: str) -> dict[str, int]:
     return totals
 
 
+@dataclass(frozen=True)
+class Screened:
+    """One revision's cached chunks under a collection's injection policy."""
+
+    rows: list[ChunkCache]  # what goes into a version
+    flags: dict[int, str]  # chunk position -> the injection patterns it matched, for the kept chunks
+    counts: dict[str, Any]  # for the revision: {"chunks": n, "dropped": n, "patterns": {name: chunks}}
+
+
+def screen(rows: Sequence[ChunkCache], mode: str) -> Screened:
+    """Apply the injection policy to cached chunks: ``flag`` marks instruction-like ones, ``drop`` leaves them out.
+
+    Runs whenever chunks are embedded or a version is assembled, never before caching,
+    so a changed policy takes effect at the next build without parsing anything again.
+    """
+    if mode == "off":
+        return Screened(list(rows), {}, {})
+    kept: list[ChunkCache] = []
+    flags: dict[int, str] = {}
+    patterns: Counter[str] = Counter()
+    for row in rows:
+        found = injection.scan(row.text)
+        patterns.update(found)
+        if not found:
+            kept.append(row)
+        elif mode == "flag":
+            kept.append(row)
+            flags[row.position] = ",".join(found)
+    flagged = len(rows) - len(kept) + len(flags)
+    counts: dict[str, Any] = (
+        {"chunks": flagged, "dropped": len(rows) - len(kept), "patterns": dict(sorted(patterns.items()))}
+        if flagged
+        else {}
+    )
+    return Screened(kept, flags, counts)
+
+
+def _record_injection(revision: DocumentRevision, counts: dict[str, Any]) -> None:
+    if (revision.injection_counts or {}) != counts:
+        revision.injection_counts = counts
+
+
 def prepare_revision(
     session: Session,
     blobs: BlobStore,
@@ -222,7 +266,9 @@ def prepare_revision(
 ) -> tuple[int, int, dict[str, int]]:
     """Parse, chunk and embed one document revision into the caches.
 
-    Returns (chunk count, chunks newly embedded, personal data found by kind).
+    Returns (chunk count, chunks newly embedded, personal data found by kind), and records
+    the instruction-like chunks found on ``revision.injection_counts``; chunks the injection
+    policy drops are neither counted nor embedded.
 
     Idempotent: a revision whose chunks are cached is not parsed again, and cached
     embeddings are not recomputed. Raises ``DocumentParseError`` for a bad file.
@@ -234,9 +280,11 @@ def prepare_revision(
         store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
         session.commit()
         rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
-    result = ensure_embeddings(session, collection.id, embedder, [r.text for r in rows])
+    screened = screen(rows, config.injection)
+    _record_injection(revision, screened.counts)
+    result = ensure_embeddings(session, collection.id, embedder, [r.text for r in screened.rows])
     found = pii_counts([r.text for r in rows], config.pii) if config.pii != "off" else {}
-    return len(rows), result.embedded, found
+    return len(screened.rows), result.embedded, found
 
 
 # ----------------------------------------------------------------- building
@@ -251,9 +299,14 @@ class BuildResult:
     skipped: list[dict[str, str]]
 
 
-def _node_metadata(row: ChunkCache, document: Document, revision: DocumentRevision) -> dict[str, object]:
+def _node_metadata(
+    row: ChunkCache, document: Document, revision: DocumentRevision, flags: str | None = None
+) -> dict[str, object]:
     metadata: dict[str, object] = dict(revision.upload_metadata)
+    metadata.pop("injection", None)  # only the screening may mark a chunk
     metadata.update(row.chunk_metadata)
+    if flags:
+        metadata["injection"] = flags
     metadata.update(
         {
             "filename": document.filename,
@@ -298,6 +351,9 @@ def plan_delta(
     base = catalog.delta_base(session, version)
     if base is None or IngestionConfig.model_validate(base.config).parse_hash() != parse_hash:
         return None
+    # The base's chunks were screened under its own policy (none, before screening existed).
+    if base.config.get("injection") != version.config.get("injection"):
+        return None
     in_base = {vd.document_id: vd for vd in catalog.version_documents(session, base)}
     now = {document.id: (revision.id, len(rows)) for document, revision, rows in planned}
     unchanged = {d for d, (revision_id, _) in now.items() if d in in_base and in_base[d].revision_id == revision_id}
@@ -340,6 +396,7 @@ def build_version(
     snapshot = catalog.buildable_revisions(session, collection.id)
 
     planned: list[tuple[Document, DocumentRevision, list[ChunkCache]]] = []
+    flags: dict[str, dict[int, str]] = {}  # revision id -> its flagged chunks
     skipped: list[dict[str, str]] = []
     cached = cached_chunks_by_sha(session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash)
     for done, (document, revision) in enumerate(snapshot, start=1):
@@ -359,8 +416,11 @@ def build_version(
                 rows = []
             else:
                 rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
-        if rows:
-            planned.append((document, revision, rows))
+        if rows:  # a document whose chunks are all dropped stays in the version, with no chunks
+            screened = screen(rows, config.injection)
+            _record_injection(revision, screened.counts)
+            flags[revision.id] = screened.flags
+            planned.append((document, revision, screened.rows))
         if on_progress:
             on_progress(done, len(snapshot))
 
@@ -384,7 +444,7 @@ def build_version(
             node = TextNode(
                 id_=chunk_id(revision, row.position),
                 text=row.text,
-                metadata=_node_metadata(row, document, revision),
+                metadata=_node_metadata(row, document, revision, flags[revision.id].get(row.position)),
                 embedding=embedded.vectors[row.text_sha256].tolist(),
             )
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.id)

@@ -24,7 +24,7 @@ from core.embedding import Embedder
 from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotFound, VersionNotReady
 from core.models import Collection, Version, VersionState, new_id, utcnow
 from core.settings import Settings
-from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer
+from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer, flagged
 from query.querylog import QueryLogWriter
 from query.retrieval import Base, FilterValue, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
@@ -234,6 +234,12 @@ class QueryEngine:
             answer = Answer("", "none", [])
         else:
             citations = [sources[n - 1] for n in answer.cited]
+        for citation in citations:
+            if patterns := flagged(prepared.hits[citation.n - 1]):
+                answer.warnings.append(
+                    f"passage [{citation.n}] ({citation.filename or 'unknown'}) contains instruction-like text "
+                    f"(possible prompt injection: {patterns}); it is quoted data, not instructions"
+                )
         usage: dict[str, Any] = {
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,

@@ -69,6 +69,12 @@ class UploadAccepted(BaseModel):
     documents: list[UploadedDocument]
 
 
+class InjectionFindings(BaseModel):
+    chunks: int = Field(default=0, description="Chunks with instruction-like text (possible prompt injection).")
+    dropped: int = Field(default=0, description="Of those, left out of versions (config injection drop).")
+    patterns: dict[str, int] = Field(default_factory=dict, description="Chunks per detector pattern.")
+
+
 class RevisionRead(BaseModel):
     number: int
     sha256: str
@@ -78,6 +84,10 @@ class RevisionRead(BaseModel):
     error: str | None
     chunk_count: int | None
     pii: dict[str, int] = Field(default_factory=dict, description="Personal data found (config pii flag/redact).")
+    injection: InjectionFindings = Field(
+        default_factory=InjectionFindings,
+        description="Chunks with instruction-like text (config injection flag/drop).",
+    )
     metadata: dict[str, Any]
     created_at: datetime
     parsed_at: datetime | None

@@ -10,6 +10,7 @@ from core.models import Collection, Document, Job, Version
 from service.schemas import (
     CollectionRead,
     DocumentRead,
+    InjectionFindings,
     JobRead,
     Progress,
     RevisionRead,
@@ -53,6 +54,7 @@ def document_read(session: Session, document: Document, with_revisions: bool = F
                 error=r.error,
                 chunk_count=r.chunk_count,
                 pii=r.pii_counts or {},
+                injection=InjectionFindings.model_validate(r.injection_counts or {}),
                 metadata=r.upload_metadata,
                 created_at=r.created_at,
                 parsed_at=r.parsed_at,

@@ -1,0 +1,176 @@
+"""False positives of the prompt-injection detector (``ingest/injection.py``) on the shared datasets.
+
+None of these documents contains an injection, so every flagged chunk is a false positive
+(or a document that really does carry instruction-like text: each one is printed to judge).
+Files are parsed and chunked by ragkeep's own ingest path (Unstructured, the default
+ingestion config); the JSONL corpora are scanned record by record (SciFact abstracts,
+JSQuAD paragraphs, FinanceBench evidence passages).
+
+    .venv/bin/python -m bench.injection_fp             # everything, ~15 min on 2 cores
+    .venv/bin/python -m bench.injection_fp --no-pdfs   # the JSONL corpora and small files only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.datasets import DATASETS
+from ingest import injection
+
+# Formats that need OCR or a hub model: Unstructured cannot read them offline, so they have no text.
+_NO_TEXT = {".jpg", ".jpeg", ".png", ".heic", ".bmp", ".tiff", ".tif", ".gif", ".webp"}
+
+
+@dataclass
+class Source:
+    name: str
+    scanned: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    flagged: list[tuple[str, list[str], str]] = field(default_factory=list)  # (where, patterns, text)
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _records() -> Iterator[tuple[str, str, str]]:
+    """(source, where, text) of the JSONL corpora's text fields."""
+    for doc in _jsonl(DATASETS / "beir-scifact" / "corpus.jsonl"):
+        yield "beir-scifact (abstracts)", str(doc["_id"]), f"{doc['title']}\n\n{doc['text']}"
+    seen: set[str] = set()
+    for item in _jsonl(DATASETS / "jsquad-v1.3-valid" / "qa.jsonl"):
+        context = str(item.get("reference_context") or "")
+        if context and context not in seen:
+            seen.add(context)
+            yield "jsquad (paragraphs)", str(item["id"]), context
+    for item in _jsonl(DATASETS / "financebench-subset" / "qa.jsonl"):
+        contexts = item.get("reference_contexts")
+        for n, text in enumerate(contexts if isinstance(contexts, list) else []):
+            yield "financebench (evidence passages)", f"{item['id']}#{n}", str(text)
+
+
+def _files(pdfs: bool) -> Iterator[tuple[str, Path]]:
+    for path in sorted((DATASETS / "unstructured-example-docs" / "files").iterdir()):
+        if path.is_file() and path.suffix.lower() not in _NO_TEXT:
+            yield "unstructured-example-docs", path
+    for path in sorted((DATASETS / "jsquad-v1.3-valid" / "source_files").glob("*.txt")):
+        yield "jsquad (articles)", path
+    if not pdfs:
+        return
+    for folder, name in (
+        ("aragog-arxiv-qa", "aragog (arXiv PDFs)"),
+        ("llamaindex-blockchain-solana", "solana (PDF)"),
+        ("financebench-subset", "financebench (SEC filing PDFs)"),
+    ):
+        for path in sorted((DATASETS / folder / "source_files").glob("*.pdf")):
+            yield name, path
+
+
+def run(pdfs: bool) -> dict[str, Source]:
+    from core.config import IngestionConfig
+    from core.errors import DocumentParseError
+    from core.filetypes import detect_file_kind
+    from ingest.partition import partition_document
+
+    sources: dict[str, Source] = {}
+
+    def scan(source: str, where: str, text: str) -> None:
+        entry = sources.setdefault(source, Source(source))
+        entry.scanned += 1
+        found = injection.scan(text)
+        if found:
+            entry.flagged.append((where, found, text))
+
+    started = time.monotonic()
+    for source, where, text in _records():
+        scan(source, where, text)
+    records_seconds = time.monotonic() - started
+    for entry in sources.values():
+        entry.seconds = records_seconds / len(sources)
+    config = IngestionConfig()
+    for source, path in _files(pdfs):
+        started = time.monotonic()
+        data = path.read_bytes()
+        try:
+            chunks = partition_document(data, path.name, detect_file_kind(data, path.name), config)
+        except DocumentParseError:
+            sources.setdefault(source, Source(source)).failed += 1
+            continue
+        except Exception as exc:  # a bench run reports an unreadable file and goes on
+            print(f"  {path.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            sources.setdefault(source, Source(source)).failed += 1
+            continue
+        for n, chunk in enumerate(chunks):
+            scan(source, f"{path.name} chunk {n}", chunk.text)
+        sources[source].seconds += time.monotonic() - started
+        print(f"  {source}: {path.name} {len(chunks)} chunks", file=sys.stderr, flush=True)
+    return sources
+
+
+def report(sources: dict[str, Source]) -> str:
+    scanned = sum(s.scanned for s in sources.values())
+    flagged = [f for s in sources.values() for f in s.flagged]
+    lines = [
+        "| source | texts scanned | flagged | rate |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in sources.values():
+        failed = f" ({s.failed} files unreadable)" if s.failed else ""
+        lines.append(
+            f"| {s.name}{failed} | {s.scanned:,} | {len(s.flagged)} | {len(s.flagged) / max(s.scanned, 1):.3%} |"
+        )
+    lines.append(f"| **all** | **{scanned:,}** | **{len(flagged)}** | **{len(flagged) / max(scanned, 1):.3%}** |")
+    patterns = Counter(p for _, found, _ in flagged for p in found)
+    lines.append("")
+    lines.append(f"Patterns that fired: {dict(patterns) or 'none'}")
+    for s in sources.values():
+        for where, found, text in s.flagged:
+            snippet = " ".join(injection.revealed(text).split())
+            hit = next(
+                (m for p in found if p in injection.PATTERNS and (m := injection.PATTERNS[p].search(snippet))), None
+            )
+            if hit is not None:
+                snippet = snippet[max(0, hit.start() - 80) : hit.end() + 80]
+            lines.append(f"- {s.name} / {where}: {', '.join(found)}: …{snippet[:240]!r}…")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-pdfs", action="store_true", help="skip the PDFs (parsing them is most of the time)")
+    parser.add_argument("--json", type=Path, help="also write the counts and the flagged texts here")
+    args = parser.parse_args()
+    started = time.monotonic()
+    sources = run(pdfs=not args.no_pdfs)
+    print(report(sources))
+    print(f"\n{time.monotonic() - started:.0f} s")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    s.name: {
+                        "scanned": s.scanned,
+                        "failed": s.failed,
+                        "flagged": [{"where": w, "patterns": f, "text": t} for w, f, t in s.flagged],
+                    }
+                    for s in sources.values()
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
