@@ -180,16 +180,63 @@ def _chunk_metadata(filename: str, originals: list[Element], titles: dict[str, s
     }
 
 
-def _check_pdf_pages(data: bytes, max_pages: int) -> None:
+def _pdf_page_count(data: bytes) -> int | None:
+    """Pages by pypdf, else by PDFium (pypdf refuses some valid files at its safety limits); None if neither can."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
-        pages = len(PdfReader(io.BytesIO(data), strict=False).pages)
-    except (PdfReadError, ValueError, KeyError, TypeError):
+        return len(PdfReader(io.BytesIO(data), strict=False).pages)
+    except (PyPdfError, ValueError, KeyError, TypeError, RecursionError):
+        pass
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError:
+        return None
+    try:
+        return len(document)
+    finally:
+        document.close()
+
+
+def _check_pdf_pages(data: bytes, max_pages: int) -> None:
+    pages = _pdf_page_count(data)
+    if pages is None:
         return  # unreadable structure: let the parser report it
     if pages > max_pages:
         raise DocumentParseError(f"the PDF has {pages} pages; the limit is {max_pages} (RAGKEEP_LIMITS__MAX_PDF_PAGES)")
+
+
+def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
+    """The PDF's text layer page by page through PDFium, as Unstructured text elements (no OCR)."""
+    import pypdfium2
+    from unstructured.partition.text import partition_text
+
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        log.info("PDFium cannot open %s either: %s", filename, exc)
+        return []
+    elements: list[Element] = []
+    try:
+        for number in range(len(document)):
+            page = document[number]
+            textpage = page.get_textpage()
+            try:
+                text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+            finally:
+                textpage.close()
+                page.close()
+            if not text.strip():
+                continue
+            for element in partition_text(text=text, metadata_filename=filename):
+                element.metadata.page_number = number + 1
+                elements.append(element)
+    finally:
+        document.close()
+    return [e for e in elements if e.text and e.text.strip()]
 
 
 def partition_document(
@@ -203,7 +250,25 @@ def partition_document(
     if kind.kind == "pdf" and max_pdf_pages is not None and b"/Encrypt" not in data[:4096]:
         _check_pdf_pages(data, max_pdf_pages)
     _prepare_unstructured()
-    elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
+    parser = "unstructured"
+    failure: DocumentParseError | None = None
+    try:
+        elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
+    except DocumentParseError as exc:
+        if kind.kind != "pdf" or exc.detail.startswith("the PDF is password-protected"):
+            raise
+        elements, failure = [], exc
+    if not elements and kind.kind == "pdf":
+        # A valid PDF that pdfminer/pypdf refuse (their safety limits, odd structures) or read as
+        # empty is read again from PDFium's text layer before the document is given up.
+        elements = _pdfium_elements(data, filename)
+        if elements:
+            parser = "pdfium"
+            log.info(
+                "%s: read with PDFium after unstructured %s", filename, failure.detail if failure else "found no text"
+            )
+        elif failure is not None:
+            raise failure
     if not elements:
         if kind.kind == "pdf" and b"/Encrypt" in data:
             raise DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")
@@ -219,6 +284,8 @@ def partition_document(
         if not cleaned:
             continue
         metadata = {k: _flat(v) for k, v in _chunk_metadata(filename, originals, titles).items()}
+        if parser != "unstructured":
+            metadata["parser"] = parser
         chunks.append(Chunk(text=cleaned, metadata=metadata))
     if not chunks:
         raise DocumentParseError(f"the {kind.kind.upper()} file contains no text to index")

@@ -162,3 +162,70 @@ def test_paragraphs_are_classified_with_sentences_and_parts_of_speech() -> None:
     )
     categories = [element.category for element in partition_text(text=text)]
     assert categories == ["Title", "NarrativeText", "NarrativeText"]
+
+
+def _pdf_with_large_array(lines: list[str], array_items: int = 150_000) -> bytes:
+    """A valid one-page PDF whose catalog holds an array longer than pypdf's safety limit (100,000).
+
+    Such arrays occur in real filings (long /Kids, /Widths or structure arrays).
+    """
+    content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) '" for line in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R /Extra [" + " 0" * array_items + " ] >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        " /Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+FILING = ["Acme Corp quarterly report, second quarter 2023.", "Total revenue was 13,507 million dollars."]
+
+
+def test_a_pdf_past_pypdfs_array_limit_is_parsed() -> None:
+    """Regression (issue 16): valid filings failed with pypdf's "LimitReachedError: Reached maximum
+    array element count" from the page-count check; the page count now falls back to PDFium."""
+    data = _pdf_with_large_array(FILING)
+    chunks = partition_document(data, "filing.pdf", detect_file_kind(data, "filing.pdf"), CONFIG, max_pdf_pages=40)
+    assert "Total revenue was 13,507 million dollars." in " ".join(c.text for c in chunks)
+    with pytest.raises(DocumentParseError, match="the limit is 0"):
+        partition_document(data, "filing.pdf", detect_file_kind(data, "filing.pdf"), CONFIG, max_pdf_pages=0)
+
+
+def test_a_pdf_unstructured_cannot_read_is_read_from_pdfiums_text_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the fast partition fails (any parser error) or finds no text, PDFium reads the text
+    layer before the document is failed; the chunks say which parser produced them."""
+    import ingest.partition as partition
+
+    data = _pdf_with_large_array(FILING, array_items=10)
+
+    def refuse(*_: object) -> list[object]:
+        raise DocumentParseError(
+            "could not parse the PDF file (LimitReachedError: Reached maximum array element count)"
+        )
+
+    for broken in (refuse, lambda *_: []):
+        monkeypatch.setattr(partition, "_elements", broken)
+        chunks = partition_document(data, "filing.pdf", detect_file_kind(data, "filing.pdf"), CONFIG)
+        assert "13,507" in " ".join(c.text for c in chunks)
+        assert {(c.metadata["parser"], c.metadata["page"]) for c in chunks} == {("pdfium", 1)}
+    encrypted = DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")
+    monkeypatch.setattr(partition, "_elements", lambda *_: (_ for _ in ()).throw(encrypted))
+    with pytest.raises(DocumentParseError, match="password-protected"):
+        partition_document(data, "filing.pdf", detect_file_kind(data, "filing.pdf"), CONFIG)
+
+
+def test_a_pdf_without_a_text_layer_still_fails_with_its_reason() -> None:
+    data = _pdf_with_large_array([], array_items=10)
+    with pytest.raises(DocumentParseError, match="no text could be extracted"):
+        partition_document(data, "blank.pdf", detect_file_kind(data, "blank.pdf"), CONFIG)
