@@ -35,6 +35,7 @@ RESERVED_METADATA = frozenset(
         "page_end",
         "section",
         "element_types",
+        "parser",
         "languages",
         "document_id",
         "revision",
