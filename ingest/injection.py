@@ -43,6 +43,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# Stored with each cached chunk's scan; raise it when a pattern changes, so cached chunks are scanned again.
+VERSION = 1
+
 # Where an imperative may begin: text or line start, a sentence end, a bullet; then polite or
 # sequencing words. Not after "and" or "then": "… make the model ignore X and reveal the system
 # prompt" describes an attack. A quote mark is deliberately not a start: quoted text is cited.
@@ -173,26 +176,35 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     ),
 }
 
-# Words each pattern cannot match without (in the lower-cased text, spaces collapsed): most chunks
-# contain none of them, and a substring test is far cheaper than the pattern.
-TRIGGERS: dict[str, tuple[str, ...]] = {
-    "ignore_instructions": ("ignore", "disregard", "forget", "discard", "override", "bypass"),
-    "new_role": ("you are", "now on"),
-    "act_as": ("act as", "act like", "behave as", "behave like", "respond as", "respond like", "pretend"),
-    "addresses_ai": (
-        *("you are", "note to", "note for", "message to", "message for", "attention to", "attention for"),
-        *("instruction to", "instruction for", "instructions to", "instructions for"),
-        *("reading this", "processing this", "summarizing this", "summarising this", "ingesting this"),
+# What each pattern cannot match without: one of its words (whole words of the lower-cased text)
+# or one of its marks (substrings). Most chunks hold none, and looking is far cheaper than the pattern.
+TRIGGER_WORDS: dict[str, frozenset[str]] = {
+    "ignore_instructions": frozenset({"ignore", "disregard", "forget", "discard", "override", "bypass"}),
+    "new_role": frozenset({"now", "longer"}),
+    "act_as": frozenset({"act", "behave", "respond", "pretend"}),
+    "addresses_ai": frozenset(
+        {"you", "note", "message", "instruction", "instructions", "attention", "reading", "processing"}
+        | {"summarizing", "summarising", "ingesting"}
     ),
-    "chat_token": ("<|", "inst]", "sys>>"),
-    "role_header": ("#", "sys"),
-    "system_prompt_request": ("prompt", "instruction", "message", "repeat"),
-    "secret_request": ("key", "token", "password", "credential", "secret"),
-    "send_to_url": ("http", "www.", "url", "endpoint", "webhook"),
-    "markdown_image_data": ("![",),
-    "tool_call": ("tool", "plugin", "function_call"),
-    "hide_from_user": ("the user",),
+    "role_header": frozenset({"system", "sys"}),
+    "system_prompt_request": frozenset({"message", "repeat"}),
+    "secret_request": frozenset(
+        {"key", "keys", "apikey", "apikeys", "token", "tokens", "password", "passwords", "credentials", "secrets"}
+    ),
+    "send_to_url": frozenset({"url", "endpoint", "webhook"}),
+    "tool_call": frozenset({"tool", "tools", "plugin", "plugins"}),
+    "hide_from_user": frozenset({"user"}),
 }
+TRIGGER_MARKS: dict[str, tuple[str, ...]] = {
+    "chat_token": ("<|", "inst]", "sys>>"),
+    "role_header": ("#",),
+    "system_prompt_request": ("prompt", "instruction"),
+    "send_to_url": ("http", "www."),
+    "markdown_image_data": ("![",),
+    "tool_call": ("<tool_call>", "<function_call>", "<tool_use>"),
+}
+_WORD = re.compile(r"[a-z]+")
+
 
 # Characters that render as nothing. U+200C/U+200D join letters in Persian, Indic scripts and emoji,
 # so one at a time is ordinary; runs, or many between Latin letters, carry hidden data.
@@ -206,7 +218,6 @@ _BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 _BIDI_OTHER = re.compile("[\u202a\u202b\u202c\u2066\u2067\u2068\u2069]")
 _RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
 _HIDDEN = re.compile(f"[{_INVISIBLE}\u00ad\u202a-\u202e\u2066-\u2069]")
-_SPACES = re.compile(r"[ \t\u00a0]+")
 MIN_INVISIBLE_IN_LATIN = 5
 
 
@@ -228,19 +239,20 @@ def _decode_tags(match: re.Match[str]) -> str:
 
 def revealed(text: str) -> str:
     """``text`` as a model may read it: hidden characters removed, tag characters decoded to ASCII lines."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", _HIDDEN.sub("", _TAG_RUN.sub(_decode_tags, text)))
-    return _SPACES.sub(" ", text)
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", _HIDDEN.sub("", _TAG_RUN.sub(_decode_tags, text)))
+
+
+def _triggered(name: str, words: set[str], lower: str) -> bool:
+    return not words.isdisjoint(TRIGGER_WORDS.get(name, ())) or any(m in lower for m in TRIGGER_MARKS.get(name, ()))
 
 
 def scan(text: str) -> list[str]:
     """Names of the patterns that ``text`` matches, sorted; empty for ordinary text."""
     found = [] if text.isascii() else _hidden_text(text)
     plain = revealed(text)
-    words = " ".join(plain.lower().split())
-    found.extend(
-        name
-        for name, pattern in PATTERNS.items()
-        if any(word in words for word in TRIGGERS[name]) and pattern.search(plain)
-    )
+    lower = plain.lower()
+    words = set(_WORD.findall(lower))
+    found.extend(name for name, pattern in PATTERNS.items() if _triggered(name, words, lower) and pattern.search(plain))
     return sorted(found)

@@ -123,7 +123,7 @@ def store_chunks(session: Session, collection_id: str, sha256: str, parse_hash: 
             "position": position,
             "text": chunk.text,
             "text_sha256": text_sha256(chunk.text),
-            "chunk_metadata": dict(chunk.metadata),
+            "chunk_metadata": {**chunk.metadata, SCAN_KEY: _scan_stamp(injection.scan(chunk.text))},
         }
         for position, chunk in enumerate(chunks)
     ]
@@ -213,6 +213,26 @@ def pii_counts(texts: Sequence[str], mode: str) -> dict[str, int]:
     return totals
 
 
+# The injection scan of a cached chunk, "<detector version>:<patterns>": a build reads it instead of
+# scanning every chunk of the collection again (a tenth of a millisecond each). Never sent to Chroma.
+SCAN_KEY = "injection_scan"
+
+
+def _scan_stamp(found: Sequence[str]) -> str:
+    return f"{injection.VERSION}:{','.join(found)}"
+
+
+def _injection_patterns(row: ChunkCache) -> list[str]:
+    """The row's stored scan, or a fresh one (rows cached before it, or by an older detector), stored back."""
+    stamp = row.chunk_metadata.get(SCAN_KEY)
+    prefix = f"{injection.VERSION}:"
+    if isinstance(stamp, str) and stamp.startswith(prefix):
+        return [p for p in stamp[len(prefix) :].split(",") if p]
+    found = injection.scan(row.text)
+    row.chunk_metadata = {**row.chunk_metadata, SCAN_KEY: _scan_stamp(found)}
+    return found
+
+
 @dataclass(frozen=True)
 class Screened:
     """One revision's cached chunks under a collection's injection policy."""
@@ -225,8 +245,9 @@ class Screened:
 def screen(rows: Sequence[ChunkCache], mode: str) -> Screened:
     """Apply the injection policy to cached chunks: ``flag`` marks instruction-like ones, ``drop`` leaves them out.
 
-    Runs whenever chunks are embedded or a version is assembled, never before caching,
-    so a changed policy takes effect at the next build without parsing anything again.
+    Runs whenever chunks are embedded or a version is assembled, on the scan stored with
+    each cached chunk: a changed policy takes effect at the next build without parsing or
+    scanning anything again.
     """
     if mode == "off":
         return Screened(list(rows), {}, {})
@@ -234,7 +255,7 @@ def screen(rows: Sequence[ChunkCache], mode: str) -> Screened:
     flags: dict[int, str] = {}
     patterns: Counter[str] = Counter()
     for row in rows:
-        found = injection.scan(row.text)
+        found = _injection_patterns(row)
         patterns.update(found)
         if not found:
             kept.append(row)
@@ -305,6 +326,7 @@ def _node_metadata(
     metadata: dict[str, object] = dict(revision.upload_metadata)
     metadata.pop("injection", None)  # only the screening may mark a chunk
     metadata.update(row.chunk_metadata)
+    metadata.pop(SCAN_KEY, None)
     if flags:
         metadata["injection"] = flags
     metadata.update(

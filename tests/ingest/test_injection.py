@@ -121,7 +121,7 @@ def test_ordinary_text_and_text_about_injection_are_not_flagged(text: str) -> No
 
 
 def test_trigger_words_never_hide_a_match() -> None:
-    """The substring prefilter (TRIGGERS) is only a shortcut: it must not change any result."""
+    """The prefilter (TRIGGER_WORDS, TRIGGER_MARKS) is only a shortcut: it must not change any result."""
     for text in [t for t, _ in POSITIVES] + NEGATIVES:
         plain = revealed(text)
         assert {n for n, p in PATTERNS.items() if p.search(plain)} <= set(scan(text)), text

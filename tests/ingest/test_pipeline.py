@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from chromadb.api import ClientAPI
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog, chroma
@@ -18,8 +19,8 @@ from core.config import CollectionConfig, IngestionConfig
 from core.db import Database, create_schema
 from core.embedding import Embedder
 from core.filetypes import FileKind, detect_file_kind
-from core.models import Collection, DocumentRevision, DocumentStatus, JobKind, Version, VersionState
-from ingest import pipeline
+from core.models import ChunkCache, Collection, DocumentRevision, DocumentStatus, JobKind, Version, VersionState
+from ingest import injection, pipeline
 from ingest.partition import Chunk, partition_document
 from ingest.pipeline import build_version, prepare_revision
 from query import retrieval
@@ -384,7 +385,7 @@ POISONED = (
 
 
 def test_instruction_like_chunks_are_flagged_dropped_or_left_by_the_injection_policy(
-    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A document telling the model to ignore its instructions was ingested silently (security issue)."""
     session, blobs, client = env
@@ -403,9 +404,14 @@ def test_instruction_like_chunks_are_flagged_dropped_or_left_by_the_injection_po
     v1 = _build(session, client, blobs, embedder, collection)
     assert stored(v1)["travel.txt"]["injection"] == ",".join(PATTERNS_HIT)
     assert not stored(v1)["expenses.txt"].get("injection")
+    assert all(pipeline.SCAN_KEY not in m for m in stored(v1).values()), "the cached scan stays in the catalog"
 
-    # Changing the policy re-uses the cached chunks (nothing is parsed) and never serves them as they were.
+    # Changing the policy re-uses the cached chunks and their scans (nothing is parsed or scanned)
+    # and never serves them as they were.
     parsed: list[str] = []
+    scanned: list[str] = []
+    real_scan = injection.scan
+    monkeypatch.setattr(injection, "scan", lambda text: scanned.append(text) or real_scan(text))
 
     def counting_parser(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
         parsed.append(filename)
@@ -429,6 +435,15 @@ def test_instruction_like_chunks_are_flagged_dropped_or_left_by_the_injection_po
     v3 = rebuild("off")
     assert parsed == [] and set(stored(v3)) == {"expenses.txt", "travel.txt"}
     assert not stored(v3)["travel.txt"].get("injection") and poisoned.injection_counts == {}
+    assert scanned == []
+
+    # Chunks cached before the scan existed are scanned once, at the next build, and keep the result.
+    for row in session.scalars(select(ChunkCache).where(ChunkCache.collection_id == collection.id)):
+        row.chunk_metadata = {k: v for k, v in row.chunk_metadata.items() if k != pipeline.SCAN_KEY}
+    v4 = rebuild("flag")
+    assert stored(v4)["travel.txt"]["injection"] == ",".join(PATTERNS_HIT) and len(scanned) == 2
+    rebuild("flag")
+    assert len(scanned) == 2
 
 
 def test_dropped_chunks_are_not_embedded(
