@@ -1,4 +1,4 @@
-"""A small BM25 index over a version's chunks, built at build time and stored as a blob.
+"""The BM25 index over a version's chunks, built at build time and stored as a blob.
 
 Tokenisation handles text with and without spaces: Latin-script words are lowercased
 and Porter-stemmed; runs of CJK characters (Japanese, Chinese) become overlapping
@@ -8,21 +8,24 @@ tokenizer would see a whole Japanese sentence as one token.
 
 from __future__ import annotations
 
+import io
 import json
-import math
+import logging
 import re
 import zlib
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
+import bm25s
+import numpy as np
 from nltk.stem.porter import PorterStemmer
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"^[{_CJK}]+$")
 _STEMMER = PorterStemmer()
+K1, B = 1.2, 0.75
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 STOPWORDS = frozenset(
     [
         "a",
@@ -105,56 +108,80 @@ def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
     return tokens
 
 
-@dataclass
 class BM25Index:
-    ids: list[str]
-    doc_lengths: list[int]
-    postings: dict[str, list[tuple[int, int]]]
-    k1: float = 1.2
-    b: float = 0.75
+    """BM25 over a version's chunks, scored by bm25s (sparse matrices, numpy) with this module's tokenizer.
+
+    bm25s precomputes every (term, chunk) score at build time into a CSC matrix, so a search
+    sums a few matrix columns instead of walking postings in Python. The scoring is Lucene's
+    BM25 (k1 1.2, b 0.75), the same ranking as the index it replaced.
+    """
+
+    FORMAT = 2
+
+    def __init__(self, ids: Sequence[str], model: bm25s.BM25) -> None:
+        self.ids = list(ids)
+        self.model = model
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str]) -> BM25Index:
-        postings: dict[str, list[tuple[int, int]]] = {}
-        lengths: list[int] = []
-        for position, text in enumerate(texts):
-            counts = Counter(tokenize(text))
-            lengths.append(sum(counts.values()))
-            for term, tf in counts.items():
-                postings.setdefault(term, []).append((position, tf))
-        return cls(list(ids), lengths, postings)
+        return cls.from_tokens(ids, [tokenize(text) for text in texts])
+
+    @classmethod
+    def from_tokens(cls, ids: Sequence[str], tokens: Sequence[list[str]]) -> BM25Index:
+        model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        if ids:
+            model.index([list(t) for t in tokens], show_progress=False)
+        return cls(ids, model)
 
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""
-        n = len(self.ids)
-        if n == 0:
+        if not self.ids or limit <= 0:
             return []
-        average = sum(self.doc_lengths) / n or 1.0
-        scores: dict[int, float] = {}
-        for term, query_tf in Counter(tokenize(query)).items():
-            posting = self.postings.get(term)
-            if not posting:
-                continue
-            idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
-            for position, tf in posting:
-                norm = tf + self.k1 * (1 - self.b + self.b * self.doc_lengths[position] / average)
-                scores[position] = scores.get(position, 0.0) + query_tf * idf * tf * (self.k1 + 1) / norm
-        best = sorted(scores.items(), key=lambda item: -item[1])[:limit]
-        return [(self.ids[position], score) for position, score in best]
+        token_ids = self.model.get_tokens_ids(tokenize(query))
+        if not token_ids:
+            return []
+        scores = self.model.get_scores_from_ids(token_ids)
+        count = min(limit, len(scores))
+        best = np.argpartition(-scores, count - 1)[:count]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in best if scores[i] > 0]
 
     def dumps(self) -> bytes:
-        payload = {
+        empty = np.zeros(0, dtype=np.int32)
+        scores = self.model.scores if self.ids else {}
+        header = {
+            "format": self.FORMAT,
             "ids": self.ids,
-            "lengths": self.doc_lengths,
-            "postings": self.postings,
-            "k1": self.k1,
-            "b": self.b,
-            "format": 1,
+            "vocab": self.model.vocab_dict if self.ids else {},
+            "num_docs": int(scores.get("num_docs", 0)),
         }
-        return zlib.compress(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            header=np.frombuffer(json.dumps(header, ensure_ascii=False).encode(), dtype=np.uint8),
+            data=scores.get("data", empty),
+            indices=scores.get("indices", empty),
+            indptr=scores.get("indptr", empty),
+        )
+        return zlib.compress(buffer.getvalue(), 6)
 
     @classmethod
     def loads(cls, data: bytes) -> BM25Index:
-        payload = json.loads(zlib.decompress(data))
-        postings = {term: [(int(p), int(tf)) for p, tf in entries] for term, entries in payload["postings"].items()}
-        return cls(payload["ids"], payload["lengths"], postings, payload["k1"], payload["b"])
+        raw = zlib.decompress(data)
+        if raw.startswith(b"{"):  # format 1: postings as JSON, written by versions built before bm25s
+            payload = json.loads(raw)
+            tokens: list[list[str]] = [[] for _ in payload["ids"]]
+            for term, entries in payload["postings"].items():
+                for position, tf in entries:
+                    tokens[int(position)].extend([term] * int(tf))
+            return cls.from_tokens(payload["ids"], tokens)
+        with np.load(io.BytesIO(raw)) as arrays:
+            header = json.loads(arrays["header"].tobytes())
+            model = bm25s.BM25(k1=K1, b=B, method="lucene")
+            if header["ids"]:
+                model.scores = {k: arrays[k] for k in ("data", "indices", "indptr")}
+                model.scores["num_docs"] = header["num_docs"]
+                model.vocab_dict = header["vocab"]
+                model.unique_token_ids_set = set(model.vocab_dict.values())
+                model.nonoccurrence_array = None  # Lucene's BM25 has no score for absent terms
+        return cls(header["ids"], model)

@@ -35,3 +35,21 @@ def test_round_trip_through_bytes_keeps_scores() -> None:
 
 def test_empty_index_returns_nothing() -> None:
     assert BM25Index.build([], []).search("anything", 3) == []
+
+
+def test_an_index_written_before_bm25s_still_loads_and_ranks_the_same() -> None:
+    """Versions built before the switch to bm25s stored postings as JSON (format 1)."""
+    import json
+    import zlib
+
+    ids, texts = ["a", "b", "c"], ["alpha beta gamma", "beta delta", "梅雨は日本の雨季です。"]
+    postings: dict[str, list[tuple[int, int]]] = {}
+    for position, text in enumerate(texts):
+        for term in sorted(set(tokenize(text))):
+            postings.setdefault(term, []).append((position, tokenize(text).count(term)))
+    lengths = [len(tokenize(t)) for t in texts]
+    old = {"ids": ids, "lengths": lengths, "postings": postings, "k1": 1.2, "b": 0.75, "format": 1}
+    restored = BM25Index.loads(zlib.compress(json.dumps(old).encode()))
+    current = BM25Index.build(ids, texts)
+    for query in ("beta delta", "gamma", "日本の梅雨"):
+        assert restored.search(query, 3) == current.search(query, 3)
