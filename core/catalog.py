@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -302,7 +302,11 @@ def get_job(session: Session, job_id: str) -> Job:
 
 
 def start_job(session: Session, job: Job) -> None:
-    """Mark the job running. An ingest job's attempts count its dispatches, not its documents."""
+    """Mark the job running. An ingest job's attempts count its dispatches, not its documents.
+
+    Starting (again, after a redelivery) is also the job's first heartbeat.
+    """
+    job.heartbeat_at = utcnow()
     if job.status == JobStatus.queued:
         job.status = JobStatus.running
         job.started_at = utcnow()
@@ -324,17 +328,74 @@ def advance_job(session: Session, job_id: str, done: int = 1) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(progress_done=Job.progress_done + done))
 
 
-def mark_dispatched(session: Session, job_ids: Sequence[str]) -> None:
-    session.execute(update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=utcnow()))
+def mark_dispatched(session: Session, job_ids: Sequence[str], delay_s: float = 0.0) -> None:
+    """The jobs' messages were (or are about to be) sent, due in ``delay_s`` (a countdown)."""
+    due = utcnow() + timedelta(seconds=delay_s)
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(dispatched_at=due))
 
 
-def stale_queued_jobs(session: Session, older_than: timedelta) -> Sequence[Job]:
-    cutoff = utcnow() - older_than
+def claim_stale_job(session: Session, job_id: str, stuck_after: timedelta) -> bool:
+    """Mark a stale job dispatched now; False if something dispatched it since it was found stale.
+
+    Two reconcilers can run at once (a backlog after a worker restart, several workers):
+    only the one that claims a job sends it, so a build never runs twice side by side.
+    """
+    cutoff = utcnow() - stuck_after
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, func.coalesce(Job.dispatched_at, Job.created_at) < cutoff)
+        .values(dispatched_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(claimed)
+
+
+def alive_elsewhere(job: Job, within: timedelta) -> bool:
+    """A running job that a worker process reported alive within ``within``: it is being run right now."""
+    last = job.heartbeat_at or job.started_at
+    return job.status == JobStatus.running and last is not None and utcnow() - last < within
+
+
+def touch_jobs(session: Session, job_ids: Sequence[str]) -> None:
+    """A worker process's sign of life for the running jobs it holds (see ``stale_jobs``)."""
+    session.execute(
+        update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.running).values(heartbeat_at=utcnow())
+    )
+
+
+def stale_jobs(session: Session, stuck_after: timedelta, ingest_running_after: timedelta) -> Sequence[Job]:
+    """Unfinished jobs whose message was lost, oldest first: the reconciler dispatches them again.
+
+    Nothing dispatched any of them within ``stuck_after``, and:
+
+    - a queued job (any kind) never started: its message was lost before a worker took it;
+    - a running build, evaluation or report job has had no heartbeat within ``stuck_after``:
+      the worker process running it died (a killed worker, a lost host);
+    - a running ingest job started more than ``ingest_running_after`` ago: its documents
+      parse in one task each, so no single process beats for it; only when the parse time
+      limit is long over can its unfinished documents be taken as lost.
+    """
+    now = utcnow()
+    cutoff = now - stuck_after
+    running = Job.status == JobStatus.running
     return session.scalars(
-        select(Job).where(
-            Job.status.in_([JobStatus.queued, JobStatus.running]),
+        select(Job)
+        .where(
             func.coalesce(Job.dispatched_at, Job.created_at) < cutoff,
+            or_(
+                Job.status == JobStatus.queued,
+                and_(
+                    running,
+                    Job.kind != JobKind.ingest,
+                    func.coalesce(Job.heartbeat_at, Job.started_at, Job.created_at) < cutoff,
+                ),
+                and_(
+                    running,
+                    Job.kind == JobKind.ingest,
+                    func.coalesce(Job.started_at, Job.created_at) < now - ingest_running_after,
+                ),
+            ),
         )
+        .order_by(Job.created_at)
     ).all()
 
 
@@ -388,15 +449,19 @@ def claim_build(session: Session, collection_id: str) -> Job | None:
     return job
 
 
-def other_running_build(session: Session, job: Job, started_after: datetime) -> Job | None:
-    """Another build of ``job``'s collection that is running and started after ``started_after``."""
+def other_running_build(session: Session, job: Job, alive_after: datetime) -> Job | None:
+    """Another build of ``job``'s collection that is running, with a sign of life after ``alive_after``.
+
+    A build whose worker died stays ``running`` until the reconciler dispatches it again;
+    its heartbeat stopped, so it does not hold up the collection's next build.
+    """
     return session.scalar(
         select(Job).where(
             Job.kind == JobKind.build,
             Job.collection_id == job.collection_id,
             Job.status == JobStatus.running,
             Job.id != job.id,
-            Job.started_at > started_after,
+            func.coalesce(Job.heartbeat_at, Job.started_at) > alive_after,
         )
     )
 
@@ -669,6 +734,10 @@ def create_eval_run(
 def eval_run_missing(run_id: str) -> NotFound:
     """What an unknown evaluation id answers (also for one the caller may not see)."""
     return NotFound(f"evaluation {run_id!r} does not exist")
+
+
+def eval_run_for_job(session: Session, job_id: str) -> EvalRun | None:
+    return session.scalar(select(EvalRun).where(EvalRun.job_id == job_id))
 
 
 def get_eval_run(session: Session, run_id: str) -> EvalRun:

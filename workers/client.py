@@ -46,11 +46,11 @@ class TaskClient:
             log.exception("could not enqueue %s%s; the reconciler will retry", task.value, list(args))
             return False
 
-    def parse_revisions(self, session: Session, job_id: str, revision_ids: Sequence[str]) -> None:
+    def parse_revisions(self, session: Session, job_id: str, revision_ids: Sequence[str]) -> bool:
+        """Commit the job as dispatched, then send one parse task per revision; False if any was not sent."""
         catalog.mark_dispatched(session, [job_id])
         session.commit()
-        for revision_id in revision_ids:
-            self.send(TaskName.parse_document, [revision_id])
+        return all([self.send(TaskName.parse_document, [revision_id]) for revision_id in revision_ids])
 
     def request_build(self, session: Session, collection_id: str, countdown: float | None = None) -> str | None:
         """Schedule a build of the collection's next version unless one is already pending.

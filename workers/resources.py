@@ -23,6 +23,7 @@ from ingest.sandbox import ParseSandbox
 from query.engine import QueryEngine
 from workers import observe
 from workers.client import TaskClient
+from workers.heartbeat import Heartbeat, interval_s
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ class Resources:
     @cached_property
     def chroma(self) -> ClientAPI:
         return chroma.connect(self.settings.resolved_chroma_url)
+
+    @cached_property
+    def heartbeat(self) -> Heartbeat:
+        """Beats for the jobs this process runs (its thread starts with the first job)."""
+        return Heartbeat(self.db, interval_s(self.settings.worker.stuck_after_s))
 
     @cached_property
     def parser(self) -> ParseSandbox:
@@ -98,5 +104,7 @@ def close_resources() -> None:
     if _resources is not None:
         if "parser" in _resources.__dict__:
             _resources.parser.close()
+        if "heartbeat" in _resources.__dict__:
+            _resources.heartbeat.close()
         _resources.db.dispose()
         _resources = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
+from collections import Counter
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from celery import Task
@@ -72,6 +74,22 @@ def _open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:
         return None
     catalog.start_job(session, job)
     return job, collection
+
+
+def _duplicate(task: Task, job: Job | None) -> bool:
+    """True for a first delivery of a job that another worker process is running right now.
+
+    Its heartbeat is fresh, so this message is a duplicate (a redelivery, a second re-send):
+    running the job twice side by side would have two builds rebuild one Chroma collection.
+    Should that process die, its heartbeat stops and the reconciler sends the job again.
+    A retry (``request.retries``) continues this task's own attempt and is never a duplicate.
+    """
+    if job is None or task.request.retries:
+        return False
+    if not catalog.alive_elsewhere(job, timedelta(seconds=resources().settings.worker.stuck_after_s)):
+        return False
+    log.warning("%s job %s is running in another worker process; this message is a duplicate", job.kind, job.id)
+    return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -204,90 +222,100 @@ def build_version(self: Task, job_id: str) -> None:
     with res.db.session() as session:
         job = session.get(Job, job_id)
         if job is not None and job.status == JobStatus.queued:
-            limit = timedelta(seconds=res.settings.worker.build_soft_time_limit_s + 120)  # older: a dead worker's
-            if catalog.other_running_build(session, job, utcnow() - limit) is not None:
-                catalog.mark_dispatched(session, [job.id])  # waiting, not lost: the reconciler leaves it
+            # A build without a heartbeat for this long lost its worker: it holds nothing up.
+            alive_after = utcnow() - timedelta(seconds=res.settings.worker.stuck_after_s)
+            if catalog.other_running_build(session, job, alive_after) is not None:
+                # Waiting, not lost: the reconciler leaves it.
+                catalog.mark_dispatched(session, [job.id], delay_s=BUILD_WAIT_S)
                 session.commit()
                 res.tasks.send(TaskName.build_version, [job.id], countdown=BUILD_WAIT_S)
                 return
+        if _duplicate(self, job):
+            return
         opened = _open_job(session, job_id)
         if opened is None:
             return
         job, collection = opened
-        catalog.release_build(session, collection.id, job.id)
+        with res.heartbeat.running(job.id):
+            _build(self, session, res, job, collection)
+
+
+def _build(self: Task, session: Session, res: Resources, job: Job, collection: Collection) -> None:
+    """The body of ``build_version`` for a job it opened (under the job's heartbeat)."""
+    catalog.release_build(session, collection.id, job.id)
+    session.commit()
+    if job.result.get("trigger") != "manual" and _unchanged(session, collection):
+        catalog.finish_job(session, job, result={"version": None, "detail": "no document changed"})
+        return
+    version = catalog.version_for_job(session, job.id) or catalog.create_version(
+        session, collection, job.id, chroma_access.version_collection_name
+    )
+    config = catalog.collection_config(collection)
+
+    last_commit = 0.0
+
+    def progress(done: int, total: int) -> None:
+        """Recorded at most once a second (a commit per document would slow big builds down)."""
+        nonlocal last_commit
+        if done < total and time.monotonic() - last_commit < 1.0:
+            return
+        last_commit = time.monotonic()
+        job.progress_done, job.progress_total = done, total
         session.commit()
-        if job.result.get("trigger") != "manual" and _unchanged(session, collection):
-            catalog.finish_job(session, job, result={"version": None, "detail": "no document changed"})
-            return
-        version = catalog.version_for_job(session, job.id) or catalog.create_version(
-            session, collection, job.id, chroma_access.version_collection_name
-        )
-        config = catalog.collection_config(collection)
 
-        last_commit = 0.0
-
-        def progress(done: int, total: int) -> None:
-            """Recorded at most once a second (a commit per document would slow big builds down)."""
-            nonlocal last_commit
-            if done < total and time.monotonic() - last_commit < 1.0:
-                return
-            last_commit = time.monotonic()
-            job.progress_done, job.progress_total = done, total
+    try:
+        if version.state == VersionState.building:  # else redelivered after the build was recorded
+            pipeline.build_version(
+                session,
+                res.chroma,
+                res.blobs,
+                res.embedder(version.embedding_model),
+                collection,
+                version,
+                on_progress=progress,
+                parse=res.parser,
+            )
             session.commit()
+    except RETRYABLE as exc:
+        session.rollback()
+        if self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+        _fail_version(session, res, job, version, exc)
+        return
+    except Exception as exc:
+        session.rollback()
+        log.exception("build of %s v%d failed", collection.name, version.number)
+        _fail_version(session, res, job, version, exc)
+        return
 
-        try:
-            if version.state == VersionState.building:  # else redelivered after the build was recorded
-                pipeline.build_version(
-                    session,
-                    res.chroma,
-                    res.blobs,
-                    res.embedder(version.embedding_model),
-                    collection,
-                    version,
-                    on_progress=progress,
-                    parse=res.parser,
-                )
-                session.commit()
-        except RETRYABLE as exc:
-            session.rollback()
-            if self.request.retries < MAX_RETRIES:
-                raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-            _fail_version(session, res, job, version, exc)
-            return
-        except Exception as exc:
-            session.rollback()
-            log.exception("build of %s v%d failed", collection.name, version.number)
-            _fail_version(session, res, job, version, exc)
-            return
-
-        if config.publish_policy == "auto":
-            _publish_if_newest(session, collection, version)
-        elif config.publish_policy == "gated":
-            _start_gate(session, res, collection, version)
-        dropped = _apply_retention(session, res, collection, config.keep_versions)
-        session.refresh(version)
-        BUILDS.labels("succeeded").inc()
-        if version.build_seconds is not None:
-            BUILD_SECONDS.observe(version.build_seconds)
-        log.info(
-            "built %s v%d: %d chunks in %.1f s, %s",
-            collection.name,
-            version.number,
-            version.chunk_count,
-            version.build_seconds or 0.0,
-            version.state,
-            extra={"collection": collection.name, "version": version.number},
-        )
-        catalog.finish_job(
-            session,
-            job,
-            result={
-                "version": version.number,
-                "state": version.state,
-                "chunk_count": version.chunk_count,
-                "dropped_versions": dropped,
-            },
-        )
+    if config.publish_policy == "auto":
+        _publish_if_newest(session, collection, version)
+    elif config.publish_policy == "gated":
+        _start_gate(session, res, collection, version)
+    dropped = _apply_retention(session, res, collection, config.keep_versions)
+    session.refresh(version)
+    BUILDS.labels("succeeded").inc()
+    if version.build_seconds is not None:
+        BUILD_SECONDS.observe(version.build_seconds)
+    log.info(
+        "built %s v%d: %d chunks in %.1f s, %s",
+        collection.name,
+        version.number,
+        version.chunk_count,
+        version.build_seconds or 0.0,
+        version.state,
+        extra={"collection": collection.name, "version": version.number},
+    )
+    catalog.finish_job(
+        session,
+        job,
+        result={
+            "version": version.number,
+            "state": version.state,
+            "chunk_count": version.chunk_count,
+            "dropped_versions": dropped,
+        },
+    )
 
 
 def _unchanged(session: Session, collection: Collection) -> bool:
@@ -365,41 +393,83 @@ def _apply_retention(session: Session, res: Resources, collection: Collection, k
 # ---------------------------------------------------------------- maintenance
 
 
+class Recovery(StrEnum):
+    """What the reconciler did with one stale job."""
+
+    resent = "re-sent"
+    unsent = "not re-sent (broker unreachable; next round)"
+    claimed = "left alone (another reconciler re-sent it)"
+    settled = "settled (nothing left to run)"
+    failed = "failed (cannot be re-sent)"
+
+
 @app.task(name=TaskName.reconcile)
-def reconcile() -> int:
-    """Re-dispatch jobs whose message was lost (broker outage, enqueue after a crash)."""
+def reconcile() -> dict[str, int]:
+    """Dispatch again the jobs whose message was lost (broker outage, a killed worker, enqueue after a crash).
+
+    Returns (and logs) how many jobs of each kind had which outcome, e.g. ``{"report re-sent": 1}``.
+    """
     res = resources()
-    settings = res.settings.worker
-    redispatched = 0
+    limits = res.settings.worker
+    outcomes: Counter[tuple[str, Recovery]] = Counter()
     with res.db.session() as session:
-        for job in catalog.stale_queued_jobs(session, timedelta(seconds=settings.stuck_after_s)):
-            if job.status == JobStatus.running:
-                # A running task may legitimately take up to its time limit; only then is it lost.
-                limit = (
-                    settings.build_soft_time_limit_s if job.kind == JobKind.build else settings.parse_soft_time_limit_s
-                )
-                if job.started_at and (utcnow() - job.started_at).total_seconds() < limit + 300:
-                    continue
-            if job.kind == JobKind.ingest:
-                pending = [
-                    r.id
-                    for r in catalog.revisions_of_job(session, job.id)
-                    if r.status in (DocumentStatus.queued, DocumentStatus.parsing)
-                ]
-                if not pending:
-                    catalog.settle_ingest_job(session, job)
-                    session.commit()
-                    continue
-                job.attempts += 1
-                res.tasks.parse_revisions(session, job.id, pending)
-            elif job.kind == JobKind.build:
-                catalog.mark_dispatched(session, [job.id])
+        stale = catalog.stale_jobs(
+            session,
+            stuck_after=timedelta(seconds=limits.stuck_after_s),
+            ingest_running_after=timedelta(seconds=limits.parse_soft_time_limit_s + 300),
+        )
+        for job in stale:
+            if not catalog.claim_stale_job(session, job.id, timedelta(seconds=limits.stuck_after_s)):
                 session.commit()
-                res.tasks.send(TaskName.build_version, [job.id])
-            redispatched += 1
-    if redispatched:
-        log.info("reconciler re-dispatched %d stuck jobs", redispatched)
-    return redispatched
+                outcomes[(job.kind, Recovery.claimed)] += 1
+                continue
+            session.commit()
+            outcomes[(job.kind, _redispatch(session, res, job))] += 1
+    if outcomes:
+        by_outcome: dict[Recovery, list[str]] = {}
+        for (kind, outcome), count in sorted(outcomes.items()):
+            by_outcome.setdefault(outcome, []).append(f"{count} {kind}")
+        log.info(
+            "reconciler: %s", "; ".join(f"{outcome.value}: {', '.join(kinds)}" for outcome, kinds in by_outcome.items())
+        )
+    return {f"{kind} {outcome.value}": count for (kind, outcome), count in outcomes.items()}
+
+
+def _redispatch(session: Session, res: Resources, job: Job) -> Recovery:
+    """Send the message that runs ``job`` again (its task finds the catalog state and carries on).
+
+    The caller claimed the job (``catalog.claim_stale_job``), so no other reconciler sends it too.
+    """
+    task: TaskName
+    arg = job.id
+    if job.kind == JobKind.ingest:
+        pending = [
+            r.id
+            for r in catalog.revisions_of_job(session, job.id)
+            if r.status in (DocumentStatus.queued, DocumentStatus.parsing)
+        ]
+        if not pending:
+            catalog.settle_ingest_job(session, job)
+            session.commit()
+            return Recovery.settled
+        job.attempts += 1
+        return Recovery.resent if res.tasks.parse_revisions(session, job.id, pending) else Recovery.unsent
+    if job.kind == JobKind.build:
+        task = TaskName.build_version
+    elif job.kind == JobKind.report:
+        task = TaskName.send_report
+    elif job.kind == JobKind.evaluate:
+        run = catalog.eval_run_for_job(session, job.id)
+        if run is None:
+            catalog.finish_job(session, job, error="its evaluation run no longer exists; start a new evaluation")
+            session.commit()
+            log.warning("evaluation job %s has no evaluation run; marked failed", job.id)
+            return Recovery.failed
+        task, arg = TaskName.evaluate, run.id
+    else:
+        log.warning("job %s is of kind %r, which the reconciler cannot re-send; left as it is", job.id, job.kind)
+        return Recovery.failed
+    return Recovery.resent if res.tasks.send(task, [arg]) else Recovery.unsent
 
 
 @app.task(name=TaskName.prune_query_log)
@@ -429,15 +499,16 @@ def _evaluate_now(session: Session, res: Resources, run: EvalRun, job: Job) -> N
         session.commit()
 
     try:
-        runner.run_evaluation(
-            session,
-            res.query_engine,
-            res.scorer,
-            collection,
-            run,
-            res.settings.eval.bootstrap_samples,
-            on_progress=progress,
-        )
+        with res.heartbeat.running(job.id):
+            runner.run_evaluation(
+                session,
+                res.query_engine,
+                res.scorer,
+                collection,
+                run,
+                res.settings.eval.bootstrap_samples,
+                on_progress=progress,
+            )
     except Exception as exc:
         session.rollback()
         log.warning("evaluation %s failed: %r", run.id, exc, exc_info=not isinstance(exc, RagkeepError))
@@ -495,11 +566,12 @@ def _decide_gate(session: Session, res: Resources, run: EvalRun) -> None:
 
 def _start_gate(session: Session, res: Resources, collection: Collection, version: Version) -> None:
     try:
-        run, _ = runner.new_run(session, collection, version, "gate")
+        run, job = runner.new_run(session, collection, version, "gate")
     except GoldenSetMissing as exc:
         version.gate = {"passed": False, "reasons": [f"{exc.detail}; or publish this version by hand"]}
         session.commit()
         return
+    catalog.mark_dispatched(session, [job.id])
     session.commit()
     res.tasks.send(TaskName.evaluate, [run.id])
 
@@ -513,6 +585,8 @@ def evaluate(self: Task, run_id: str) -> None:
         if run is None:
             return
         job = session.get(Job, run.job_id) if run.job_id else None
+        if _duplicate(self, job):
+            return
         if run.status not in (JobStatus.succeeded, JobStatus.failed) and job is not None:
             _evaluate_now(session, res, run, job)
         version = session.get(Version, run.version_id)
@@ -562,6 +636,7 @@ def nightly_collection(collection_id: str) -> None:
                 session.commit()
                 _evaluate_now(session, res, run, job)
         report_job = catalog.create_job(session, JobKind.report, collection.id, total=1)
+        catalog.mark_dispatched(session, [report_job.id])
         session.commit()
     res.tasks.send(TaskName.send_report, [report_job.id])
 
@@ -574,58 +649,68 @@ def send_report(self: Task, job_id: str) -> None:
     """Build the collection's report (kept in the catalog) and email it to the owners; retry SMTP failures."""
     res = resources()
     with res.db.session() as session:
+        if _duplicate(self, session.get(Job, job_id)):
+            return
         opened = _open_job(session, job_id)
         if opened is None:
             return
         job, collection = opened
-        report = session.get(Report, job.result.get("report_id", "")) if job.result.get("report_id") else None
-        if report is None:
-            rendered = build_report(session, collection, res.settings.eval)
-            report = Report(
-                collection_id=collection.id,
-                subject=rendered.subject,
-                recipients=list(collection.owners),
-                html=rendered.html,
-                text=rendered.text,
-                chart_png=rendered.chart_png,
-                job_id=job.id,
-            )
-            session.add(report)
-            session.flush()
-            job.result = {**job.result, "report_id": report.id}
+        with res.heartbeat.running(job.id):
+            _send_report(self, session, res, job, collection)
+
+
+def _send_report(self: Task, session: Session, res: Resources, job: Job, collection: Collection) -> None:
+    """The body of ``send_report`` for a job it opened (under the job's heartbeat)."""
+    report = session.get(Report, job.result.get("report_id", "")) if job.result.get("report_id") else None
+    if report is None:
+        rendered = build_report(session, collection, res.settings.eval)
+        report = Report(
+            collection_id=collection.id,
+            subject=rendered.subject,
+            recipients=list(collection.owners),
+            html=rendered.html,
+            text=rendered.text,
+            chart_png=rendered.chart_png,
+            job_id=job.id,
+        )
+        session.add(report)
+        session.flush()
+        job.result = {**job.result, "report_id": report.id}
+        session.commit()
+    if not report.recipients:
+        report.status = "no_recipients"
+        catalog.finish_job(session, job, result={"report_id": report.id, "status": report.status})
+        return
+    report.attempts += 1
+    message = email.build_message(
+        res.settings.smtp.sender,
+        report.recipients,
+        report.subject,
+        report.text,
+        report.html,
+        report.chart_png,
+        CHART_CID if report.chart_png else None,
+    )
+    try:
+        email.send(res.settings.smtp, message)
+    except (OSError, smtplib.SMTPException) as exc:
+        report.error = f"{type(exc).__name__}: {exc}"[:500]
+        smtp = res.settings.smtp
+        if self.request.retries < smtp.retries:
+            countdown = min(600.0, smtp.retry_delay_s * 2**self.request.retries)
+            catalog.mark_dispatched(session, [job.id], delay_s=countdown)  # waiting, not lost
             session.commit()
-        if not report.recipients:
-            report.status = "no_recipients"
-            catalog.finish_job(session, job, result={"report_id": report.id, "status": report.status})
-            return
-        report.attempts += 1
-        message = email.build_message(
-            res.settings.smtp.sender,
-            report.recipients,
-            report.subject,
-            report.text,
-            report.html,
-            report.chart_png,
-            CHART_CID if report.chart_png else None,
-        )
-        try:
-            email.send(res.settings.smtp, message)
-        except (OSError, smtplib.SMTPException) as exc:
-            report.error = f"{type(exc).__name__}: {exc}"[:500]
-            smtp = res.settings.smtp
-            if self.request.retries < smtp.retries:
-                session.commit()
-                raise self.retry(exc=exc, countdown=min(600.0, smtp.retry_delay_s * 2**self.request.retries)) from exc
-            report.status = "failed"
-            catalog.finish_job(
-                session,
-                job,
-                error=f"could not send the report after {report.attempts} attempts "
-                f"({report.error}); it stays readable at /collections/{collection.name}/reports/latest",
-                result={"report_id": report.id, "status": report.status},
-            )
-            return
-        report.status, report.sent_at, report.error = "sent", utcnow(), None
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        report.status = "failed"
         catalog.finish_job(
-            session, job, result={"report_id": report.id, "status": report.status, "recipients": report.recipients}
+            session,
+            job,
+            error=f"could not send the report after {report.attempts} attempts "
+            f"({report.error}); it stays readable at /collections/{collection.name}/reports/latest",
+            result={"report_id": report.id, "status": report.status},
         )
+        return
+    report.status, report.sent_at, report.error = "sent", utcnow(), None
+    catalog.finish_job(
+        session, job, result={"report_id": report.id, "status": report.status, "recipients": report.recipients}
+    )
