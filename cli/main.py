@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from cli import remote
+from cli.supervisor import ChildFailed, Part, Supervisor
 from core.db import Database, create_schema
 from core.settings import Settings, get_settings
 
@@ -25,10 +26,6 @@ log = logging.getLogger("ragkeep")
 
 PortOption = Annotated[int | None, typer.Option("--port", help="API port (default RAGKEEP_API_PORT or 8000).")]
 HostOption = Annotated[str | None, typer.Option("--host", help="API bind address (default 127.0.0.1).")]
-
-
-class ChildFailed(Exception):
-    """A part of ragkeep could not be started."""
 
 
 def _api_command(settings: Settings, host: str | None, port: int | None) -> list[str]:
@@ -132,20 +129,6 @@ def _prepare(settings: Settings) -> None:
         db.dispose()
 
 
-def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]], grace: float = 20.0) -> None:
-    for _, process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for name, process in reversed(processes):
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            typer.echo(f"{name} did not stop in {grace:.0f} s; killing it", err=True)
-            process.kill()
-            process.wait()
-
-
 def _bootstrap_admin_key(settings: Settings) -> None:
     """First start without RAGKEEP_ADMIN_API_KEY: create an admin key, store its hash, print it once."""
     if settings.auth == "disabled":
@@ -170,15 +153,52 @@ def _bootstrap_admin_key(settings: Settings) -> None:
     sys.stdout.flush()
 
 
+def _parts(settings: Settings, host: str | None, port: int | None) -> list[Part]:
+    """The children of ``ragkeep up``, in start order (each restarted as a fresh command)."""
+    env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
+    parts: list[Part] = []
+
+    def spawn(command: list[str], child_env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+        # Own sessions: Ctrl-C reaches only the supervisor, which stops the parts in order.
+        if log is None:
+            return subprocess.Popen(command, env=child_env, start_new_session=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command, env=child_env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    if settings.embedded_chroma:
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.resolved_chroma_url
+        parts.append(
+            Part(
+                "chroma",
+                lambda: spawn(_chroma_command(settings), env, settings.resolved_data_dir / "chroma.log"),
+                ready=lambda process: _wait_for_chroma(url, process),
+            )
+        )
+        env["RAGKEEP_CHROMA_URL"] = url
+    parts += [
+        Part("worker", lambda: spawn(_worker_command(settings, None, None), _worker_env(settings, env))),
+        Part("beat", lambda: spawn(_beat_command(settings), env)),
+        Part("api", lambda: spawn(_api_command(settings, host, port), env)),
+    ]
+    return parts
+
+
 @app.command()
 def up(port: PortOption = None, host: HostOption = None) -> None:
-    """Start everything on one machine: Chroma server (embedded default), worker, beat and the API."""
+    """Start everything on one machine: Chroma server (embedded default), worker, beat and the API.
+
+    A part that dies is restarted after a backoff while the others keep running; ragkeep
+    stops on Ctrl-C or SIGTERM, or when a part keeps dying (see ``cli.supervisor``).
+    """
     settings = get_settings()
     _prepare(settings)
     _bootstrap_admin_key(settings)
-    env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-    stopping = failed = False
+    supervisor = Supervisor(_parts(settings, host, port), echo=lambda message: typer.echo(message, err=True))
+    stopping = False
+    failure: str | None = None
 
     def request_stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -187,38 +207,21 @@ def up(port: PortOption = None, host: HostOption = None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        if settings.embedded_chroma:
-            settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-            chroma_log = (settings.resolved_data_dir / "chroma.log").open("ab")
-            chroma = subprocess.Popen(
-                _chroma_command(settings), env=env, start_new_session=True, stdout=chroma_log, stderr=subprocess.STDOUT
-            )
-            chroma_log.close()
-            processes.append(("chroma", chroma))
-            _wait_for_chroma(settings.resolved_chroma_url, chroma)
-            env["RAGKEEP_CHROMA_URL"] = settings.resolved_chroma_url
-        for name, command, child_env in (
-            ("worker", _worker_command(settings, None, None), _worker_env(settings, env)),
-            ("beat", _beat_command(settings), env),
-            ("api", _api_command(settings, host, port), env),
-        ):
-            # Own sessions: Ctrl-C reaches only this supervisor, which stops the parts in order.
-            processes.append((name, subprocess.Popen(command, env=child_env, start_new_session=True)))
+        supervisor.start_all()
         api_url = f"http://{host or settings.api_host}:{port or settings.api_port}"
         typer.echo(f"ragkeep is starting: API {api_url} (docs at {api_url}/docs), data in {settings.resolved_data_dir}")
-        while not stopping:
-            for name, process in processes:
-                if process.poll() is not None:
-                    typer.echo(f"{name} exited with code {process.returncode}; stopping ragkeep", err=True)
-                    failed = stopping = True
+        while not stopping and failure is None:
+            failure = supervisor.check()
             time.sleep(0.5)
     except ChildFailed as exc:
         typer.echo(f"ragkeep could not start: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     finally:
+        if failure:
+            typer.echo(failure, err=True)
         typer.echo("stopping ragkeep ...")
-        _stop(processes)
-    if failed:
+        supervisor.stop()
+    if failure:
         raise typer.Exit(code=1)
     typer.echo("ragkeep stopped")
 
