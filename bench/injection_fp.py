@@ -6,13 +6,15 @@ Files are parsed and chunked by ragkeep's own ingest path (Unstructured, the def
 ingestion config); the JSONL corpora are scanned record by record (SciFact abstracts,
 JSQuAD paragraphs, FinanceBench evidence passages).
 
-    .venv/bin/python -m bench.injection_fp             # everything, ~15 min on 2 cores
-    .venv/bin/python -m bench.injection_fp --no-pdfs   # the JSONL corpora and small files only
+    .venv/bin/python -m bench.injection_fp             # everything: about an hour on 2 cores (parsing)
+    .venv/bin/python -m bench.injection_fp --no-pdfs   # the JSONL corpora and small files only: a minute
+    .venv/bin/python -m bench.injection_fp --cache /tmp/rk-chunks   # parse once, then re-scan in seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.datasets import DATASETS
+from core.errors import DocumentParseError
 from ingest import injection
 
 # Formats that need OCR or a hub model: Unstructured cannot read them offline, so they have no text.
@@ -77,11 +80,32 @@ def _files(pdfs: bool) -> Iterator[tuple[str, Path]]:
             yield name, path
 
 
-def run(pdfs: bool) -> dict[str, Source]:
+def _chunk_texts(path: Path, cache: Path | None) -> list[str]:
+    """The chunk texts ragkeep makes of ``path`` (default ingestion config); raises for an unreadable file."""
     from core.config import IngestionConfig
-    from core.errors import DocumentParseError
     from core.filetypes import detect_file_kind
     from ingest.partition import partition_document
+
+    data = path.read_bytes()
+    config = IngestionConfig()
+    cached = cache / f"{hashlib.sha256(data).hexdigest()[:20]}-{config.parse_hash()}.json" if cache else None
+    if cached is not None and cached.exists():
+        stored = json.loads(cached.read_text(encoding="utf-8"))
+        if "error" in stored:
+            raise DocumentParseError(stored["error"])
+        return list(stored["texts"])
+    try:
+        texts = [c.text for c in partition_document(data, path.name, detect_file_kind(data, path.name), config)]
+    except Exception as exc:  # unreadable files are counted, not fatal
+        if cached is not None:
+            cached.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        raise
+    if cached is not None:
+        cached.write_text(json.dumps({"texts": texts}, ensure_ascii=False), encoding="utf-8")
+    return texts
+
+
+def run(pdfs: bool, cache: Path | None = None) -> dict[str, Source]:
 
     sources: dict[str, Source] = {}
 
@@ -98,23 +122,18 @@ def run(pdfs: bool) -> dict[str, Source]:
     records_seconds = time.monotonic() - started
     for entry in sources.values():
         entry.seconds = records_seconds / len(sources)
-    config = IngestionConfig()
     for source, path in _files(pdfs):
         started = time.monotonic()
-        data = path.read_bytes()
         try:
-            chunks = partition_document(data, path.name, detect_file_kind(data, path.name), config)
-        except DocumentParseError:
-            sources.setdefault(source, Source(source)).failed += 1
-            continue
+            texts = _chunk_texts(path, cache)
         except Exception as exc:  # a bench run reports an unreadable file and goes on
-            print(f"  {path.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"  {path.name}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
             sources.setdefault(source, Source(source)).failed += 1
             continue
-        for n, chunk in enumerate(chunks):
-            scan(source, f"{path.name} chunk {n}", chunk.text)
-        sources[source].seconds += time.monotonic() - started
-        print(f"  {source}: {path.name} {len(chunks)} chunks", file=sys.stderr, flush=True)
+        for n, text in enumerate(texts):
+            scan(source, f"{path.name} chunk {n}", text)
+        sources.setdefault(source, Source(source)).seconds += time.monotonic() - started
+        print(f"  {source}: {path.name} {len(texts)} chunks", file=sys.stderr, flush=True)
     return sources
 
 
@@ -150,9 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-pdfs", action="store_true", help="skip the PDFs (parsing them is most of the time)")
     parser.add_argument("--json", type=Path, help="also write the counts and the flagged texts here")
+    parser.add_argument("--cache", type=Path, help="keep each file's chunks in this folder, for quick re-runs")
     args = parser.parse_args()
+    if args.cache:
+        args.cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    sources = run(pdfs=not args.no_pdfs)
+    sources = run(pdfs=not args.no_pdfs, cache=args.cache)
     print(report(sources))
     print(f"\n{time.monotonic() - started:.0f} s")
     if args.json:

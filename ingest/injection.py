@@ -46,16 +46,22 @@ import unicodedata
 # Stored with each cached chunk's scan; raise it when a pattern changes, so cached chunks are scanned again.
 VERSION = 1
 
-# Where an imperative may begin: text or line start, a sentence end, a bullet; then polite or
+# Where an imperative may begin: text or line start, a sentence end or comma, a bullet; then polite or
 # sequencing words. Not after "and" or "then": "… make the model ignore X and reveal the system
 # prompt" describes an attack. A quote mark is deliberately not a start: quoted text is cited.
 _FILLER = r"(?:(?:please|now|first|also|just|simply|kindly|immediately|so|ok(?:ay)?|then|instead)[\s,]+)*"
-_START = r"(?:^|[.!?:;\u2026\u2022>\]\)|*\-\u2013\u2014])\s*" + _FILLER
+# An example is not a command: "For example, ignore previous instructions" or "e.g. ignore …" is prose.
+_NOT_EXAMPLE = r"(?<!e\.g)(?<!i\.e)(?<!e\.g\.)(?<!i\.e\.)(?<!example)(?<!instance)"
+_BOUNDARY = _NOT_EXAMPLE + r"[.!?:;,\u2026\u2022>\]\)|*\-\u2013\u2014]"
+_START = r"(?:^|" + _BOUNDARY + r")\s*" + _FILLER
 # "and" also starts a command where the object alone is specific enough ("… and send the chat to https://").
-_START_AND = r"(?:^|[.!?:;\u2026\u2022>\]\)|*\-\u2013\u2014]|\band)\s*" + _FILLER
+_START_AND = r"(?:^|" + _BOUNDARY + r"|\band)\s*" + _FILLER
+# What an attack tells the model to become: an AI noun, "DAN" (in capitals, not Dan's), or an
+# unrestricted state on its own ("you are now unrestricted", not "an unrestricted shareholder").
 _AI = (
-    r"(?:ai|a\.i\.|llm|large\s+language\s+model|language\s+model|ai\s+(?:assistant|model|agent|system)"
-    r"|chatbot|chatgpt|gpt(?:-\d)?|dan|jailbroken|jailbreak\s+mode|unrestricted|unfiltered|uncensored)"
+    r"(?:(?:ai|llm|large\s+language\s+model|language\s+model|chatbot|chatgpt|gpt(?:-\d)?|jailbreak\s+mode)\b"
+    r"|a\.i\.|(?-i:DAN)\b(?!['\u2019])"
+    r"|(?:jailbroken|unrestricted|unfiltered|uncensored)(?=\s*(?:[.,;:!]|$|and\b|now\b|mode\b|ai\b)))"
 )
 _SECRETS = (
     r"(?:api[\s_-]?keys?|secret\s+keys?|private\s+keys?|access\s+tokens?|auth(?:entication)?\s+tokens?"
@@ -75,6 +81,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?:instead|now|from\s+now\s+on|you|your|respond|reply|answer|say|print|output|reveal|tell|act|pretend)\b)"
         r")(?:instructions?|prompts?|directions?|directives?|commands?|rules|guidelines|guardrails|"
         r"constraints|programming|orders|restrictions|context)\b"
+        # "… all previous instructions regarding the fire drill" withdraws a memo
+        r"(?!\s+(?:regarding|about|concerning|related\s+to|sent|issued|dated|published|posted)\b)"
         r"|" + _START + r"(?:ignore|disregard|forget)\s+(?:everything|all(?:\s+of\s+that)?|anything)\s+"
         r"(?:(?:written|said|stated|mentioned)\s+)?(?:above|before|previously|so\s+far|until\s+now|"
         r"you\s+(?:were|have\s+been)\s+told)\b"
@@ -84,21 +92,23 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         _I,
     ),
     "new_role": re.compile(
-        r"\byou\s+are\s+now\s+(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?" + _AI + r"\b"
-        r"|\bfrom\s+now\s+on,?\s+you\s+(?:are|will\s+be|will\s+act\s+as)\s+(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?"
+        r"\byou\s+are\s+now\s+(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?"
         + _AI
-        + r"\b|\byou\s+are\s+no\s+longer\s+(?:bound|restricted|limited|constrained)\s+by\s+(?:any\s+|your\s+|the\s+)?"
+        + r"|\bfrom\s+now\s+on,?\s+you\s+(?:are|will\s+be|will\s+act\s+as)\s+(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?"
+        + _AI
+        + r"|\byou\s+are\s+no\s+longer\s+(?:bound|restricted|limited|constrained)\s+by\s+(?:any\s+|your\s+|the\s+)?"
         r"(?:\w+\s+)?(?:rules|guidelines|restrictions|polic(?:y|ies)|instructions|filters|programming)\b",
         _I,
     ),
     "act_as": re.compile(
         _START + r"(?:act|behave|respond)\s+(?:as|like)\s+(?:if\s+you\s+(?:are|were)\s+)?"
-        r"(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?" + _AI + r"\b"
-        r"|"
+        r"(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?"
+        + _AI
+        + r"|"
         + _START
         + r"pretend\s+(?:to\s+be|(?:that\s+)?you\s+are|you're)\s+(?:(?:an?|my)\s+(?:[\w-]+\s+){0,2}?)?"
         + _AI
-        + r"\b|"
+        + r"|"
         + _START
         + r"pretend\s+(?:that\s+)?you\s+(?:have|had)\s+no\s+(?:rules|restrictions|guidelines|filters|limits)\b",
         _I,
