@@ -27,7 +27,12 @@ class WorkerSettings(BaseModel):
     build_soft_time_limit_s: int = Field(default=3600, ge=30, description="A build running longer fails.")
     embed_batch_size: int = Field(default=32, ge=1, le=1024, description="Texts per embedding forward pass.")
     reconcile_interval_s: int = Field(default=60, ge=5, description="How often beat re-dispatches stuck jobs.")
-    stuck_after_s: int = Field(default=300, ge=10, description="A queued job older than this is dispatched again.")
+    stuck_after_s: int = Field(
+        default=300,
+        ge=10,
+        description="A queued job not dispatched, or a running job without a heartbeat, for this long is dispatched "
+        "again.",
+    )
     build_debounce_s: float = Field(
         default=2.0, ge=0, description="Uploads arriving within this window share one build."
     )

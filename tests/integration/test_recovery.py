@@ -85,6 +85,7 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
         assert not (tmp_path / "netguard.log").exists(), (tmp_path / "netguard.log").read_text()
 
 
+@pytest.mark.slow  # about 100 s on 2 cores: two uploads, a worker restart, the reconciler's wait
 def test_ragkeep_up_restarts_a_killed_worker_and_its_build_completes(
     up: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
