@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 INT8_SUFFIX = "-int8"
@@ -43,6 +43,17 @@ class IngestionConfig(BaseModel):
     pii: Literal["off", "flag", "redact"] = Field(
         default="off", description="E-mails, phones, cards, IBANs: flag them, or redact before embedding."
     )
+    context: Literal["off", "title", "title_section"] = Field(
+        default="title_section",
+        description="Document context embedded and BM25-indexed with every chunk (contextual chunk headers): "
+        "title: the document's title and file name; title_section: also the heading path above the chunk. "
+        "Citations show the chunk's own text.",
+    )
+    context_metadata: tuple[Annotated[str, StringConstraints(min_length=1, max_length=64)], ...] = Field(
+        default=(),
+        max_length=20,
+        description="Upload metadata keys whose values join the context header (e.g. company, quarter).",
+    )
     injection: Literal["off", "flag", "drop"] = Field(
         default="flag",
         description="Instruction-like text (prompt injection) in chunks: flag it (LLMs get such chunks as "
@@ -62,9 +73,10 @@ class IngestionConfig(BaseModel):
 
         Not the injection policy either: cached chunks are what the parser made, and the policy
         is applied to them whenever a version is assembled, so changing it re-uses the cache
-        and never serves chunks screened under the old policy.
+        and never serves chunks screened under the old policy. Nor the context mode: headers are
+        composed from the cached chunks' metadata when they are embedded and indexed.
         """
-        fields = self.model_dump(exclude={"embedding_model", "injection"})
+        fields = self.model_dump(exclude={"embedding_model", "injection", "context", "context_metadata"})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -7,9 +7,11 @@ page number, section title and the element types they were built from.
 from __future__ import annotations
 
 import functools
+import html
 import io
 import logging
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -114,15 +116,85 @@ def _elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfi
         raise DocumentParseError(_readable_reason(exc, kind)) from exc
 
 
-def _section_titles(elements: Sequence[Element]) -> dict[str, str]:
-    """Map each element id to the most recent Title text before it."""
-    titles: dict[str, str] = {}
-    current = ""
+def _sections(elements: Sequence[Element]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each element id's nearest heading, and its heading path ("Leave > Parental leave").
+
+    Headings nest by Unstructured's ``category_depth`` (DOCX, HTML, Markdown); where a parser
+    gives no depth (PDF), every heading is top-level and the path is the nearest heading.
+    """
+    nearest: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
     for element in elements:
         if element.category == "Title" and element.text.strip():
-            current = element.text.strip()[:200]
-        titles[element.id] = current
-    return titles
+            depth = element.metadata.category_depth or 0
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            stack.append((depth, " ".join(element.text.split())[:200]))
+        nearest[element.id] = stack[-1][1] if stack else ""
+        paths[element.id] = " > ".join(title for _, title in stack)[-MAX_SECTION_PATH:]
+    return nearest, paths
+
+
+MAX_SECTION_PATH = 400
+_GENERIC_TITLE = re.compile(
+    r"^(untitled.*|document\s*\d*|title|none|null|slide \d+"
+    r"|microsoft (word|powerpoint|excel) - .*|.*\.(docx?|pdf|pptx?))$",
+    re.IGNORECASE,
+)
+
+
+def filename_words(filename: str) -> str:
+    """``PEPSICO_2022_10K.pdf`` -> ``PEPSICO 2022 10K``: the name without extension, separators as spaces."""
+    stem = filename.rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem.strip(".") else stem
+    return " ".join(re.split(r"[\s_\-.+]+", stem)).strip() or filename
+
+
+def _meaningful(title: str | None) -> str | None:
+    if not title:
+        return None
+    title = " ".join(title.split())[:200]
+    words = title.split()
+    # Rotated margin text (arXiv's stamp) reads as "y a M 4 2": mostly one-character words.
+    scattered = len(words) >= 4 and sum(len(w) == 1 for w in words) * 2 > len(words)
+    if len(title) < 3 or scattered or _GENERIC_TITLE.match(title) or not re.search(r"[^\W\d_]{3}", title):
+        return None
+    return title
+
+
+def _metadata_title(data: bytes, kind: FileKind) -> str | None:
+    """The title a file's own metadata states (PDF Info, Office core properties, HTML <title>)."""
+    try:
+        if kind.kind == "pdf":
+            import pypdfium2
+
+            document = pypdfium2.PdfDocument(data)
+            try:
+                return str(document.get_metadata_dict().get("Title") or "") or None
+            finally:
+                document.close()
+        if kind.kind in ("docx", "pptx", "xlsx"):
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                core_xml = archive.read("docProps/core.xml").decode("utf-8", "replace")
+            found = re.search(r"<dc:title>(.*?)</dc:title>", core_xml, re.DOTALL)
+            return html.unescape(found.group(1)) if found else None
+        if kind.kind == "html":
+            head = data[:65536].decode("utf-8", "replace")
+            match = re.search(r"<title[^>]*>(.*?)</title>", head, re.DOTALL | re.IGNORECASE)
+            return html.unescape(match.group(1)) if match else None
+    except Exception:  # a title is a nicety: a file whose metadata cannot be read still parses
+        log.debug("no metadata title for a %s file", kind.kind, exc_info=True)
+    return None
+
+
+def document_title(data: bytes, filename: str, kind: FileKind, elements: Sequence[Element]) -> str:
+    """The document's title: its metadata's, else its first heading, else its filename in words."""
+    first_heading = next((e.text for e in elements[:30] if e.category == "Title" and e.text.strip()), None)
+    for candidate in (_metadata_title(data, kind), first_heading):
+        if title := _meaningful(candidate):
+            return title
+    return filename_words(filename)
 
 
 def _flat(value: Any) -> str | int | float | bool | None:
@@ -166,15 +238,20 @@ def _by_sentence(elements: list[Element], config: IngestionConfig) -> Iterable[t
             yield piece, [element]
 
 
-def _chunk_metadata(filename: str, originals: list[Element], titles: dict[str, str]) -> dict[str, Any]:
+def _chunk_metadata(
+    filename: str, title: str, originals: list[Element], sections: tuple[dict[str, str], dict[str, str]]
+) -> dict[str, Any]:
     first = originals[0] if originals else None
     pages = sorted({e.metadata.page_number for e in originals if e.metadata.page_number is not None})
     languages = sorted({lang for e in originals for lang in (e.metadata.languages or [])})
+    nearest, paths = sections
     return {
         "filename": filename,
+        "document_title": title,
         "page": pages[0] if pages else None,
         "page_end": pages[-1] if pages else None,
-        "section": titles.get(first.id, "") if first is not None else "",
+        "section": nearest.get(first.id, "") if first is not None else "",
+        "section_path": paths.get(first.id, "") if first is not None else "",
         "element_types": ",".join(sorted({e.category for e in originals})),
         "languages": _flat(languages) or None,
     }
@@ -276,14 +353,15 @@ def partition_document(
             f"no text could be extracted from this {kind.kind.upper()} file"
             + (" (scanned or image-only PDFs need OCR, which is not installed)" if kind.kind == "pdf" else "")
         )
-    titles = _section_titles(elements)
+    sections = _sections(elements)
+    title = document_title(data, filename, kind, elements)
     pieces = _by_title(elements, config) if config.chunker == "by_title" else _by_sentence(elements, config)
     chunks: list[Chunk] = []
     for text, originals in pieces:
         cleaned = _clean(text)
         if not cleaned:
             continue
-        metadata = {k: _flat(v) for k, v in _chunk_metadata(filename, originals, titles).items()}
+        metadata = {k: _flat(v) for k, v in _chunk_metadata(filename, title, originals, sections).items()}
         if parser != "unstructured":
             metadata["parser"] = parser
         chunks.append(Chunk(text=cleaned, metadata=metadata))

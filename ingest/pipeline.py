@@ -45,6 +45,7 @@ from core.models import (
     utcnow,
 )
 from ingest import injection, pii
+from ingest.context import indexed_text
 from ingest.partition import Chunk, partition_document
 from ingest.sandbox import Parser
 
@@ -276,6 +277,12 @@ def _record_injection(revision: DocumentRevision, counts: dict[str, Any]) -> Non
         revision.injection_counts = counts
 
 
+def _indexed(row: ChunkCache, revision: DocumentRevision, config: IngestionConfig) -> str:
+    """The text embedded and BM25-indexed for a cached chunk: with its document's context (config.context)."""
+    metadata = {**revision.upload_metadata, **row.chunk_metadata}
+    return indexed_text(row.text, metadata, revision.document.filename, config.context, config.context_metadata)
+
+
 def prepare_revision(
     session: Session,
     blobs: BlobStore,
@@ -303,7 +310,8 @@ def prepare_revision(
         rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
     screened = screen(rows, config.injection)
     _record_injection(revision, screened.counts)
-    result = ensure_embeddings(session, collection.id, embedder, [r.text for r in screened.rows])
+    texts = [_indexed(row, revision, config) for row in screened.rows]
+    result = ensure_embeddings(session, collection.id, embedder, texts)
     found = pii_counts([r.text for r in rows], config.pii) if config.pii != "off" else {}
     return len(screened.rows), result.embedded, found
 
@@ -361,6 +369,10 @@ class Delta:
     hidden_chunks: int
 
 
+def _context_of(config: dict[str, Any]) -> tuple[str, list[str]]:
+    return config.get("context", "off"), list(config.get("context_metadata") or [])
+
+
 def plan_delta(
     session: Session,
     version: Version,
@@ -373,8 +385,11 @@ def plan_delta(
     base = catalog.delta_base(session, version)
     if base is None or IngestionConfig.model_validate(base.config).parse_hash() != parse_hash:
         return None
-    # The base's chunks were screened under its own policy (none, before screening existed).
+    # The base's chunks were screened under its own policy (none, before screening existed), and
+    # embedded with its own context headers (none, before they existed).
     if base.config.get("injection") != version.config.get("injection"):
+        return None
+    if _context_of(base.config) != _context_of(version.config):
         return None
     in_base = {vd.document_id: vd for vd in catalog.version_documents(session, base)}
     now = {document.id: (revision.id, len(rows)) for document, revision, rows in planned}
@@ -446,8 +461,11 @@ def build_version(
         if on_progress:
             on_progress(done, len(snapshot))
 
-    texts = [row.text for _, _, rows in planned for row in rows]
-    embedded = ensure_embeddings(session, collection.id, embedder, texts)
+    # Embedded and BM25-indexed with the document's context (config.context); the nodes keep the chunk's text.
+    indexed = {
+        (revision.id, row.position): _indexed(row, revision, config) for _, revision, rows in planned for row in rows
+    }
+    embedded = ensure_embeddings(session, collection.id, embedder, list(indexed.values()))
 
     delta = plan_delta(session, version, parse_hash, planned)
     version.base_version_number = delta.base.number if delta else None
@@ -467,7 +485,7 @@ def build_version(
                 id_=chunk_id(revision, row.position),
                 text=row.text,
                 metadata=_node_metadata(row, document, revision, flags[revision.id].get(row.position)),
-                embedding=embedded.vectors[row.text_sha256].tolist(),
+                embedding=embedded.vectors[text_sha256(indexed[revision.id, row.position])].tolist(),
             )
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.id)
             nodes.append(node)
@@ -481,7 +499,7 @@ def build_version(
     # The BM25 index for hybrid retrieval is built for every version, so hybrid can be switched on later.
     lexical = BM25Index.build(
         [chunk_id(revision, row.position) for _, revision, rows in planned for row in rows],
-        [row.text for _, _, rows in planned for row in rows],
+        [indexed[revision.id, row.position] for _, revision, rows in planned for row in rows],
     )
     version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
     stored = chroma_collection.count()

@@ -36,6 +36,8 @@ RESERVED_METADATA = frozenset(
         "section",
         "element_types",
         "parser",
+        "document_title",
+        "section_path",
         "languages",
         "document_id",
         "revision",
