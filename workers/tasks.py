@@ -397,10 +397,11 @@ class Recovery(StrEnum):
     """What the reconciler did with one stale job."""
 
     resent = "re-sent"
-    unsent = "not re-sent (broker unreachable; next round)"
+    unsent = "not re-sent (broker unreachable; tried again after the stuck time)"
     claimed = "left alone (another reconciler re-sent it)"
     settled = "settled (nothing left to run)"
     failed = "failed (cannot be re-sent)"
+    unknown = "left as they are (a kind the reconciler cannot send)"
 
 
 @app.task(name=TaskName.reconcile)
@@ -465,10 +466,15 @@ def _redispatch(session: Session, res: Resources, job: Job) -> Recovery:
             session.commit()
             log.warning("evaluation job %s has no evaluation run; marked failed", job.id)
             return Recovery.failed
+        if run.status in (JobStatus.succeeded, JobStatus.failed):  # the run was recorded, its job not
+            failed = run.status == JobStatus.failed
+            catalog.finish_job(session, job, error=f"evaluation failed: {run.error}" if failed else None)
+            session.commit()
+            return Recovery.settled
         task, arg = TaskName.evaluate, run.id
     else:
-        log.warning("job %s is of kind %r, which the reconciler cannot re-send; left as it is", job.id, job.kind)
-        return Recovery.failed
+        log.warning("job %s is of kind %r, which the reconciler cannot send", job.id, job.kind)
+        return Recovery.unknown
     return Recovery.resent if res.tasks.send(task, [arg]) else Recovery.unsent
 
 
