@@ -173,6 +173,10 @@ class _Store:
         )
         return _rows(found)
 
+    def admitted(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> set[str]:
+        """Which of ``ids`` are here and match ``filters`` (ids only: nothing else is read)."""
+        return set(self.collection.get(ids=ids, where=_chroma_where(filters), include=[])["ids"])
+
 
 class _MemoryStore(_Store):
     """A delta version's own chunks, held in this process in LlamaIndex's in-memory vector store.
@@ -211,6 +215,9 @@ class _MemoryStore(_Store):
             return all(meta.get(k) in v if isinstance(v, list) else meta.get(k) == v for k, v in filters.items())
 
         return {chunk: self.rows[chunk] for chunk in ids if chunk in self.rows and matches(self.rows[chunk][1])}
+
+    def admitted(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> set[str]:
+        return set(self.get(ids, filters))
 
 
 def _collection(client: ClientAPI, chroma_name: str) -> Collection:
@@ -280,39 +287,64 @@ class VersionIndex:
             hits.sort(key=lambda hit: -hit.score)
         return hits[:top_k]
 
-    def lexical(
-        self, question: str, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
-    ) -> list[Hit]:
+    def lexical(self, question: str, limit: int, filters: Mapping[str, FilterValue | list[FilterValue]]) -> list[str]:
+        """Chunk ids by BM25 score, best first, among the chunks ``filters`` admit."""
         index = self.bm25()
         if index is None:
             return []
-        # Over-fetch, then let Chroma apply the metadata filter to the candidates.
-        ranked = index.search(question, top_k * 4 if filters else top_k)
-        if not ranked:
-            return []
-        ids = [chunk for chunk, _ in ranked]
-        rows = self.own.get(ids, filters)
-        if self.base_store and len(rows) < len(ids):  # the BM25 index holds the version's chunks only
-            rows = {**self.base_store.get([c for c in ids if c not in rows], filters), **rows}
-        hits = []
-        for chunk in ids:
-            if chunk in rows:
-                text, meta, emb = rows[chunk]
-                cosine = float(np.dot(np.asarray(emb, dtype=np.float32), vector))
-                metadata = {k: _none_if_blank(v) for k, v in (meta or {}).items() if not k.startswith("_node")}
-                hits.append(Hit(chunk, text or "", round(cosine, 6), metadata))
-        return hits[:top_k]
+        # Over-fetch, then let the stores apply the metadata filter to the candidates.
+        ids = [chunk for chunk, _ in index.search(question, limit * 4 if filters else limit)]
+        if filters and ids:
+            admitted = self.own.admitted(ids, filters)
+            if self.base_store and len(admitted) < len(ids):  # the BM25 index holds the version's chunks
+                admitted |= self.base_store.admitted([c for c in ids if c not in admitted], filters)
+            ids = [chunk for chunk in ids if chunk in admitted]
+        return ids[:limit]
+
+    def hits(self, ids: list[str], vector: np.ndarray) -> dict[str, Hit]:
+        """Hits for chunks found by id (lexical matches), scored by cosine to the question's vector."""
+        if not ids:
+            return {}
+        rows = self.own.get(ids, {})
+        if self.base_store and len(rows) < len(ids):
+            rows = {**self.base_store.get([c for c in ids if c not in rows], {}), **rows}
+        found = {}
+        for chunk, (text, meta, emb) in rows.items():
+            cosine = float(np.dot(np.asarray(emb, dtype=np.float32), vector))
+            metadata = {k: _none_if_blank(v) for k, v in (meta or {}).items() if not k.startswith("_node")}
+            found[chunk] = Hit(chunk, text or "", round(cosine, 6), metadata)
+        return found
 
 
-def fuse(rankings: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
-    """Reciprocal-rank fusion: each list contributes 1 / (60 + rank) per hit."""
+@dataclass(frozen=True)
+class Fusion:
+    """How a hybrid query merges its dense and BM25 rankings (weighted reciprocal rank)."""
+
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    k: int = RRF_K
+
+
+def fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = RRF_K) -> list[str]:
+    """Weighted reciprocal-rank fusion: list ``i`` gives ``weights[i] / (k + rank)`` to each of its ids.
+
+    Ties keep the order in which the ids were first seen (the first ranking's first).
+    """
     scores: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, chunk in enumerate(ranking, start=1):
+            scores[chunk] = scores.get(chunk, 0.0) + weight / (k + rank)
+    return sorted(scores, key=lambda chunk: -scores[chunk])
+
+
+def fuse(rankings: Sequence[Sequence[Hit]], top_k: int, weights: Sequence[float] | None = None) -> list[Hit]:
+    """Reciprocal-rank fusion of hit lists (equal weights unless given)."""
     by_id: dict[str, Hit] = {}
     for ranking in rankings:
-        for rank, hit in enumerate(ranking, start=1):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        for hit in ranking:
             by_id.setdefault(hit.chunk_id, hit)
-    order = sorted(scores, key=lambda chunk: -scores[chunk])[:top_k]
+    ids = [[hit.chunk_id for hit in ranking] for ranking in rankings]
+    order = fuse_ids(ids, weights or [1.0] * len(rankings))[:top_k]
     return [by_id[chunk] for chunk in order]
 
 
@@ -324,11 +356,14 @@ def retrieve(
     hybrid: bool,
     filters: Mapping[str, FilterValue | list[FilterValue]],
     min_score: float | None,
+    fusion: Fusion = Fusion(),
 ) -> list[Hit]:
-    """Dense retrieval, or dense + BM25 fused by reciprocal rank.
+    """Dense retrieval, or dense + BM25 fused by weighted reciprocal rank.
 
     ``min_score`` drops dense hits below that cosine similarity; in hybrid mode a chunk
     that BM25 found stays, since lexical matches (names, codes, CJK) are why hybrid exists.
+    The rankings are fused by chunk id first, so only the BM25 matches that make the top
+    ``top_k`` are read from the vector store.
     """
     pool = max(top_k * 4, 20) if hybrid else top_k
     dense = index.dense(vector, pool, filters)
@@ -336,7 +371,12 @@ def retrieve(
         dense = [hit for hit in dense if hit.score >= min_score]
     if not hybrid:
         return dense[:top_k]
-    return fuse([dense, index.lexical(question, vector, pool, filters)], top_k)
+    lexical = index.lexical(question, pool, filters)
+    order = fuse_ids([[hit.chunk_id for hit in dense], lexical], [fusion.dense_weight, fusion.bm25_weight], fusion.k)
+    chosen = order[:top_k]
+    found = {hit.chunk_id: hit for hit in dense}
+    found.update(index.hits([chunk for chunk in chosen if chunk not in found], vector))
+    return [found[chunk] for chunk in chosen if chunk in found]
 
 
 class LruCache(Generic[K, V]):
