@@ -653,13 +653,23 @@ def _move_live_pointer(session: Session, collection: Collection, version: Versio
     if not moved:
         session.rollback()
         raise ConcurrentChange(f"the live version of {collection.name!r} changed concurrently; retry")
-    if previous is not None:
-        session.execute(update(Version).where(Version.id == previous).values(state=VersionState.archived))
-    version.state = VersionState.live
-    version.replaced_version_id = replaced
-    version.published_at = utcnow()
+    # UPDATE statements, not attribute changes: the ORM writes only what differs from what it
+    # read, and a concurrent publish and rollback may have archived this version and made it
+    # live again since (a burst left the pointer on a version marked archived, which retention
+    # would then drop). Whatever else is marked live is archived: exactly one version is live.
+    session.execute(
+        update(Version)
+        .where(Version.collection_id == collection.id, Version.state == VersionState.live, Version.id != version.id)
+        .values(state=VersionState.archived)
+    )
+    session.execute(
+        update(Version)
+        .where(Version.id == version.id)
+        .values(state=VersionState.live, replaced_version_id=replaced, published_at=utcnow())
+    )
     session.flush()
     session.refresh(collection)
+    session.refresh(version)
 
 
 def versions_to_drop(session: Session, collection: Collection, keep: int) -> list[Version]:

@@ -89,7 +89,13 @@ class InvalidInput(RagkeepError):
 
 
 class ServiceUnavailable(RagkeepError):
+    """Overloaded or a dependency is down: the same request may succeed after ``retry_after`` seconds."""
+
     status_code = 503
+
+    def __init__(self, detail: str, retry_after: int = 2) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class DocumentParseError(RagkeepError):

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logs
 from core.blobs import BlobStore
-from core.db import Database, create_schema
-from core.errors import RagkeepError, TooManyRequests, Unauthorized
+from core.db import OVERLOAD_ERRORS, Database, create_schema, overloaded
+from core.errors import RagkeepError, ServiceUnavailable, TooManyRequests, Unauthorized
 from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
 from service import metrics
@@ -232,9 +232,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = None
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, TooManyRequests):
+        elif isinstance(exc, TooManyRequests | ServiceUnavailable):
             headers = {"Retry-After": str(exc.retry_after)}
         return _error(exc.status_code, type(exc).__name__, exc.detail, headers)
+
+    async def catalog_error(request: Request, exc: Exception) -> JSONResponse:
+        """An overloaded catalog (no free connection, a lock not granted in time) is a 503, not a 500."""
+        unavailable = overloaded(exc)
+        if unavailable is None:
+            return await unexpected_error(request, exc)
+        log.warning("catalog overloaded: %s", exc)
+        return await ragkeep_error(request, unavailable)
+
+    for overload in OVERLOAD_ERRORS:
+        app.add_exception_handler(overload, catalog_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -63,6 +63,11 @@ def publish_version(
     version = catalog.get_version(session, collection, number)
     catalog.publish(session, collection, version)
     record(request, session, principal, "versions.publish", collection.name, str(number))
+    # Commit in the endpoint's thread: FastAPI validates the response in a second thread-pool
+    # hop and only then commits the session. Until then the live-pointer row lock (on SQLite,
+    # the database's write lock) would stay held by a request waiting for a thread that the
+    # requests queued on that lock hold: a burst stalled 30 s and ended in 500s.
+    session.commit()
     return version_read(version)
 
 
@@ -73,4 +78,5 @@ def rollback(
     """Make the version that was live before the current one live again."""
     version = catalog.rollback(session, collection)
     record(request, session, principal, "versions.rollback", collection.name, str(version.number))
+    session.commit()  # in the endpoint's thread, as in publish_version
     return version_read(version)

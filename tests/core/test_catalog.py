@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -143,6 +143,33 @@ def test_concurrent_publish_one_wins_the_other_conflicts(db: Database) -> None:
             catalog.publish(b, coll_b, b.get(Version, v2.id))  # type: ignore[arg-type]
     with db.session() as check:
         assert check.get(Collection, collection_id).live_version_id == v1.id  # type: ignore[union-attr]
+
+
+def test_rollback_marks_live_a_version_read_while_it_was_live(db: Database) -> None:
+    """Regression: in a burst of publish and rollback calls, the live pointer moved to a version
+    that stayed marked archived (no version marked live; retention could drop it). The rollback
+    had read its target while another call had it live, and the live pointer had moved back
+    since: the ORM saw no change of state to write."""
+    with db.session() as setup:
+        collection = _collection(setup)
+        v1, v2 = _ready_version(setup, collection), _ready_version(setup, collection)
+        catalog.publish(setup, collection, v1)
+        setup.commit()
+        catalog.publish(setup, collection, v2)
+    with db.session() as a, db.session() as b:
+        coll_a, coll_b = a.get(Collection, collection.id), b.get(Collection, collection.id)
+        assert coll_a is not None and coll_b is not None and coll_b.live_version_id == v2.id
+        catalog.publish(a, coll_a, a.get(Version, v1.id))  # type: ignore[arg-type]
+        a.commit()
+        target = b.get(Version, v1.id)  # read (and kept by the session) while live
+        assert target is not None and target.state == VersionState.live
+        catalog.publish(a, coll_a, a.get(Version, v2.id))  # type: ignore[arg-type]
+        a.commit()
+        assert catalog.rollback(b, coll_b) is target  # the pointer is back on v2: the rollback goes ahead
+    with db.session() as check:
+        states = {v.number: v.state for v in check.scalars(select(Version).order_by(Version.number))}
+        assert states == {1: VersionState.live, 2: VersionState.archived}
+        assert check.get(Collection, collection.id).live_version_id == v1.id  # type: ignore[union-attr]
 
 
 def test_retention_keeps_the_newest_non_live_versions(session: Session) -> None:
