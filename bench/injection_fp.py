@@ -6,7 +6,7 @@ Files are parsed and chunked by ragkeep's own ingest path (Unstructured, the def
 ingestion config); the JSONL corpora are scanned record by record (SciFact abstracts,
 JSQuAD paragraphs, FinanceBench evidence passages).
 
-    .venv/bin/python -m bench.injection_fp             # everything: about an hour on 2 cores (parsing)
+    .venv/bin/python -m bench.injection_fp             # everything: ~35 min on 2 cores (parsing)
     .venv/bin/python -m bench.injection_fp --no-pdfs   # the JSONL corpora and small files only: a minute
     .venv/bin/python -m bench.injection_fp --cache /tmp/rk-chunks   # parse once, then re-scan in seconds
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -26,6 +27,19 @@ from pathlib import Path
 from bench.datasets import DATASETS
 from core.errors import DocumentParseError
 from ingest import injection
+
+# A naive keyword list, for comparison: what the detector's clause and object rules keep out.
+NAIVE = {
+    "ignore … instructions": re.compile(
+        r"\b(?:ignore|disregard|forget)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules)\b", re.I
+    ),
+    "you are now": re.compile(r"\byou are now\b", re.I),
+    "act as / pretend to be": re.compile(r"\b(?:act as|pretend to be|pretend you are)\b", re.I),
+    "system prompt": re.compile(r"\bsystem prompt\b", re.I),
+    "API keys / passwords": re.compile(r"\b(?:api[ _-]?keys?|passwords?|credentials)\b", re.I),
+    "system: at a line start": re.compile(r"^\s*system\s*:", re.I | re.M),
+    "zero-width character": re.compile("[\u200b\u200c\u200d\u2060\ufeff]"),
+}
 
 # Formats that need OCR or a hub model: Unstructured cannot read them offline, so they have no text.
 _NO_TEXT = {".jpg", ".jpeg", ".png", ".heic", ".bmp", ".tiff", ".tif", ".gif", ".webp"}
@@ -38,6 +52,8 @@ class Source:
     failed: int = 0
     seconds: float = 0.0
     flagged: list[tuple[str, list[str], str]] = field(default_factory=list)  # (where, patterns, text)
+    naive: Counter[str] = field(default_factory=Counter)  # texts per naive keyword
+    naive_texts: int = 0
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, object]]:
@@ -112,6 +128,9 @@ def run(pdfs: bool, cache: Path | None = None) -> dict[str, Source]:
     def scan(source: str, where: str, text: str) -> None:
         entry = sources.setdefault(source, Source(source))
         entry.scanned += 1
+        keywords = [name for name, pattern in NAIVE.items() if pattern.search(text)]
+        entry.naive.update(keywords)
+        entry.naive_texts += bool(keywords)
         found = injection.scan(text)
         if found:
             entry.flagged.append((where, found, text))
@@ -140,19 +159,23 @@ def run(pdfs: bool, cache: Path | None = None) -> dict[str, Source]:
 def report(sources: dict[str, Source]) -> str:
     scanned = sum(s.scanned for s in sources.values())
     flagged = [f for s in sources.values() for f in s.flagged]
+    naive = sum(s.naive_texts for s in sources.values())
     lines = [
-        "| source | texts scanned | flagged | rate |",
-        "|---|---:|---:|---:|",
+        "| source | texts scanned | flagged | rate | naive keyword list |",
+        "|---|---:|---:|---:|---:|",
     ]
     for s in sources.values():
         failed = f" ({s.failed} files unreadable)" if s.failed else ""
-        lines.append(
-            f"| {s.name}{failed} | {s.scanned:,} | {len(s.flagged)} | {len(s.flagged) / max(s.scanned, 1):.3%} |"
-        )
-    lines.append(f"| **all** | **{scanned:,}** | **{len(flagged)}** | **{len(flagged) / max(scanned, 1):.3%}** |")
+        rate = len(s.flagged) / max(s.scanned, 1)
+        lines.append(f"| {s.name}{failed} | {s.scanned:,} | {len(s.flagged)} | {rate:.3%} | {s.naive_texts} |")
+    lines.append(
+        f"| **all** | **{scanned:,}** | **{len(flagged)}** | **{len(flagged) / max(scanned, 1):.3%}** | **{naive}** |"
+    )
     patterns = Counter(p for _, found, _ in flagged for p in found)
+    keywords = sum((s.naive for s in sources.values()), Counter[str]())
     lines.append("")
     lines.append(f"Patterns that fired: {dict(patterns) or 'none'}")
+    lines.append(f"Naive keywords that fired (texts): {dict(keywords.most_common()) or 'none'}")
     for s in sources.values():
         for where, found, text in s.flagged:
             snippet = " ".join(injection.revealed(text).split())
