@@ -348,6 +348,25 @@ def fuse(rankings: Sequence[Sequence[Hit]], top_k: int, weights: Sequence[float]
     return [by_id[chunk] for chunk in order]
 
 
+def capped(order: Sequence[str], top_k: int, per_document: int | None) -> list[str]:
+    """The first ``top_k`` chunk ids of ``order`` with at most ``per_document`` of one document.
+
+    A chunk id is ``<revision id>:<position>``, and a version holds one revision per document.
+    """
+    if per_document is None:
+        return list(order[:top_k])
+    taken: dict[str, int] = {}
+    chosen = []
+    for chunk in order:
+        document = chunk.rsplit(":", 1)[0]
+        if taken.get(document, 0) < per_document:
+            taken[document] = taken.get(document, 0) + 1
+            chosen.append(chunk)
+            if len(chosen) == top_k:
+                break
+    return chosen
+
+
 def retrieve(
     index: VersionIndex,
     question: str,
@@ -357,23 +376,26 @@ def retrieve(
     filters: Mapping[str, FilterValue | list[FilterValue]],
     min_score: float | None,
     fusion: Fusion = Fusion(),
+    per_document: int | None = None,
 ) -> list[Hit]:
     """Dense retrieval, or dense + BM25 fused by weighted reciprocal rank.
 
     ``min_score`` drops dense hits below that cosine similarity; in hybrid mode a chunk
     that BM25 found stays, since lexical matches (names, codes, CJK) are why hybrid exists.
     The rankings are fused by chunk id first, so only the BM25 matches that make the top
-    ``top_k`` are read from the vector store.
+    ``top_k`` are read from the vector store. ``per_document`` keeps at most that many
+    chunks of one document, so that other documents get the places a long one would fill.
     """
-    pool = max(top_k * 4, 20) if hybrid else top_k
+    pool = max(top_k * 4, 20) if hybrid or per_document else top_k
     dense = index.dense(vector, pool, filters)
     if min_score is not None:
         dense = [hit for hit in dense if hit.score >= min_score]
     if not hybrid:
-        return dense[:top_k]
+        kept = set(capped([hit.chunk_id for hit in dense], top_k, per_document))
+        return [hit for hit in dense if hit.chunk_id in kept]
     lexical = index.lexical(question, pool, filters)
     order = fuse_ids([[hit.chunk_id for hit in dense], lexical], [fusion.dense_weight, fusion.bm25_weight], fusion.k)
-    chosen = order[:top_k]
+    chosen = capped(order, top_k, per_document)
     found = {hit.chunk_id: hit for hit in dense}
     found.update(index.hits([chunk for chunk in chosen if chunk not in found], vector))
     return [found[chunk] for chunk in chosen if chunk in found]

@@ -38,6 +38,8 @@ RESERVED_METADATA = frozenset(
         "parser",
         "document_title",
         "section_path",
+        "injection",
+        "injection_scan",
         "languages",
         "document_id",
         "revision",
