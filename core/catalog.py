@@ -257,6 +257,34 @@ def pending_bytes(session: Session, collection_id: str) -> int:
     )
 
 
+def requeue_lost_revisions(session: Session, job_id: str) -> list[str]:
+    """The ids of a lost ingest job's revisions still to parse; those left ``parsing`` go back to queued.
+
+    Only for a job the reconciler found quiet (no heartbeat): no process parses its files, so
+    a ``parsing`` revision lost its worker, and its new message must be able to claim it.
+    """
+    pending = [
+        r for r in revisions_of_job(session, job_id) if r.status in (DocumentStatus.queued, DocumentStatus.parsing)
+    ]
+    for revision in pending:
+        revision.status = DocumentStatus.queued
+    return [r.id for r in pending]
+
+
+def claim_revision(session: Session, revision_id: str) -> bool:
+    """Mark a queued revision parsing; False if it is not queued (parsing already, or parsed).
+
+    Two messages for one revision (a re-send while the original still waited) never parse
+    it side by side: only the one that claims it starts.
+    """
+    claimed = session.execute(
+        update(DocumentRevision)
+        .where(DocumentRevision.id == revision_id, DocumentRevision.status == DocumentStatus.queued)
+        .values(status=DocumentStatus.parsing)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(claimed)
+
+
 def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Document, DocumentRevision]]:
     """For every live document, its newest successfully parsed revision.
 
@@ -362,21 +390,17 @@ def touch_jobs(session: Session, job_ids: Sequence[str]) -> None:
     )
 
 
-def stale_jobs(session: Session, stuck_after: timedelta, ingest_running_after: timedelta) -> Sequence[Job]:
+def stale_jobs(session: Session, stuck_after: timedelta) -> Sequence[Job]:
     """Unfinished jobs whose message was lost, oldest first: the reconciler dispatches them again.
 
     Nothing dispatched any of them within ``stuck_after``, and:
 
     - a queued job (any kind) never started: its message was lost before a worker took it;
-    - a running build, evaluation or report job has had no heartbeat within ``stuck_after``:
-      the worker process running it died (a killed worker, a lost host);
-    - a running ingest job started more than ``ingest_running_after`` ago: its documents
-      parse in one task each, so no single process beats for it; only when the parse time
-      limit is long over can its unfinished documents be taken as lost.
+    - a running job has had no heartbeat within ``stuck_after``: the worker process running
+      it died (a killed worker, a lost host). An ingest job beats while any of its documents
+      parses, so one that goes quiet with documents still queued or parsing lost them.
     """
-    now = utcnow()
-    cutoff = now - stuck_after
-    running = Job.status == JobStatus.running
+    cutoff = utcnow() - stuck_after
     return session.scalars(
         select(Job)
         .where(
@@ -384,14 +408,8 @@ def stale_jobs(session: Session, stuck_after: timedelta, ingest_running_after: t
             or_(
                 Job.status == JobStatus.queued,
                 and_(
-                    running,
-                    Job.kind != JobKind.ingest,
+                    Job.status == JobStatus.running,
                     func.coalesce(Job.heartbeat_at, Job.started_at, Job.created_at) < cutoff,
-                ),
-                and_(
-                    running,
-                    Job.kind == JobKind.ingest,
-                    func.coalesce(Job.started_at, Job.created_at) < now - ingest_running_after,
                 ),
             ),
         )

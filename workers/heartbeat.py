@@ -37,8 +37,11 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def running(self, job_id: str) -> Iterator[None]:
-        """Beat for ``job_id`` while the block runs (nested blocks for one job are counted)."""
+    def running(self, job_id: str | None) -> Iterator[None]:
+        """Beat for ``job_id`` while the block runs (nested blocks for one job are counted; None: no job)."""
+        if job_id is None:
+            yield
+            return
         with self._lock:
             self._jobs[job_id] += 1
             if self._thread is None:

@@ -116,21 +116,32 @@ def parse_document(self: Task, revision_id: str) -> None:
         if revision.status in (DocumentStatus.ready, DocumentStatus.failed):
             _after_parse(session, res, revision)  # redelivery after the result was recorded
             return
+        job = session.get(Job, revision.job_id) if revision.job_id else None
+        # Parsing already, by a process of a job that is alive: this message is a duplicate (the
+        # reconciler re-sent it while the original waited); else a dead worker's: take it over.
+        if not catalog.claim_revision(session, revision.id) and _duplicate(self, job):
+            session.rollback()
+            return
+        session.refresh(revision)
+        if revision.status in (DocumentStatus.ready, DocumentStatus.failed):  # parsed meanwhile
+            _after_parse(session, res, revision)
+            return
         revision.status = DocumentStatus.parsing
-        if revision.job_id and (job := session.get(Job, revision.job_id)) is not None:
+        if job is not None:
             catalog.start_job(session, job)
         session.commit()
         config = catalog.collection_config(collection).ingestion
         try:
-            chunks, embedded, found = pipeline.prepare_revision(
-                session,
-                res.blobs,
-                res.embedder(config.embedding_model),
-                collection,
-                revision,
-                config,
-                res.parser,
-            )
+            with res.heartbeat.running(revision.job_id):  # an ingest job is alive while one of its files parses
+                chunks, embedded, found = pipeline.prepare_revision(
+                    session,
+                    res.blobs,
+                    res.embedder(config.embedding_model),
+                    collection,
+                    revision,
+                    config,
+                    res.parser,
+                )
         except RETRYABLE as exc:
             session.rollback()
             if self.request.retries < MAX_RETRIES:
@@ -414,12 +425,7 @@ def reconcile() -> dict[str, int]:
     limits = res.settings.worker
     outcomes: Counter[tuple[str, Recovery]] = Counter()
     with res.db.session() as session:
-        stale = catalog.stale_jobs(
-            session,
-            stuck_after=timedelta(seconds=limits.stuck_after_s),
-            ingest_running_after=timedelta(seconds=limits.parse_soft_time_limit_s + 300),
-        )
-        for job in stale:
+        for job in catalog.stale_jobs(session, timedelta(seconds=limits.stuck_after_s)):
             if not catalog.claim_stale_job(session, job.id, timedelta(seconds=limits.stuck_after_s)):
                 session.commit()
                 outcomes[(job.kind, Recovery.claimed)] += 1
@@ -444,11 +450,7 @@ def _redispatch(session: Session, res: Resources, job: Job) -> Recovery:
     task: TaskName
     arg = job.id
     if job.kind == JobKind.ingest:
-        pending = [
-            r.id
-            for r in catalog.revisions_of_job(session, job.id)
-            if r.status in (DocumentStatus.queued, DocumentStatus.parsing)
-        ]
+        pending = catalog.requeue_lost_revisions(session, job.id)
         if not pending:
             catalog.settle_ingest_job(session, job)
             session.commit()

@@ -14,7 +14,6 @@ from core.db import Database
 from core.models import Job, JobKind, JobStatus, utcnow
 
 STUCK_AFTER = timedelta(minutes=5)
-INGEST_RUNNING_AFTER = timedelta(hours=2)
 
 
 @pytest.fixture
@@ -49,9 +48,9 @@ def _job(
     return job.id
 
 
-def test_stale_jobs_takes_each_kind_as_lost_by_its_own_rule(session: Session) -> None:
-    """Evaluation and report jobs were never re-dispatched, and a dead worker's build was
-    taken as alive until its time limit (over an hour) was long over."""
+def test_stale_jobs_takes_queued_and_silent_running_jobs_of_every_kind_as_lost(session: Session) -> None:
+    """Evaluation and report jobs were never re-dispatched, and a dead worker's build or
+    ingest job was taken as alive until its time limit (over an hour for a build) was over."""
     hour, moment = timedelta(hours=1), timedelta(seconds=10)
     lost = {
         # Queued, the message lost before any worker took it: every kind.
@@ -70,8 +69,8 @@ def test_stale_jobs_takes_each_kind_as_lost_by_its_own_rule(session: Session) ->
         "report without heartbeat": _job(
             session, JobKind.report, JobStatus.running, created=hour, dispatched=hour, started=hour, heartbeat=hour
         ),
-        "ingest running past the parse limit": _job(
-            session, JobKind.ingest, JobStatus.running, created=3 * hour, started=3 * hour
+        "ingest whose files stopped parsing": _job(
+            session, JobKind.ingest, JobStatus.running, created=hour, started=hour, heartbeat=hour
         ),
     }
     alive = {
@@ -88,11 +87,13 @@ def test_stale_jobs_takes_each_kind_as_lost_by_its_own_rule(session: Session) ->
         "build just re-dispatched": _job(
             session, JobKind.build, JobStatus.running, created=hour, dispatched=moment, started=hour, heartbeat=hour
         ),
-        "ingest running for an hour": _job(session, JobKind.ingest, JobStatus.running, created=hour, started=hour),
+        "ingest parsing its files for an hour": _job(
+            session, JobKind.ingest, JobStatus.running, created=hour, started=hour, heartbeat=moment
+        ),
         "finished": _job(session, JobKind.build, JobStatus.succeeded, created=hour),
         "failed": _job(session, JobKind.evaluate, JobStatus.failed, created=hour),
     }
-    stale = {job.id for job in catalog.stale_jobs(session, STUCK_AFTER, INGEST_RUNNING_AFTER)}
+    stale = {job.id for job in catalog.stale_jobs(session, STUCK_AFTER)}
     names = {job_id: name for name, job_id in {**lost, **alive}.items()}
     assert sorted(names[i] for i in stale) == sorted(lost)
 
@@ -102,7 +103,7 @@ def test_heartbeats_refresh_running_jobs_only(session: Session) -> None:
     done = _job(session, JobKind.build, JobStatus.succeeded, created=timedelta(hours=1))
     catalog.touch_jobs(session, [running, done])
     session.commit()
-    assert not catalog.stale_jobs(session, STUCK_AFTER, INGEST_RUNNING_AFTER)
+    assert not catalog.stale_jobs(session, STUCK_AFTER)
     beat = session.get(Job, running)
     assert beat is not None and beat.heartbeat_at is not None and utcnow() - beat.heartbeat_at < STUCK_AFTER
     finished = session.get(Job, done)
@@ -113,17 +114,17 @@ def test_starting_a_job_again_is_a_heartbeat(session: Session) -> None:
     """A redelivered job is alive from the moment a worker opens it, before the first beat."""
     job_id = _job(session, JobKind.report, JobStatus.running, created=timedelta(hours=1), started=timedelta(hours=1))
     job = session.get(Job, job_id)
-    assert job is not None and [j.id for j in catalog.stale_jobs(session, STUCK_AFTER, INGEST_RUNNING_AFTER)]
+    assert job is not None and [j.id for j in catalog.stale_jobs(session, STUCK_AFTER)]
     catalog.start_job(session, job)
     session.commit()
-    assert not catalog.stale_jobs(session, STUCK_AFTER, INGEST_RUNNING_AFTER)
+    assert not catalog.stale_jobs(session, STUCK_AFTER)
 
 
 def test_only_one_of_two_reconcilers_claims_a_stale_job(session: Session) -> None:
     """Two reconcilers that ran at once both re-sent a dead worker's build; the two builds then
     rebuilt one Chroma collection side by side and both failed."""
     job_id = _job(session, JobKind.build, JobStatus.running, created=timedelta(hours=1), started=timedelta(hours=1))
-    assert [j.id for j in catalog.stale_jobs(session, STUCK_AFTER, INGEST_RUNNING_AFTER)] == [job_id]
+    assert [j.id for j in catalog.stale_jobs(session, STUCK_AFTER)] == [job_id]
     assert catalog.claim_stale_job(session, job_id, STUCK_AFTER)
     session.commit()
     assert not catalog.claim_stale_job(session, job_id, STUCK_AFTER)

@@ -19,7 +19,7 @@ from core import catalog
 from core.chroma import version_collection_name
 from core.config import CollectionConfig
 from core.db import create_schema
-from core.models import Job, JobKind, JobStatus, VersionState, utcnow
+from core.models import DocumentStatus, Job, JobKind, JobStatus, VersionState, utcnow
 from core.settings import Settings
 from tests.conftest import REDIS_URL
 from workers.names import Queue, queue_name
@@ -120,3 +120,27 @@ def test_an_evaluation_recorded_without_its_job_is_settled_not_resent(res: Resou
     with res.db.session() as session:
         settled = session.get(Job, job_id)
         assert settled is not None and settled.status == JobStatus.succeeded
+
+
+def test_a_quiet_ingest_job_gets_its_unparsed_files_sent_again(res: Resources) -> None:
+    """A file left `parsing` by a killed worker goes back to queued, so its new message can claim it."""
+    from workers import tasks
+
+    with res.db.session() as session:
+        collection = catalog.create_collection(session, "recon-kb", "", [], CollectionConfig())
+        job = catalog.create_job(session, JobKind.ingest, collection.id, total=3)
+        files = [catalog.IncomingFile(f"{n}.txt", n * 64, 10, "txt", "text/plain", {}) for n in "abc"]
+        catalog.record_upload(session, collection, files, job)
+        revisions = catalog.revisions_of_job(session, job.id)
+        statuses = [DocumentStatus.ready, DocumentStatus.parsing, DocumentStatus.queued]
+        for revision, status in zip(revisions, statuses, strict=True):
+            revision.status = status
+        job.status = JobStatus.running
+        job.created_at = job.started_at = job.heartbeat_at = utcnow() - timedelta(hours=1)
+        session.commit()
+        unparsed = sorted(r.id for r in revisions[1:])
+
+    assert tasks.reconcile() == {"ingest re-sent": 1}
+    assert sorted(_sent(res)["ingest.parse_document"]) == unparsed
+    with res.db.session() as session:
+        assert {r.status for r in catalog.revisions_of_job(session, job.id) if r.id in unparsed} == {"queued"}
