@@ -123,6 +123,15 @@ class RetrievalConfig(BaseModel):
     min_score: float | None = Field(
         default=None, ge=-1.0, le=1.0, description="Drop dense hits below this cosine similarity."
     )
+    dense_weight: float = Field(
+        default=1.0, ge=0.0, le=10.0, description="Weight of the dense ranking in hybrid (weighted reciprocal rank)."
+    )
+    bm25_weight: float = Field(
+        default=1.0, ge=0.0, le=10.0, description="Weight of the BM25 ranking in hybrid (weighted reciprocal rank)."
+    )
+    max_chunks_per_document: int | None = Field(
+        default=None, ge=1, le=50, description="At most this many of the top_k chunks from one document."
+    )
 
 
 METRICS = (

@@ -26,7 +26,7 @@ from core.models import Collection, Version, VersionState, new_id, utcnow
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer, flagged
 from query.querylog import QueryLogWriter
-from query.retrieval import Base, FilterValue, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
+from query.retrieval import Base, FilterValue, Fusion, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,18 @@ class QueryEngine:
         index = self._index(target.collection, version)
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
         vector, tokens = embedder.embed_query(question)
+        wanted = config.retrieval
+        fusion = Fusion(dense_weight=wanted.dense_weight, bm25_weight=wanted.bm25_weight)
         hits = retrieve(
-            index, question, vector, top_k, config.retrieval.hybrid, request.filters, config.retrieval.min_score
+            index,
+            question,
+            vector,
+            top_k,
+            wanted.hybrid,
+            request.filters,
+            wanted.min_score,
+            fusion,
+            wanted.max_chunks_per_document,
         )
         return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000)
 
