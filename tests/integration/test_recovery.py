@@ -92,12 +92,15 @@ def _kill_worker(up: subprocess.Popen[bytes]) -> int:
     pool = worker.children()
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
-    psutil.wait_procs(pool, timeout=10)
+    _, alive = psutil.wait_procs(pool, timeout=10)
+    assert not alive, "the pool outlived the worker's main process"
     return worker.pid
 
 
-def _wait_running(http: httpx.Client, job_id: str) -> None:
+def _wait_running(http: httpx.Client, job_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
     while http.get(f"/jobs/{job_id}").json()["status"] == "queued":
+        assert time.monotonic() < deadline, f"job {job_id} did not start"
         time.sleep(0.02)
 
 
