@@ -30,6 +30,7 @@ from bench.retrieval_lab import (
     parse_config,
     rrf,
     score_fusion,
+    summary_table,
     title_hook,
     title_section_hook,
 )
@@ -168,6 +169,18 @@ def test_evaluate_scores_dense_bm25_and_fused_rankings_of_cached_candidates() ->
     assert fused["hit@5"] == 1.0 and fused["evidence_recall@5"] == 1.0
     assert fused["p50_ms"] >= 3.0, "the time includes both searches"
     assert evaluate(parse_config("bm25"), loaded, "tune")["mrr@5"] == 1.0
+
+
+def test_summary_has_a_line_per_config_and_a_column_per_dataset_metric_of_the_chosen_split() -> None:
+    rows = [
+        {"dataset": "scifact", "split": "test", "config": "dense", "ndcg@10": 0.66, "recall@10": 0.8},
+        {"dataset": "scifact", "split": "train", "config": "dense", "ndcg@10": 0.1},
+        {"dataset": "aragog", "split": "report", "config": "rrf", "hit@5": 1.0, "mrr@5": 0.96},
+    ]
+    lines = summary_table(rows).splitlines()
+    assert lines[0] == "| config | scifact ndcg@10 | aragog hit@5 | aragog mrr@5 |"
+    assert lines[2:] == ["| `dense` | 0.6600 |  |  |", "| `rrf` |  | 1.0000 | 0.9600 |"]
+    assert "0.1000" in summary_table(rows, "tune")
 
 
 @pytest.mark.slow
