@@ -77,7 +77,11 @@ class CollectionAccess:
     def __call__(
         self, name: Annotated[str, Path(max_length=48)], session: SessionDep, principal: PrincipalDep
     ) -> Collection:
-        return visible_collection(session, principal, name, self.role)
+        collection = visible_collection(session, principal, name, self.role)
+        # Hand the connection back before the route's own thread hop: a request holding one
+        # while it waits for a thread can leave every thread waiting for a connection.
+        session.commit()
+        return collection
 
 
 @dataclass(frozen=True)
