@@ -123,12 +123,13 @@ class RetrievalConfig(BaseModel):
     min_score: float | None = Field(
         default=None, ge=-1.0, le=1.0, description="Drop dense hits below this cosine similarity."
     )
-    dense_weight: float = Field(
-        default=1.0, ge=0.0, le=10.0, description="Weight of the dense ranking in hybrid (weighted reciprocal rank)."
+    fusion: Literal["rrf", "minmax"] = Field(
+        default="rrf",
+        description="How hybrid merges the rankings: rrf (weighted reciprocal rank) or minmax (each list's "
+        "scores scaled to [0, 1], then a weighted sum).",
     )
-    bm25_weight: float = Field(
-        default=1.0, ge=0.0, le=10.0, description="Weight of the BM25 ranking in hybrid (weighted reciprocal rank)."
-    )
+    dense_weight: float = Field(default=1.0, ge=0.0, le=10.0, description="Weight of the dense ranking in hybrid.")
+    bm25_weight: float = Field(default=1.0, ge=0.0, le=10.0, description="Weight of the BM25 ranking in hybrid.")
     max_chunks_per_document: int | None = Field(
         default=None, ge=1, le=50, description="At most this many of the top_k chunks from one document."
     )

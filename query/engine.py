@@ -218,7 +218,7 @@ class QueryEngine:
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
         vector, tokens = embedder.embed_query(question)
         wanted = config.retrieval
-        fusion = Fusion(dense_weight=wanted.dense_weight, bm25_weight=wanted.bm25_weight)
+        fusion = Fusion(wanted.fusion, wanted.dense_weight, wanted.bm25_weight)
         hits = retrieve(
             index,
             question,

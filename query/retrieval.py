@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -287,19 +287,22 @@ class VersionIndex:
             hits.sort(key=lambda hit: -hit.score)
         return hits[:top_k]
 
-    def lexical(self, question: str, limit: int, filters: Mapping[str, FilterValue | list[FilterValue]]) -> list[str]:
-        """Chunk ids by BM25 score, best first, among the chunks ``filters`` admit."""
+    def lexical(
+        self, question: str, limit: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score), best first, among the chunks ``filters`` admit."""
         index = self.bm25()
         if index is None:
             return []
         # Over-fetch, then let the stores apply the metadata filter to the candidates.
-        ids = [chunk for chunk, _ in index.search(question, limit * 4 if filters else limit)]
-        if filters and ids:
+        ranked = index.search(question, limit * 4 if filters else limit)
+        if filters and ranked:
+            ids = [chunk for chunk, _ in ranked]
             admitted = self.own.admitted(ids, filters)
             if self.base_store and len(admitted) < len(ids):  # the BM25 index holds the version's chunks
                 admitted |= self.base_store.admitted([c for c in ids if c not in admitted], filters)
-            ids = [chunk for chunk in ids if chunk in admitted]
-        return ids[:limit]
+            ranked = [(chunk, score) for chunk, score in ranked if chunk in admitted]
+        return ranked[:limit]
 
     def hits(self, ids: list[str], vector: np.ndarray) -> dict[str, Hit]:
         """Hits for chunks found by id (lexical matches), scored by cosine to the question's vector."""
@@ -318,11 +321,38 @@ class VersionIndex:
 
 @dataclass(frozen=True)
 class Fusion:
-    """How a hybrid query merges its dense and BM25 rankings (weighted reciprocal rank)."""
+    """How a hybrid query merges its dense and BM25 rankings.
 
+    ``rrf``: weighted reciprocal rank (each list gives ``weight / (k + rank)``). ``minmax``: each
+    list's scores scaled to [0, 1] over its candidates, then a weighted sum; a candidate missing
+    from a list gets that list's 0. Rank fusion lets a list's noise count as much as its
+    signal; scores keep how far ahead a list's best match is (BM25 on Japanese, where the
+    English embedding model ranks almost at random, is the case that shows it).
+    """
+
+    method: Literal["rrf", "minmax"] = "rrf"
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     k: int = RRF_K
+
+    def order(self, dense: Sequence[tuple[str, float]], bm25: Sequence[tuple[str, float]]) -> list[str]:
+        """Chunk ids of both rankings, best first (ties in the order first seen, dense first)."""
+        if self.method == "rrf":
+            ids = [[chunk for chunk, _ in dense], [chunk for chunk, _ in bm25]]
+            return fuse_ids(ids, [self.dense_weight, self.bm25_weight], self.k)
+        by_dense, by_bm25 = _minmax(dense), _minmax(bm25)
+        union = list(dict.fromkeys(chunk for chunk, _ in [*dense, *bm25]))
+        total = {c: self.dense_weight * by_dense.get(c, 0.0) + self.bm25_weight * by_bm25.get(c, 0.0) for c in union}
+        return sorted(union, key=lambda chunk: -total[chunk])
+
+
+def _minmax(ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
+    if not ranked:
+        return {}
+    low, high = min(score for _, score in ranked), max(score for _, score in ranked)
+    if high <= low:
+        return {chunk: 1.0 for chunk, _ in ranked}
+    return {chunk: (score - low) / (high - low) for chunk, score in ranked}
 
 
 def fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = RRF_K) -> list[str]:
@@ -394,7 +424,7 @@ def retrieve(
         kept = set(capped([hit.chunk_id for hit in dense], top_k, per_document))
         return [hit for hit in dense if hit.chunk_id in kept]
     lexical = index.lexical(question, pool, filters)
-    order = fuse_ids([[hit.chunk_id for hit in dense], lexical], [fusion.dense_weight, fusion.bm25_weight], fusion.k)
+    order = fusion.order([(hit.chunk_id, hit.score) for hit in dense], lexical)
     chosen = capped(order, top_k, per_document)
     found = {hit.chunk_id: hit for hit in dense}
     found.update(index.hits([chunk for chunk in chosen if chunk not in found], vector))

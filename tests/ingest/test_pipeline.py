@@ -301,12 +301,12 @@ def test_a_small_change_builds_a_delta_that_reads_like_a_full_version(
     index = _version_index(client, blobs, embedder, v2)
     unchanged = paths[0].read_text().split("\n")[0]
     for question, filename in (("zebrafish blastema amputation", replaced), (unchanged, paths[0].name)):
-        ids = index.lexical(question, 3, {})
+        ids = [chunk for chunk, _ in index.lexical(question, 3, {})]
         best = index.hits(ids[:1], embedder.embed([question])[0])[ids[0]]
         assert best.metadata["filename"] == filename and best.text
         # A filter admits chunks of both parts by their metadata, read from each part.
-        assert index.lexical(question, 3, {"filename": filename})[0] == ids[0]
-        assert ids[0] not in index.lexical(question, 3, {"filename": "no-such-file.txt"})
+        assert index.lexical(question, 3, {"filename": filename})[0][0] == ids[0]
+        assert ids[0] not in dict(index.lexical(question, 3, {"filename": "no-such-file.txt"}))
 
 
 def test_a_large_change_is_written_in_full(
@@ -375,7 +375,7 @@ def test_a_delta_that_only_removes_answers_without_the_removed_document(
     index = _version_index(client, blobs, embedder, v2)
     question = paths[0].read_text().split("\n")[0]  # the removed abstract's own title
     vector = embedder.embed([question])[0]
-    lexical = list(index.hits(index.lexical(question, 100, {}), vector).values())
+    lexical = list(index.hits([chunk for chunk, _ in index.lexical(question, 100, {})], vector).values())
     for hits in (index.dense(vector, 100, {}), lexical):
         assert hits and revisions[0].document_id not in {h.metadata["document_id"] for h in hits}
     assert len(index.dense(vector, 100, {})) == v2.chunk_count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from query.retrieval import capped, fuse_ids
+from query.retrieval import Fusion, capped, fuse_ids
 
 
 def test_equal_weights_are_plain_reciprocal_rank_fusion() -> None:
@@ -22,3 +22,14 @@ def test_the_cap_gives_other_documents_the_places_one_document_would_fill() -> N
     assert capped(order, 3, 1) == ["r1:0", "r2:0", "r3:5"]
     assert capped(order, 4, 2) == ["r1:0", "r1:1", "r2:0", "r3:5"]
     assert capped(order, 10, 2) == ["r1:0", "r1:1", "r2:0", "r3:5"]
+
+
+def test_score_fusion_weighs_each_lists_scaled_scores() -> None:
+    """min-max: each list scaled to [0, 1] over its candidates, then a weighted sum; a candidate
+    missing from a list gets 0 there. Ranks alone would put c (BM25's best) before b."""
+    dense = [("a", 0.8), ("b", 0.6), ("c", 0.4)]
+    bm25 = [("c", 10.0), ("a", 5.0)]
+    assert Fusion("minmax", 0.7, 0.3).order(dense, bm25) == ["a", "b", "c"]  # 0.7, 0.35, 0.3
+    assert Fusion("rrf").order(dense, bm25) == ["a", "c", "b"]
+    assert Fusion("minmax", 0.0, 1.0).order(dense, bm25)[:2] == ["c", "a"]
+    assert Fusion("minmax").order([("a", 0.5)], []) == ["a"]
