@@ -379,22 +379,27 @@ def fuse(rankings: Sequence[Sequence[Hit]], top_k: int, weights: Sequence[float]
 
 
 def capped(order: Sequence[str], top_k: int, per_document: int | None) -> list[str]:
-    """The first ``top_k`` chunk ids of ``order`` with at most ``per_document`` of one document.
+    """The first ``top_k`` chunk ids of ``order``, at most ``per_document`` of one document while
+    other documents have candidates; places still free then go to the chunks passed over, in
+    order, so a collection of few documents still answers ``top_k`` chunks.
 
     A chunk id is ``<revision id>:<position>``, and a version holds one revision per document.
     """
     if per_document is None:
         return list(order[:top_k])
     taken: dict[str, int] = {}
-    chosen = []
+    chosen: list[str] = []
+    passed: list[str] = []
     for chunk in order:
         document = chunk.rsplit(":", 1)[0]
         if taken.get(document, 0) < per_document:
             taken[document] = taken.get(document, 0) + 1
             chosen.append(chunk)
             if len(chosen) == top_k:
-                break
-    return chosen
+                return chosen
+        else:
+            passed.append(chunk)
+    return chosen + passed[: top_k - len(chosen)]
 
 
 def retrieve(

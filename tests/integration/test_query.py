@@ -159,7 +159,7 @@ def test_pinned_version_answers_from_its_own_documents(redis_stack: Stack) -> No
 
 def test_hybrid_retrieval_finds_japanese_paragraphs(redis_stack: Stack) -> None:
     s = redis_stack
-    s.http.post("/collections", json={"name": "jsquad"})
+    s.http.post("/collections", json={"name": "jsquad", "config": {"retrieval": {"hybrid": False}}})
     upload = s.upload("jsquad", [(p.name, p.read_bytes()) for p in JAPANESE_ARTICLES])
     assert s.wait_job(upload["job_id"], timeout=300)["status"] == "succeeded"
     s.wait_live("jsquad", 1, timeout=300)

@@ -21,7 +21,9 @@ def test_the_cap_gives_other_documents_the_places_one_document_would_fill() -> N
     assert capped(order, 3, None) == ["r1:0", "r1:1", "r1:2"]
     assert capped(order, 3, 1) == ["r1:0", "r2:0", "r3:5"]
     assert capped(order, 4, 2) == ["r1:0", "r1:1", "r2:0", "r3:5"]
-    assert capped(order, 10, 2) == ["r1:0", "r1:1", "r2:0", "r3:5"]
+    # Too few other documents: the chunks passed over fill the places left, in order.
+    assert capped(order, 5, 1) == ["r1:0", "r2:0", "r3:5", "r1:1", "r1:2"]
+    assert capped(order, 10, 2) == ["r1:0", "r1:1", "r2:0", "r3:5", "r1:2", "r1:3"]
 
 
 def test_score_fusion_weighs_each_lists_scaled_scores() -> None:
