@@ -90,6 +90,7 @@ class RoleRequired:
 
     role: Role
     every_collection: bool = False
+    what: str = "this"  # what needs an unscoped key, for the 403's message
 
     def __call__(self, principal: PrincipalDep) -> Principal:
         self.check(principal)
@@ -97,7 +98,7 @@ class RoleRequired:
 
     def check(self, principal: Principal) -> None:
         if self.every_collection:
-            principal.require_global("this")
+            principal.require_global(self.what)
         else:
             principal.require(self.role)
 
@@ -106,7 +107,9 @@ ReadableCollection = Annotated[Collection, Depends(CollectionAccess("reader"))]
 WritableCollection = Annotated[Collection, Depends(CollectionAccess("writer"))]
 AdministeredCollection = Annotated[Collection, Depends(CollectionAccess("admin"))]
 AdminDep = Annotated[Principal, Depends(RoleRequired("admin"))]
-GlobalAdminDep = Annotated[Principal, Depends(RoleRequired("admin", every_collection=True))]
+GlobalAdminDep = Annotated[
+    Principal, Depends(RoleRequired("admin", every_collection=True, what="creating a collection"))
+]
 
 
 def _calls(dependant: Dependant) -> Iterator[Any]:
