@@ -9,7 +9,7 @@ route would accept, and an unauthenticated request gets 401 whatever its body.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -112,10 +112,14 @@ GlobalAdminDep = Annotated[
 ]
 
 
-def _calls(dependant: Dependant) -> Iterator[Any]:
-    for sub in dependant.dependencies:
-        yield sub.call
-        yield from _calls(sub)
+def dependency_calls(dependant: Dependant) -> list[Any]:
+    """Every callable a route depends on, sub-dependencies included."""
+    return [call for sub in dependant.dependencies for call in (sub.call, *dependency_calls(sub))]
+
+
+def takes_key(dependant: Dependant) -> bool:
+    """Whether a route authenticates its caller (every route but health and metrics)."""
+    return get_principal in dependency_calls(dependant)
 
 
 class GuardedRoute(APIRoute):
@@ -128,9 +132,9 @@ class GuardedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        calls = list(_calls(self.dependant))
-        if get_principal not in calls:
+        if not takes_key(self.dependant):
             return handler  # open routes (health, metrics)
+        calls = dependency_calls(self.dependant)
         collection_role = next((c.role for c in calls if isinstance(c, CollectionAccess)), None)
         role_check = next((c for c in calls if isinstance(c, RoleRequired)), None)
 

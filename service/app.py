@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -29,7 +28,8 @@ from core.errors import RagkeepError, ServiceUnavailable, TooManyRequests, Unaut
 from core.ratelimit import RateLimiter
 from core.settings import Settings, get_settings
 from service import metrics
-from service.deps import AppState, get_principal
+from service.access import takes_key
+from service.deps import AppState
 from service.routers import (
     admin,
     collections,
@@ -131,8 +131,8 @@ def _operations(app: FastAPI) -> list[_Operation]:
         if path is None or not methods:
             continue
         dependant = getattr(context.original_route, "dependant", None)
-        takes_key = dependant is not None and get_principal in [d.call for d in _all_dependencies(dependant)]
-        found.append(_Operation(path, compile_path(path)[0], frozenset(methods), takes_key))
+        keyed = dependant is not None and takes_key(dependant)
+        found.append(_Operation(path, compile_path(path)[0], frozenset(methods), keyed))
     return found
 
 
@@ -175,10 +175,6 @@ def _document_errors(app: FastAPI, max_top_k: int) -> dict[str, Any]:
                 responses[code] = error
     app.openapi_schema = schema
     return schema
-
-
-def _all_dependencies(dependant: Dependant) -> list[Dependant]:
-    return [sub for child in dependant.dependencies for sub in (child, *_all_dependencies(child))]
 
 
 def serve_app() -> FastAPI:

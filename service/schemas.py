@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from core.config import PROMPT_TEMPLATE_PATTERN, CollectionConfig, check_prompt_template
 
@@ -189,7 +189,21 @@ def error_responses(*codes: int, json_only: bool = False) -> dict[int | str, dic
 # message that names it; the OpenAPI document states it as this deployment's maximum.
 TopK = Annotated[int, Field(ge=1, description="Chunks to retrieve (at most query.max_top_k).")]
 FilterScalar = str | int | float | bool
-Question = Annotated[str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)]
+
+
+def _has_text(value: str) -> str:
+    # Python's notion of whitespace (it includes the separators U+001C-U+001F), as the engine's.
+    if not value.strip():
+        raise ValueError("question is empty")
+    return value
+
+
+Question = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4000, strip_whitespace=True),
+    AfterValidator(_has_text),
+    Field(json_schema_extra={"pattern": r"\S"}),
+]
 
 
 class QueryCreate(BaseModel):

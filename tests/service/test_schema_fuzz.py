@@ -21,13 +21,16 @@ from service.app import create_app
 
 ADMIN = "rk_admin-key-for-schema-fuzzing"
 # Rules that JSON Schema cannot state, so a schema-valid request may still break them: a time
-# relative to now, the length of the last user message among many, and email domains reserved
-# for documentation and tests (format "email" allows them; no mail reaches them). Each is refused
-# with 422 and a message naming the rule; nothing else may refuse a schema-valid request.
+# relative to now, the length of the last user message among many, email domains reserved for
+# documentation and tests (format "email" allows them; no mail reaches them), and bounds of one
+# ingestion field that depend on another. Each is refused with 422 and a message naming the
+# rule; nothing else may refuse a schema-valid request.
 RULES_BEYOND_THE_SCHEMA = (
     "expires_at is in the past",
     "the question (last user message) may be at most",
     "is a special-use or reserved name that cannot be used with email",
+    "overlap must be at most half of max_characters",
+    "new_after_n_chars must not exceed max_characters",
 )
 
 
