@@ -1,7 +1,8 @@
 """Bytes -> Unstructured elements -> chunks. The only module that imports ``unstructured``.
 
-Chunks carry flat metadata (Chroma accepts only str/int/float/bool/None): filename,
-page number, section title and the element types they were built from.
+Chunks carry flat metadata (Chroma accepts only str/int/float/bool/None): filename, the
+document's title, page number, nearest heading and heading path, and the element types
+they were built from. A PDF that Unstructured cannot read is read from PDFium's text layer.
 """
 
 from __future__ import annotations
