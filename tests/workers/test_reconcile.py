@@ -14,12 +14,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy.orm import Session
 
 from core import catalog
 from core.chroma import version_collection_name
 from core.config import CollectionConfig
 from core.db import create_schema
-from core.models import DocumentStatus, Job, JobKind, JobStatus, VersionState, utcnow
+from core.models import (
+    Collection,
+    DocumentStatus,
+    GoldenSet,
+    Job,
+    JobKind,
+    JobStatus,
+    Version,
+    VersionState,
+    utcnow,
+)
 from core.settings import Settings
 from tests.conftest import REDIS_URL
 from workers.names import Queue, queue_name
@@ -60,18 +71,24 @@ def _stale(job: Job) -> None:
     job.created_at = utcnow() - timedelta(hours=1)
 
 
+def _evaluable(session: Session) -> tuple[Collection, Version, GoldenSet]:
+    """A collection with a ready version and a golden set: what an evaluation job needs."""
+    collection = catalog.create_collection(session, "recon-kb", "", [], CollectionConfig())
+    session.commit()
+    build = catalog.create_job(session, JobKind.build, collection.id)
+    version = catalog.create_version(session, collection, build.id, version_collection_name)
+    version.state = VersionState.ready
+    build.status = JobStatus.succeeded
+    golden = catalog.create_golden_set(session, collection, "g.jsonl", "jsonl", [{"question": "q?"}])
+    return collection, version, golden
+
+
 def test_reconciler_sends_each_lost_job_with_its_own_task(res: Resources) -> None:
     """Evaluation and report jobs were counted as re-dispatched and never sent."""
     from workers import tasks
 
     with res.db.session() as session:
-        collection = catalog.create_collection(session, "recon-kb", "", [], CollectionConfig())
-        session.commit()
-        build = catalog.create_job(session, JobKind.build, collection.id)
-        version = catalog.create_version(session, collection, build.id, version_collection_name)
-        version.state = VersionState.ready
-        build.status = JobStatus.succeeded
-        golden = catalog.create_golden_set(session, collection, "g.jsonl", "jsonl", [{"question": "q?"}])
+        collection, version, golden = _evaluable(session)
         evaluation = catalog.create_job(session, JobKind.evaluate, collection.id)
         run = catalog.create_eval_run(session, collection, version, golden, "manual", evaluation)
         orphan = catalog.create_job(session, JobKind.evaluate, collection.id)  # its run is gone
@@ -102,13 +119,7 @@ def test_an_evaluation_recorded_without_its_job_is_settled_not_resent(res: Resou
     from workers import tasks
 
     with res.db.session() as session:
-        collection = catalog.create_collection(session, "recon-kb", "", [], CollectionConfig())
-        session.commit()
-        build = catalog.create_job(session, JobKind.build, collection.id)
-        version = catalog.create_version(session, collection, build.id, version_collection_name)
-        version.state = VersionState.ready
-        build.status = JobStatus.succeeded
-        golden = catalog.create_golden_set(session, collection, "g.jsonl", "jsonl", [{"question": "q?"}])
+        collection, version, golden = _evaluable(session)
         job = catalog.create_job(session, JobKind.evaluate, collection.id)
         run = catalog.create_eval_run(session, collection, version, golden, "manual", job)
         run.status = JobStatus.succeeded
