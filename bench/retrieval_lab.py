@@ -17,7 +17,7 @@ Documents are parsed by ``ingest.partition.partition_document`` (the default
 ``core.embedding.Embedder`` (all-MiniLM-L6-v2 on ONNX Runtime, as the workers embed them) and
 queries by ``Embedder.embed_query`` (as the API does). Dense retrieval is exact cosine
 (numpy, brute force), lexical retrieval is ``core.bm25.BM25Index`` and RRF is the service's
-``fuse`` (k=60). No HTTP, Celery or Chroma: one configuration runs in seconds once the
+``Fusion("rrf")`` (k=60). No HTTP, Celery or Chroma: one configuration runs in seconds once the
 caches under ``--cache`` are warm.
 
 Caches, so that a new fusion costs seconds and a new hook costs one embedding pass:
@@ -370,7 +370,7 @@ Ranked = Sequence[tuple[int, float]]  # (chunk, score), best first
 def rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None, k: int = RRF_K) -> list[int]:
     """(Weighted) reciprocal-rank fusion: list ``i`` adds ``weights[i] / (k + rank)``; ties keep first-seen order.
 
-    With equal weights this is ``query.retrieval.fuse``.
+    With equal weights this is ``query.retrieval.Fusion("rrf")``.
     """
     weights = weights or [1.0] * len(rankings)
     scores: dict[int, float] = {}

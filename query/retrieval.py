@@ -367,17 +367,6 @@ def fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int
     return sorted(scores, key=lambda chunk: -scores[chunk])
 
 
-def fuse(rankings: Sequence[Sequence[Hit]], top_k: int, weights: Sequence[float] | None = None) -> list[Hit]:
-    """Reciprocal-rank fusion of hit lists (equal weights unless given)."""
-    by_id: dict[str, Hit] = {}
-    for ranking in rankings:
-        for hit in ranking:
-            by_id.setdefault(hit.chunk_id, hit)
-    ids = [[hit.chunk_id for hit in ranking] for ranking in rankings]
-    order = fuse_ids(ids, weights or [1.0] * len(rankings))[:top_k]
-    return [by_id[chunk] for chunk in order]
-
-
 def capped(order: Sequence[str], top_k: int, per_document: int | None) -> list[str]:
     """The first ``top_k`` chunk ids of ``order``, at most ``per_document`` of one document while
     other documents have candidates; places still free then go to the chunks passed over, in

@@ -184,12 +184,12 @@ def test_summary_has_a_line_per_config_and_a_column_per_dataset_metric_of_the_ch
 
 
 @pytest.mark.slow
-def test_rrf_orders_like_query_retrieval_fuse() -> None:
+def test_rrf_orders_like_the_service_fusion() -> None:
     """Slow only because importing query.retrieval loads Chroma and LlamaIndex."""
-    from query.retrieval import Hit, fuse
+    from query.retrieval import Fusion
 
     rng = np.random.default_rng(7)
     for _ in range(20):
         lists = [rng.permutation(30)[:20].tolist() for _ in range(2)]
-        hits = [[Hit(str(c), "", 0.0, {}) for c in ranking] for ranking in lists]
-        assert [int(h.chunk_id) for h in fuse(hits, 10)] == rrf(lists)[:10]
+        dense, bm25 = ([(str(c), 0.0) for c in ranking] for ranking in lists)
+        assert [int(c) for c in Fusion("rrf").order(dense, bm25)[:10]] == rrf(lists)[:10]

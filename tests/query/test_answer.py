@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from query.answer import cited_numbers, context_block, extractive_answer
-from query.retrieval import Hit, fuse
+from query.retrieval import Fusion, Hit
 
 
 def _hit(chunk: str, text: str, score: float = 0.5, **metadata: object) -> Hit:
@@ -64,6 +64,6 @@ def test_cited_numbers_ignores_out_of_range_markers() -> None:
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    a, b, c = _hit("a", "x"), _hit("b", "y"), _hit("c", "z")
-    assert [h.chunk_id for h in fuse([[a, b, c], [b, c]], 3)] == ["b", "c", "a"]
-    assert [h.chunk_id for h in fuse([[a], [b]], 1)] == ["a"], "ties keep the first ranking's order"
+    rrf = Fusion("rrf")
+    assert rrf.order([("a", 0.9), ("b", 0.8), ("c", 0.7)], [("b", 3.0), ("c", 2.0)])[:3] == ["b", "c", "a"]
+    assert rrf.order([("a", 0.9)], [("b", 3.0)])[:1] == ["a"], "ties keep the first ranking's order"
