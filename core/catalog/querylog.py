@@ -1,0 +1,85 @@
+"""Query log and feedback repository."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from core.models import Collection, Feedback, QueryLog, utcnow
+
+
+def prune_query_log(session: Session, older_than: timedelta) -> int:
+    """Delete query log rows older than the retention period; return how many."""
+    result = session.execute(delete(QueryLog).where(QueryLog.created_at < utcnow() - older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def query_missing(query_id: str) -> NotFound:
+    """What an unknown query id answers (also for one the caller may not see: the two read alike)."""
+    return NotFound(f"query {query_id!r} does not exist (or its log was pruned)")
+
+
+def get_query(session: Session, query_id: str) -> QueryLog:
+    row = session.get(QueryLog, query_id.removeprefix("chatcmpl-"))
+    if row is None:
+        raise query_missing(query_id)
+    return row
+
+
+def add_feedback(
+    session: Session, query: QueryLog, rating: str, comment: str, expected_answer: str | None, key_id: str | None
+) -> Feedback:
+    row = Feedback(
+        query_id=query.id,
+        collection_id=query.collection_id,
+        rating=rating,
+        comment=comment,
+        expected_answer=expected_answer,
+        key_id=key_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_feedback(
+    session: Session, collection: Collection, rating: str | None, offset: int, limit: int
+) -> tuple[Sequence[tuple[Feedback, QueryLog]], int]:
+    where = [Feedback.collection_id == collection.id]
+    if rating:
+        where.append(Feedback.rating == rating)
+    total = session.scalar(select(func.count()).select_from(Feedback).where(*where)) or 0
+    rows = (
+        session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(*where)
+            .order_by(Feedback.created_at.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        .tuples()
+        .all()
+    )
+    return rows, total
+
+
+def feedback_with_queries(
+    session: Session, collection: Collection, ids: Sequence[str]
+) -> list[tuple[Feedback, QueryLog]]:
+    rows = {
+        feedback.id: (feedback, query)
+        for feedback, query in session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(Feedback.collection_id == collection.id, Feedback.id.in_(list(ids)))
+        ).tuples()
+    }
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise NotFound(f"feedback {', '.join(missing)} does not exist in collection {collection.name!r}")
+    return [rows[i] for i in ids]
