@@ -83,6 +83,29 @@ class JobKind(StrEnum):
     report = "report"
 
 
+class BuildTrigger(StrEnum):
+    """Why a build job exists: documents changed (built only if something did), or by hand (always built)."""
+
+    change = "change"
+    manual = "manual"
+
+
+class EvalTrigger(StrEnum):
+    """Why an evaluation run exists."""
+
+    manual = "manual"
+    gate = "gate"  # a gated build's candidate
+    gate_baseline = "gate-baseline"  # the live version, scored for a gate that had nothing to compare with
+    nightly = "nightly"
+
+
+class ReportStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+    no_recipients = "no_recipients"
+
+
 class Collection(Base):
     __tablename__ = "collections"
 
@@ -203,6 +226,8 @@ class Job(Base):
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What started the job (BuildTrigger for builds); an input, kept out of ``result``.
+    trigger: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column()
@@ -307,7 +332,7 @@ class EvalRun(Base):
     golden_set_id: Mapped[str] = mapped_column(ForeignKey("golden_sets.id", ondelete="CASCADE"))
     golden_revision: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    trigger: Mapped[str] = mapped_column(String(16), default=EvalTrigger.manual)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
     # {metric: {"mean", "ci_low", "ci_high", "measured", "not_measured"}}
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -345,7 +370,7 @@ class Report(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     chart_png: Mapped[bytes | None] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed | no_recipients
+    status: Mapped[str] = mapped_column(String(16), default=ReportStatus.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(32))
