@@ -10,6 +10,9 @@ from typing import cast
 
 from core.settings import SMTPSettings
 
+# What ``send`` raises when the server cannot take the message (worth trying again later).
+SEND_ERRORS: tuple[type[Exception], ...] = (OSError, smtplib.SMTPException)
+
 
 def build_message(
     sender: str,

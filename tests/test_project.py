@@ -92,7 +92,8 @@ FORBIDDEN = {
     "core": {"fastapi", "celery", "service", "workers", "ingest", "query", "eval", "cli"},
     "ingest": {"fastapi", "celery", "service", "workers", "query", "cli"},
     "query": {"fastapi", "celery", "service", "workers", "ingest", "cli"},
-    "eval": {"fastapi", "celery", "service", "workers", "ingest", "cli"},
+    "eval": {"fastapi", "celery", "service", "workers", "ingest", "release", "cli"},
+    "release": {"fastapi", "celery", "service", "workers", "cli"},
     "workers": {"fastapi", "service", "cli"},
     "service": {"ingest", "cli", "celery"},
 }

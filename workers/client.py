@@ -1,7 +1,7 @@
-"""Enqueue tasks by name. Used by the API and by tasks that schedule follow-up work.
+"""Enqueue tasks by name: the Celery side of ``release.dispatch.Enqueue`` (API and workers).
 
-Callers commit the catalog first and enqueue after: a job row always exists before its
-message does, and the beat reconciler re-dispatches any job whose message was lost.
+Callers commit the catalog first and enqueue after (``release.dispatch``): a job row always
+exists before its message does, and the beat reconciler re-dispatches any job whose message was lost.
 """
 
 from __future__ import annotations
@@ -10,14 +10,21 @@ import logging
 from collections.abc import Sequence
 
 from celery import Celery
-from sqlalchemy.orm import Session
 
-from core import catalog, logs
+from core import logs
 from core.settings import Settings
+from release.dispatch import Step
 from workers.app import create_celery
 from workers.names import ROUTES, Queue, TaskName, queue_name
 
 log = logging.getLogger(__name__)
+
+STEP_TASKS: dict[Step, TaskName] = {
+    Step.parse: TaskName.parse_document,
+    Step.build: TaskName.build_version,
+    Step.evaluate: TaskName.evaluate,
+    Step.report: TaskName.send_report,
+}
 
 
 class TaskClient:
@@ -46,26 +53,9 @@ class TaskClient:
             log.exception("could not enqueue %s%s; the reconciler will retry", task.value, list(args))
             return False
 
-    def parse_revisions(self, session: Session, job_id: str, revision_ids: Sequence[str]) -> bool:
-        """Commit the job as dispatched, then send one parse task per revision; False if any was not sent."""
-        catalog.mark_dispatched(session, [job_id])
-        session.commit()
-        return all([self.send(TaskName.parse_document, [revision_id]) for revision_id in revision_ids])
-
-    def request_build(self, session: Session, collection_id: str, countdown: float | None = None) -> str | None:
-        """Schedule a build of the collection's next version unless one is already pending.
-
-        Returns the id of the build job that will include the current documents.
-        """
-        job = catalog.claim_build(session, collection_id)
-        if job is None:
-            session.commit()
-            collection = catalog.get_collection_by_id(session, collection_id)
-            return collection.pending_build_job_id if collection else None
-        catalog.mark_dispatched(session, [job.id])
-        session.commit()
-        self.send(TaskName.build_version, [job.id], countdown=countdown)
-        return job.id
+    def enqueue(self, step: Step, arg: str, countdown: float | None = None) -> bool:
+        """``release.dispatch.Enqueue``: send a lifecycle step as its task."""
+        return self.send(STEP_TASKS[step], [arg], countdown=countdown)
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each of ragkeep's queues (not counting those a worker holds)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,6 +14,7 @@ from core import catalog
 from core import chroma as chroma_access
 from core.config import CollectionConfig
 from core.errors import InvalidInput
+from release import collections
 from service.access import (
     AdministeredCollection,
     GlobalAdminDep,
@@ -22,13 +24,13 @@ from service.access import (
     record,
 )
 from service.deps import PrincipalDep, SessionDep, StateDep
+from service.routers.audit import auditor
 from service.schemas import (
     CollectionCreate,
     CollectionRead,
     CollectionUpdate,
     Offset,
     Page,
-    UsageDay,
     UsageRead,
     error_responses,
 )
@@ -125,14 +127,8 @@ def delete_collection(
     # Its queries answered here go into the log first, to be deleted with it (and not refused
     # later for a missing collection). Before this session writes: the log's writer needs the catalog.
     state.flush_query_log()
-    name = collection.name
-    record(request, session, principal, "collection.delete", name, name)
-    collection_id = collection.id
-    chroma_names = catalog.delete_collection(session, collection)
-    session.commit()
-    for chroma_name in chroma_names:
-        chroma_access.drop_collection(state.chroma, chroma_name)
-    state.blobs.delete_namespace(collection_id)
+    audit = auditor(request, session, principal, "collection.delete", collection.name)
+    collections.delete(session, collection, partial(chroma_access.drop_collection, state.chroma), state.blobs, audit)
     return Response(status_code=204)
 
 
@@ -147,35 +143,5 @@ def usage(
     end: Annotated[IsoDay | None, Query(alias="to", description="Last day (UTC, inclusive), default today.")] = None,
 ) -> UsageRead:
     """Queries, tokens and estimated cost per day and model."""
-    last = end or datetime.now(UTC).date()
-    first = start or (last - timedelta(days=30) if last > date.min + timedelta(days=30) else date.min)
-    if first > last:
-        raise InvalidInput("'from' is after 'to'")
     state.flush_query_log()  # this process's latest answers count
-    # Inclusive of the whole last day; date.max + 1 day does not exist, so no "next midnight".
-    rows = catalog.usage_rows(
-        session, collection, datetime.combine(first, time.min, UTC), datetime.combine(last, time.max, UTC)
-    )
-    days: dict[tuple[str, str], UsageDay] = {}
-    for at, model, used, cost in rows:
-        key = (at.date().isoformat(), model or "none")
-        day = days.setdefault(
-            key,
-            UsageDay(
-                date=key[0], model=key[1], queries=0, prompt_tokens=0, completion_tokens=0, embedding_tokens=0, cost=0.0
-            ),
-        )
-        day.queries += 1
-        day.prompt_tokens += int(used.get("prompt_tokens", 0))
-        day.completion_tokens += int(used.get("completion_tokens", 0))
-        day.embedding_tokens += int(used.get("embedding_tokens", 0))
-        day.cost = round(day.cost + cost, 8)
-    ordered = [days[k] for k in sorted(days)]
-    return UsageRead(
-        collection=collection.name,
-        start=first.isoformat(),
-        end=last.isoformat(),
-        queries=len(rows),
-        cost=round(sum(d.cost for d in ordered), 6),
-        days=ordered,
-    )
+    return UsageRead.model_validate(collections.usage(session, collection, start, end), from_attributes=True)

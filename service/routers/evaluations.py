@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import asdict
 from typing import Annotated
 
@@ -13,12 +12,13 @@ from sqlalchemy.orm import Session
 
 from core import catalog
 from core.errors import InvalidInput
-from core.models import Collection, EvalResult, EvalRun, JobKind
+from core.models import Collection, EvalResult, EvalRun
 from eval import runner
 from eval.goldensets import parse_golden_set
-from eval.report import CHART_CID, build_report
+from release import evaluations, reports
 from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
+from service.routers.audit import auditor
 from service.routers.versions import VersionNumber
 from service.schemas import (
     MAX_INT,
@@ -34,19 +34,11 @@ from service.schemas import (
     ReportRead,
     error_responses,
 )
-from workers.names import TaskName
 
 router = APIRouter(tags=["evaluation"], route_class=GuardedRoute)
 ERRORS = error_responses(401, 403, 404, 409, 410, 413, 422, 429)
 PAGE_ERRORS = error_responses(401, 403, 404, 422, 429, json_only=True)
 MAX_GOLDEN_SET_BYTES = 50 * 1024 * 1024
-
-
-def _inline_chart(html: str, chart: bytes | None) -> str:
-    """For the browser: the e-mail's cid: image reference becomes a data URI."""
-    if not chart:
-        return html
-    return html.replace(f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(chart).decode())
 
 
 def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) -> EvaluationRead:
@@ -62,6 +54,8 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
                 retrieved_chunk_ids=r.retrieved_chunk_ids,
                 retrieved_filenames=r.retrieved_filenames,
                 scores=r.scores,
+                not_measured=r.not_measured,
+                judge_retries=r.judge_retries,
             )
             for r in rows
         ]
@@ -76,6 +70,9 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
         answer_mode=run.answer_mode,
         prompt_revision=run.prompt_revision,
         judge_model=run.judge_model,
+        judge_calls=run.judge_calls,
+        judge_retries=run.judge_retries,
+        warnings=run.warnings,
         error=run.error,
         job_id=run.job_id,
         created_at=run.created_at,
@@ -129,11 +126,8 @@ def evaluate_version(
     request: Request,
 ) -> EvaluationAccepted:
     """Evaluate a version on the collection's golden set (202 + job)."""
-    run, job = runner.new_run(session, collection, catalog.get_version(session, collection, number), "manual")
-    catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "evaluation.start", collection.name, run.id, version=number)
-    session.commit()
-    state.tasks.send(TaskName.evaluate, [run.id])
+    audit = auditor(request, session, principal, "evaluation.start", collection.name)
+    run, job = evaluations.start_evaluation(session, collection, number, state.tasks.enqueue, audit)
     return EvaluationAccepted(job_id=job.id, evaluation_id=run.id)
 
 
@@ -186,13 +180,7 @@ def compare(
 @router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=PAGE_ERRORS)
 def latest_report(collection: ReadableCollection, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """The owners' report as a page, as of now."""
-    rendered = build_report(session, collection, settings.eval)
-    html = rendered.html
-    if rendered.chart_png:
-        html = html.replace(
-            f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(rendered.chart_png).decode()
-        )
-    return HTMLResponse(html)
+    return HTMLResponse(reports.current_page(session, collection, settings))
 
 
 @router.post("/collections/{name}/reports/send", status_code=202, responses=ERRORS)
@@ -200,12 +188,8 @@ def send_report(
     collection: WritableCollection, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> ReportAccepted:
     """Build the report and email it to the owners now (writer; 202 + job)."""
-    job = catalog.create_job(session, JobKind.report, collection.id, total=1)
-    catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "report.send", collection.name, job.id)
-    session.commit()
-    state.tasks.send(TaskName.send_report, [job.id])
-    return ReportAccepted(job_id=job.id)
+    audit = auditor(request, session, principal, "report.send", collection.name)
+    return ReportAccepted(job_id=reports.request_report(session, collection, state.tasks.enqueue, audit).id)
 
 
 @router.get("/collections/{name}/reports", responses=ERRORS)
@@ -224,4 +208,4 @@ def list_reports(
 def get_report(collection: ReadableCollection, report_id: str, session: SessionDep) -> HTMLResponse:
     """A stored report as it was built (also when sending it failed)."""
     report = catalog.get_report(session, collection, report_id)
-    return HTMLResponse(_inline_chart(report.html, report.chart_png))
+    return HTMLResponse(reports.inline_chart(report.html, report.chart_png))

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from core import catalog
-from core.models import JobKind
-from service.access import GuardedRoute, ReadableCollection, WritableCollection, record
+from release import builds, publish
+from service.access import GuardedRoute, ReadableCollection, WritableCollection
 from service.deps import PrincipalDep, SessionDep, StateDep
+from service.routers.audit import auditor
 from service.schemas import MAX_INT, BuildAccepted, Offset, Page, VersionRead, error_responses
 from service.views import version_read
-from workers.names import TaskName
 
 router = APIRouter(prefix="/collections/{name}", tags=["versions"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 410, 422)
@@ -42,13 +42,8 @@ def build_version(
     collection: WritableCollection, session: SessionDep, state: StateDep, principal: PrincipalDep, request: Request
 ) -> BuildAccepted:
     """Build a new version from the current documents (even if nothing changed)."""
-    job = catalog.create_job(session, JobKind.build, collection.id)
-    job.result = {"trigger": "manual"}
-    catalog.mark_dispatched(session, [job.id])
-    record(request, session, principal, "versions.build", collection.name, job.id)
-    session.commit()
-    state.tasks.send(TaskName.build_version, [job.id])
-    return BuildAccepted(job_id=job.id)
+    audit = auditor(request, session, principal, "versions.build", collection.name)
+    return BuildAccepted(job_id=builds.start_manual_build(session, collection, state.tasks.enqueue, audit).id)
 
 
 @router.post("/versions/{number}/publish", responses=ERRORS)
@@ -60,15 +55,8 @@ def publish_version(
     request: Request,
 ) -> VersionRead:
     """Make a ready (or archived, still kept) version live; the current live version is archived."""
-    version = catalog.get_version(session, collection, number)
-    catalog.publish(session, collection, version)
-    record(request, session, principal, "versions.publish", collection.name, str(number))
-    # Commit in the endpoint's thread: FastAPI validates the response in a second thread-pool
-    # hop and only then commits the session. Until then the live-pointer row lock (on SQLite,
-    # the database's write lock) would stay held by a request waiting for a thread that the
-    # requests queued on that lock hold: a burst stalled 30 s and ended in 500s.
-    session.commit()
-    return version_read(version)
+    audit = auditor(request, session, principal, "versions.publish", collection.name)
+    return version_read(publish.publish(session, collection, number, audit))  # committed in this thread
 
 
 @router.post("/rollback", responses=ERRORS)
@@ -76,7 +64,5 @@ def rollback(
     collection: WritableCollection, session: SessionDep, principal: PrincipalDep, request: Request
 ) -> VersionRead:
     """Make the version that was live before the current one live again."""
-    version = catalog.rollback(session, collection)
-    record(request, session, principal, "versions.rollback", collection.name, str(version.number))
-    session.commit()  # in the endpoint's thread, as in publish_version
-    return version_read(version)
+    audit = auditor(request, session, principal, "versions.rollback", collection.name)
+    return version_read(publish.rollback(session, collection, audit))  # committed in this thread

@@ -1,0 +1,304 @@
+"""Intake: an upload becomes document revisions and an ingest job; each revision is parsed into the caches.
+
+``upload`` is the one entry for new bytes (the API's upload route, the CLI through it, the
+web console): the whole upload is checked before anything is stored. Once a collection has
+nothing left to parse, its next build is requested (``release.builds.request_build``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from core import catalog
+from core.blobs import BlobStore
+from core.embedding import Embedder
+from core.errors import FileTooLarge, InvalidInput, RagkeepError, TooManyRequests
+from core.filetypes import FileKind, clean_filename, detect_file_kind
+from core.models import Collection, DocumentRevision, DocumentStatus, Job, JobKind, JobStatus, utcnow
+from core.settings import Settings
+from ingest import pipeline
+from ingest.sandbox import Parser
+from release.builds import request_build
+from release.dispatch import Audit, Enqueue, dispatch_parses
+
+log = logging.getLogger(__name__)
+
+# Keys ragkeep itself sets on every chunk (and LlamaIndex's own); upload metadata may not shadow them.
+RESERVED_METADATA = frozenset(
+    {
+        "filename",
+        "pii",
+        "page",
+        "page_end",
+        "section",
+        "element_types",
+        "parser",
+        "document_title",
+        "section_path",
+        "injection",
+        "injection_scan",
+        "languages",
+        "document_id",
+        "revision",
+        "sha256",
+        "position",
+        "doc_id",
+        "ref_doc_id",
+        "_node_content",
+        "_node_type",
+    }
+)
+# 50 keys of 64 characters with values of 1,000, with room for JSON escapes.
+MAX_METADATA_CHARS = 128 * 1024
+
+
+def parse_metadata(raw: str | None) -> dict[str, str | int | float | bool]:
+    """The optional ``metadata`` of an upload: a flat JSON object stored on every chunk."""
+    if raw is None or not raw.strip():
+        return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise InvalidInput(f"metadata may be at most {MAX_METADATA_CHARS} characters of JSON")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:  # "[[[[…": the parser's stack runs out before the flat-object check
+        raise InvalidInput("metadata nests too deeply; it must be a flat JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    if len(value) > 50:
+        raise InvalidInput("metadata may have at most 50 keys")
+    for key, item in value.items():
+        _check_metadata_item(key, item)
+    return value
+
+
+def _check_metadata_item(key: str, item: object) -> None:
+    if not key or len(key) > 64:
+        raise InvalidInput(f"metadata key {key!r} must be 1-64 characters")
+    if key in RESERVED_METADATA:
+        raise InvalidInput(f"metadata key {key!r} is reserved; ragkeep sets it itself")
+    if not isinstance(item, (str, int, float, bool)) or (isinstance(item, str) and len(item) > 1000):
+        raise InvalidInput(f"metadata value of {key!r} must be a string (at most 1000 characters), number or boolean")
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file of an upload as the caller received it: its given name and a stream of its bytes."""
+
+    filename: str | None
+    stream: BinaryIO
+
+
+@dataclass(frozen=True)
+class Upload:
+    job: Job
+    outcomes: list[catalog.UploadOutcome]
+
+
+def _read_limited(upload: UploadedFile, filename: str, limit: int) -> bytes:
+    data = upload.stream.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"{filename!r} is larger than the {limit // (1024 * 1024)} MiB upload limit")
+    return data
+
+
+def check_files(files: Sequence[UploadedFile], settings: Settings) -> list[tuple[str, bytes, FileKind]]:
+    """Every file read (within the size limit), named and typed; one bad file rejects them all."""
+    if len(files) > settings.max_files_per_request:
+        raise InvalidInput(f"at most {settings.max_files_per_request} files per request")
+    checked: list[tuple[str, bytes, FileKind]] = []
+    seen: set[str] = set()
+    for upload in files:
+        filename = clean_filename(upload.filename)
+        if filename in seen:
+            raise InvalidInput(f"{filename!r} appears twice in this upload")
+        seen.add(filename)
+        data = _read_limited(upload, filename, settings.max_upload_bytes)
+        try:
+            kind = detect_file_kind(data, filename, settings.limits.max_unpacked_mb * 1024 * 1024)
+        except RagkeepError as exc:
+            exc.detail = f"{exc.detail} (nothing from this upload was stored)"
+            raise
+        checked.append((filename, data, kind))
+    return checked
+
+
+def check_quota(session: Session, collection: Collection, incoming_bytes: int, settings: Settings) -> None:
+    """Refuse (429) an upload that would put more than the limit waiting to be parsed."""
+    pending = catalog.pending_bytes(session, collection.id)
+    limit_mb = settings.limits.max_pending_mb_per_collection
+    if pending + incoming_bytes > limit_mb * 1024 * 1024:
+        raise TooManyRequests(
+            f"collection {collection.name!r} already has {pending // (1024 * 1024)} MiB waiting to be parsed; the "
+            f"limit is {limit_mb} MiB. Retry when the current uploads are done.",
+            30,
+        )
+
+
+def upload(
+    session: Session,
+    collection: Collection,
+    files: Sequence[UploadedFile],
+    metadata: str | None,
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    enqueue: Enqueue,
+    audit: Audit,
+) -> Upload:
+    """Check the whole upload, store the bytes, record new revisions and send their parses.
+
+    Each new or changed file becomes a document revision; a file that repeats its current
+    revision changes nothing. Committed here; the ingest job's id tracks the parsing.
+    """
+    extra = parse_metadata(metadata)
+    checked = check_files(files, settings)
+    check_quota(session, collection, sum(len(data) for _, data, _ in checked), settings)
+    incoming = [
+        catalog.IncomingFile(filename, blobs.put(collection.id, data), len(data), kind.kind, kind.content_type, extra)
+        for filename, data, kind in checked
+    ]
+    job = catalog.create_job(session, JobKind.ingest, collection.id)
+    outcomes = catalog.record_upload(session, collection, incoming, job)
+    changed = [o.revision.id for o in outcomes if o.changed]
+    job.progress_total = len(changed)
+    if not changed:
+        catalog.finish_job(session, job, result={"detail": "every file repeats its current revision"})
+    audit(
+        job.id,
+        files=[{"filename": o.document.filename, "sha256": o.revision.sha256, "changed": o.changed} for o in outcomes],
+    )
+    session.commit()
+    if changed:
+        dispatch_parses(session, enqueue, job.id, changed)
+    return Upload(job, outcomes)
+
+
+def delete_document(
+    session: Session, collection: Collection, document_id: str, enqueue: Enqueue, debounce_s: float, audit: Audit
+) -> tuple[str, str, str | None]:
+    """Remove a document; the next version (built automatically) no longer contains it.
+
+    Returns the document's id, its filename and the build job that will drop it.
+    """
+    document = catalog.get_document(session, collection, document_id)
+    catalog.mark_document_deleted(session, document)
+    audit(document.id, filename=document.filename)
+    session.commit()
+    return document.id, document.filename, request_build(session, collection.id, enqueue, debounce_s)
+
+
+# -------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class ParseTools:
+    blobs: BlobStore
+    embedder: Callable[[str], Embedder]
+    parse: Parser
+    enqueue: Enqueue
+    build_debounce_s: float
+
+
+def claim_parse(
+    session: Session, revision_id: str, tools: ParseTools, duplicate: Callable[[Job | None], bool]
+) -> DocumentRevision | None:
+    """The revision to parse now, marked parsing; None when there is nothing to do here.
+
+    Nothing to do: the revision or its collection is gone; it was parsed already (a
+    redelivery: its outcome is counted again, idempotently); or another live process is
+    parsing it (``duplicate`` says whether this message is a duplicate of a running job).
+    """
+    revision = session.get(DocumentRevision, revision_id)
+    if revision is None:
+        log.info("revision %s no longer exists (collection deleted?)", revision_id)
+        return None
+    if catalog.get_collection_by_id(session, revision.collection_id) is None:
+        return None
+    if revision.status in (DocumentStatus.ready, DocumentStatus.failed):
+        after_parse(session, revision.id, tools)  # redelivery after the result was recorded
+        return None
+    job = session.get(Job, revision.job_id) if revision.job_id else None
+    # Parsing already, by a process of a job that is alive: this message is a duplicate (the
+    # reconciler re-sent it while the original waited); else a dead worker's: take it over.
+    if not catalog.claim_revision(session, revision.id) and duplicate(job):
+        session.rollback()
+        return None
+    session.refresh(revision)
+    if revision.status in (DocumentStatus.ready, DocumentStatus.failed):  # parsed meanwhile
+        after_parse(session, revision.id, tools)
+        return None
+    revision.status = DocumentStatus.parsing
+    if job is not None:
+        catalog.start_job(session, job)
+    session.commit()
+    return revision
+
+
+def parse(session: Session, revision: DocumentRevision, tools: ParseTools) -> None:
+    """Parse, chunk and embed a claimed revision into the caches; record it ready (raises on failure)."""
+    collection = catalog.get_collection_by_id(session, revision.collection_id)
+    if collection is None:
+        return
+    config = catalog.collection_config(collection).ingestion
+    chunks, embedded, found = pipeline.prepare_revision(
+        session, tools.blobs, tools.embedder(config.embedding_model), collection, revision, config, tools.parse
+    )
+    revision.status = DocumentStatus.ready
+    revision.chunk_count = chunks
+    revision.embedded_count = embedded
+    revision.pii_counts = found
+    revision.error = None
+    revision.parsed_at = utcnow()
+    session.commit()
+    log.info(
+        "parsed %s revision %d: %d chunks, %d embedded",
+        revision.document_id,
+        revision.number,
+        chunks,
+        embedded,
+        extra={"collection": collection.name, "document_id": revision.document_id},
+    )
+
+
+def fail_revision(session: Session, revision_id: str, reason: str) -> None:
+    revision = session.get(DocumentRevision, revision_id)
+    if revision is None:
+        return
+    revision.status = DocumentStatus.failed
+    revision.error = reason
+    revision.parsed_at = utcnow()
+    session.commit()
+
+
+def after_parse(session: Session, revision_id: str, tools: ParseTools) -> None:
+    """Count the revision into its job; once the collection has nothing left to parse, request a build.
+
+    The build job's id is written onto the ingest job before that job is settled, so a client
+    that sees the ingest job finished also sees which build will include its documents.
+    """
+    revision = session.get(DocumentRevision, revision_id)
+    if revision is None:
+        return
+    job = session.get(Job, revision.job_id) if revision.job_id else None
+    open_job = job is not None and job.status not in (JobStatus.succeeded, JobStatus.failed)
+    if job is not None and open_job:
+        catalog.advance_job(session, job.id)
+        session.commit()
+    if catalog.pending_revision_count(session, revision.collection_id) == 0:
+        build_job_id = request_build(session, revision.collection_id, tools.enqueue, tools.build_debounce_s)
+        if job is not None and build_job_id:
+            session.refresh(job)
+            job.result = {**job.result, "build_job_id": build_job_id}
+            session.commit()
+    if job is not None and open_job:
+        session.refresh(job)
+        catalog.settle_ingest_job(session, job)
+        session.commit()
