@@ -334,11 +334,16 @@ class EvalRun(Base):
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     trigger: Mapped[str] = mapped_column(String(16), default=EvalTrigger.manual)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
-    # {metric: {"mean", "ci_low", "ci_high", "measured", "not_measured"}}
+    # {metric: {"mean", "ci_low", "ci_high", "measured", "not_measured", "not_measured_reasons": {reason: n}}}
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     answer_mode: Mapped[str | None] = mapped_column(String(16))
     prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     judge_model: Mapped[str | None] = mapped_column(String(128))
+    # Requests sent to the judge, and the re-asks after answers that did not parse.
+    judge_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    judge_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What a reader must know before trusting the scores ("the judge failed on every judged question: ...").
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -356,6 +361,9 @@ class EvalResult(Base):
     retrieved_filenames: Mapped[list[Any]] = mapped_column(default=list)
     # {metric: float or None (not measured)}
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {metric: reason code} for each metric of ``scores`` that is None (eval.unmeasured.REASONS)
+    not_measured: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    judge_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Report(Base):

@@ -66,6 +66,20 @@ class JudgeSettings(BaseModel):
     model: str | None = Field(default=None, description="Judge model name.")
     api_key: str = Field(default="", description="Bearer key for the judge endpoint.")
     timeout_s: float = Field(default=60.0, gt=0, description="Per judge call.")
+    max_tokens: int = Field(
+        default=4096,
+        ge=16,
+        le=131072,
+        description="Completion limit per judge call. RAGAS's structured outputs (statement lists with reasons) "
+        "outgrow 1,024 tokens on long answers; a cut-off answer is recorded as 'judge output truncated'.",
+    )
+    parse_retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Times a judge answer that does not parse is asked again (per judge call); every retry is "
+        "counted on the evaluation.",
+    )
 
     @property
     def configured(self) -> bool:

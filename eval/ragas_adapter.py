@@ -5,22 +5,28 @@ precision/recall against reference contexts, or ID-based precision/recall agains
 reference documents (the retrieved chunks' filenames). With a judge endpoint
 (``RAGKEEP_JUDGE__*``) faithfulness, answer relevancy and the LLM context
 precision/recall run too, through RAGAS's own prompts. A metric that cannot be
-computed for a question is ``None`` ("not measured"), never 0 or 1.
+computed for a question is ``None`` ("not measured"), never 0 or 1, and carries the
+reason (``eval.unmeasured``): no judge, nothing to judge, or how the judge failed
+(timeout, output cut off at ``max_tokens``, output that did not parse after the bounded
+re-asks, NaN from RAGAS, or another error, named by its class).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import core  # noqa: F401  (RAGAS_DO_NOT_TRACK before ragas is imported)
 from core.embedding import Embedder
 from core.settings import JudgeSettings
+from eval import unmeasured
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +74,83 @@ class Sample:
     reference_documents: list[str]
 
 
-def _value(result: Any) -> float | None:
+def _value(result: Any) -> tuple[float | None, str | None]:
+    """A score clipped to [0, 1], or None with the reason (``nan``)."""
     value = getattr(result, "value", result)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else max(0.0, min(1.0, number))
+        return None, unmeasured.NAN
+    if math.isnan(number):
+        return None, unmeasured.NAN
+    return max(0.0, min(1.0, number)), None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and contexts, and the attempts instructor recorded before giving up."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo.extend(a.exception for a in getattr(current, "failed_attempts", None) or [])
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return seen
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason code for a judge call that raised ``exc`` (see ``eval.unmeasured``)."""
+    import httpx
+    import openai
+    import pydantic
+    from instructor.core.exceptions import IncompleteOutputException, InstructorError, ResponseParsingError
+
+    chain = _chain(exc)
+    if any(isinstance(e, IncompleteOutputException) for e in chain):
+        return unmeasured.JUDGE_TRUNCATED
+    if any(isinstance(e, openai.APITimeoutError | httpx.TimeoutException | TimeoutError) for e in chain):
+        return unmeasured.JUDGE_TIMEOUT
+    if any(isinstance(e, pydantic.ValidationError | json.JSONDecodeError | ResponseParsingError) for e in chain):
+        return unmeasured.JUDGE_UNPARSABLE
+    # Instructor wraps API errors in its retry exception: the first error it wraps names the cause
+    # (openai's InternalServerError, not the httpx error openai raised it from).
+    cause = next((e for e in chain if not isinstance(e, InstructorError)), chain[0])
+    return f"{unmeasured.JUDGE_ERROR}:{type(cause).__name__}"
+
+
+@dataclass
+class _Tally:
+    """Judge requests and re-asks of one metric on one question (instructor's hooks count them)."""
+
+    calls: int = 0
+    retries: int = 0
+
+
+_TALLY: contextvars.ContextVar[_Tally | None] = contextvars.ContextVar("judge_tally", default=None)
+
+
+def _on_request(*_: Any, **__: Any) -> None:
+    tally = _TALLY.get()
+    if tally is not None:
+        tally.calls += 1
+
+
+def _on_parse_error(_error: Exception, is_last_attempt: bool = True, **__: Any) -> None:
+    tally = _TALLY.get()
+    if tally is not None and not is_last_attempt:
+        tally.retries += 1
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One sample's scores: metric -> score in [0, 1] or None, and for each None its reason code."""
+
+    scores: dict[str, float | None]
+    not_measured: dict[str, str] = field(default_factory=dict)
+    judge_calls: int = 0
+    judge_retries: int = 0
 
 
 def _ragas_embeddings(embedder: Embedder) -> Any:
@@ -131,7 +207,14 @@ class RagasScorer:
         client = openai.AsyncOpenAI(
             base_url=judge.base_url, api_key=judge.api_key or "unused", timeout=judge.timeout_s, max_retries=1
         )
-        llm = llm_factory(judge.model or "", client=client)
+        # max_tokens and max_retries go to each instructor create(); RAGAS's default of 1,024 tokens cuts off
+        # its own structured outputs on long answers, and instructor's default of 3 re-asks is unbounded cost.
+        llm = llm_factory(
+            judge.model or "", client=client, max_tokens=judge.max_tokens, max_retries=judge.parse_retries
+        )
+        hooks: Any = llm  # InstructorLLM: its instructor client takes hooks
+        hooks.client.on("completion:kwargs", _on_request)
+        hooks.client.on("parse:error", _on_parse_error)
         return {
             "llm_context_precision": ContextPrecisionWithReference(llm=llm),
             "llm_context_recall": ContextRecall(llm=llm),
@@ -139,41 +222,57 @@ class RagasScorer:
             "answer_relevancy": AnswerRelevancy(llm=llm, embeddings=_ragas_embeddings(embedder)),
         }
 
-    async def _non_llm(self, sample: Sample, piece_chars: int) -> dict[str, float | None]:
+    async def _non_llm(self, sample: Sample, piece_chars: int) -> Scored:
         from ragas.dataset_schema import SingleTurnSample
 
-        scores: dict[str, float | None] = {"context_precision": None, "context_recall": None}
+        metrics = ("context_precision", "context_recall")
         if not sample.retrieved_contexts:
-            return scores
+            return Scored(dict.fromkeys(metrics), dict.fromkeys(metrics, unmeasured.NO_CONTEXTS))
         if sample.reference_contexts:
             row = SingleTurnSample(
                 user_input=sample.question,
                 retrieved_contexts=[_normalized(c) for c in sample.retrieved_contexts],
                 reference_contexts=reference_pieces(sample.reference_contexts, piece_chars),
             )
-            scores["context_precision"] = _value(await self._string_precision.single_turn_ascore(row))
-            scores["context_recall"] = _value(await self._string_recall.single_turn_ascore(row))
+            precision: Any = self._string_precision
+            recall: Any = self._string_recall
         elif sample.reference_documents:
             row = SingleTurnSample(
                 retrieved_context_ids=sample.retrieved_documents, reference_context_ids=sample.reference_documents
             )
-            scores["context_precision"] = _value(await self._id_precision.single_turn_ascore(row))
-            scores["context_recall"] = _value(await self._id_recall.single_turn_ascore(row))
-        return scores
+            precision, recall = self._id_precision, self._id_recall
+        else:
+            return Scored(dict.fromkeys(metrics), dict.fromkeys(metrics, unmeasured.NO_REFERENCE))
+        scores: dict[str, float | None] = {}
+        reasons: dict[str, str] = {}
+        for name, metric in zip(metrics, (precision, recall), strict=True):
+            scores[name], reason = _value(await metric.single_turn_ascore(row))
+            if reason:
+                reasons[name] = reason
+        return Scored(scores, reasons)
 
-    async def _judged(self, name: str, call: Callable[[], Awaitable[Any]], gate: asyncio.Semaphore) -> float | None:
+    async def _judged(
+        self, name: str, call: Callable[[], Awaitable[Any]], gate: asyncio.Semaphore
+    ) -> tuple[float | None, str | None, _Tally]:
+        tally = _Tally()
+        _TALLY.set(tally)  # this coroutine runs as its own task (gather), so the tally is its own
         async with gate:
             try:
-                return _value(await call())
+                value, reason = _value(await call())
+                return value, reason, tally
             except Exception as exc:  # a judge failure makes this one score unmeasured, not the run
-                log.warning("judge metric %s failed: %r", name, exc)
-                return None
+                reason = failure_reason(exc)
+                log.warning("judge metric %s not measured (%s): %r", name, reason, exc)
+                return None, reason, tally
 
-    async def _llm(self, sample: Sample, gate: asyncio.Semaphore) -> dict[str, float | None]:
+    async def _llm(self, sample: Sample, gate: asyncio.Semaphore) -> Scored:
         scores: dict[str, float | None] = dict.fromkeys(LLM_METRICS)
-        if not self._llm_metrics or not sample.retrieved_contexts:
-            return scores
+        if not self._llm_metrics:
+            return Scored(scores, dict.fromkeys(LLM_METRICS, unmeasured.NO_JUDGE))
+        if not sample.retrieved_contexts:
+            return Scored(scores, dict.fromkeys(LLM_METRICS, unmeasured.NO_CONTEXTS))
         m = self._llm_metrics
+        reasons: dict[str, str] = {}
         calls: dict[str, Callable[[], Awaitable[Any]]] = {}
         if sample.reference_answer:
             calls["llm_context_precision"] = lambda: m["llm_context_precision"].ascore(
@@ -186,6 +285,10 @@ class RagasScorer:
                 retrieved_contexts=sample.retrieved_contexts,
                 reference=sample.reference_answer,
             )
+        else:
+            reasons.update(
+                dict.fromkeys(("llm_context_precision", "llm_context_recall"), unmeasured.NO_REFERENCE_ANSWER)
+            )
         if sample.answer:
             calls["faithfulness"] = lambda: m["faithfulness"].ascore(
                 user_input=sample.question, response=sample.answer, retrieved_contexts=sample.retrieved_contexts
@@ -193,22 +296,37 @@ class RagasScorer:
             calls["answer_relevancy"] = lambda: m["answer_relevancy"].ascore(
                 user_input=sample.question, response=sample.answer
             )
+        else:
+            reasons.update(dict.fromkeys(("faithfulness", "answer_relevancy"), unmeasured.NO_ANSWER))
         names = list(calls)
-        values = await asyncio.gather(*(self._judged(n, calls[n], gate) for n in names))
-        scores.update(zip(names, values, strict=True))
-        return scores
+        results = await asyncio.gather(*(self._judged(n, calls[n], gate) for n in names))
+        judge_calls = judge_retries = 0
+        for name, (value, reason, tally) in zip(names, results, strict=True):
+            scores[name] = value
+            if reason:
+                reasons[name] = reason
+            judge_calls += tally.calls
+            judge_retries += tally.retries
+        return Scored(scores, reasons, judge_calls, judge_retries)
 
-    async def _score_all(self, samples: Sequence[Sample], piece_chars: int) -> list[dict[str, float | None]]:
+    async def _score_all(self, samples: Sequence[Sample], piece_chars: int) -> list[Scored]:
         gate = asyncio.Semaphore(JUDGE_CONCURRENCY)
         results = []
         for sample in samples:
-            scores = await self._non_llm(sample, piece_chars)
-            scores.update(await self._llm(sample, gate))
-            results.append(scores)
+            plain = await self._non_llm(sample, piece_chars)
+            judged = await self._llm(sample, gate)
+            results.append(
+                Scored(
+                    {**plain.scores, **judged.scores},
+                    {**plain.not_measured, **judged.not_measured},
+                    judged.judge_calls,
+                    judged.judge_retries,
+                )
+            )
         return results
 
-    def score(self, samples: Sequence[Sample], piece_chars: int = 1000) -> list[dict[str, float | None]]:
-        """Per sample: every metric name -> score in [0, 1], or None when not measured.
+    def score(self, samples: Sequence[Sample], piece_chars: int = 1000) -> list[Scored]:
+        """Per sample: every metric name -> score in [0, 1], or None with the reason it was not measured.
 
         ``piece_chars`` is the chunk size of the version under test (reference passages
         are cut to it for the string-similarity metrics).

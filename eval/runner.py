@@ -32,7 +32,8 @@ from core.models import (
     VersionState,
     utcnow,
 )
-from eval.ragas_adapter import RagasScorer, Sample
+from eval import unmeasured
+from eval.ragas_adapter import LLM_METRICS, RagasScorer, Sample
 from eval.stats import MetricDelta, aggregate, gate_decision, paired_delta
 from query.engine import QueryEngine, QueryRequest
 
@@ -80,9 +81,9 @@ def run_evaluation(
             on_progress(done, len(items) * 2)
     version = session.get(Version, run.version_id)
     piece_chars = int((version.config if version else {}).get("max_characters", 1000))
-    scores = scorer.score(samples, piece_chars)
+    scored = scorer.score(samples, piece_chars)
     session.query(EvalResult).filter(EvalResult.run_id == run.id).delete()  # a retried run starts clean
-    for (item, result), row_scores in zip(answered, scores, strict=True):
+    for (item, result), row in zip(answered, scored, strict=True):
         session.add(
             EvalResult(
                 run_id=run.id,
@@ -91,13 +92,25 @@ def run_evaluation(
                 answer=result.answer,
                 retrieved_chunk_ids=[s.chunk_id for s in result.sources],
                 retrieved_filenames=[s.filename for s in result.sources],
-                scores=row_scores,
+                scores=row.scores,
+                not_measured=row.not_measured,
+                judge_retries=row.judge_retries,
             )
         )
-    run.metrics = {metric: aggregate([row.get(metric) for row in scores], bootstrap_samples) for metric in METRICS}
+    reasons = [row.not_measured for row in scored]
+    run.metrics = {
+        metric: {
+            **aggregate([row.scores.get(metric) for row in scored], bootstrap_samples),
+            "not_measured_reasons": unmeasured.count(reasons, metric),
+        }
+        for metric in METRICS
+    }
     run.answer_mode = modes.most_common(1)[0][0]
     run.prompt_revision = answered[0][1].prompt_revision
     run.judge_model = scorer.judge_model
+    run.judge_calls = sum(row.judge_calls for row in scored)
+    run.judge_retries = sum(row.judge_retries for row in scored)
+    run.warnings = unmeasured.judge_warnings(scorer.judge_model, reasons, LLM_METRICS)
     run.status = JobStatus.succeeded
     run.finished_at = utcnow()
     if on_progress:

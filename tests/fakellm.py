@@ -4,8 +4,10 @@ It answers with the first sentence of context passage [1], cited as ``[1]``, so 
 client path (LlamaIndex's OpenAI-like LLM, the openai package) is exercised end to end.
 As a judge it answers ragas 0.4.3's prompts with the JSON they expect, each verdict
 decided by word overlap, so RAGAS's real faithfulness code path runs.
-The model name selects failure modes: ``slow`` sleeps past any sane timeout and
-``broken`` answers HTTP 500.
+The model name selects failure modes: ``slow`` sleeps past any sane timeout,
+``broken`` answers HTTP 500, ``truncating`` cuts every answer in half with
+``finish_reason: "length"`` (a completion limit reached) and ``babbling`` answers prose
+where a judge must answer JSON.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
         first_user = next((m["content"] for m in request["messages"] if m.get("role") == "user"), "")
         judged = judge_answer(first_user if isinstance(first_user, str) else "")
         answer = json.dumps(judged) if judged is not None else scripted_answer(prompt)
+        finish_reason = "stop"
+        if model == "truncating":
+            answer, finish_reason = answer[: len(answer) // 2], "length"
+        elif model == "babbling":
+            answer = "Sure! Looking at the context, I would say the statements are mostly supported."
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(answer.split()),
@@ -133,7 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "created": int(time.time()),
                     "model": model,
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer},
+                            "finish_reason": finish_reason,
+                        }
                     ],
                     "usage": usage,
                 },
