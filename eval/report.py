@@ -30,6 +30,8 @@ from core.models import (
     utcnow,
 )
 from core.settings import EvalSettings
+from eval import unmeasured
+from eval.ragas_adapter import LLM_METRICS
 from eval.runner import scores_by_position
 from eval.stats import paired_delta
 
@@ -138,6 +140,11 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
                     "ci_high": stats.get("ci_high"),
                     "measured": stats.get("measured", 0),
                     "not_measured": stats.get("not_measured", 0),
+                    # "judge output truncated on 5 of 5": why, next to the metric
+                    "not_measured_note": unmeasured.describe(
+                        stats.get("not_measured_reasons") or {},
+                        stats.get("measured", 0) + stats.get("not_measured", 0),
+                    ),
                     "delta_previous_run": _delta(session, previous_run, live_run, metric, settings.bootstrap_samples),
                     "delta_previous_version": _delta(
                         session, previous_version_run, live_run, metric, settings.bootstrap_samples
@@ -275,6 +282,10 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
     if live_run is not None:
         shown = [m for m in metrics if m["mean"] is not None][:2]
         headline = ", ".join(f"{m['name']} {m['mean']:.2f}" for m in shown) or "nothing measured"
+        if live_run.warnings:  # the judge failed: the subject must not read like a success
+            judged = [m for m in metrics if m["name"] in LLM_METRICS]
+            everywhere = all(m["mean"] is None for m in judged)
+            headline += "; judge failed on every question" if everywhere else "; judge failed on some questions"
     version_label = f"v{live.number}" if live else "no live version"
     subject = f"[ragkeep] {collection.name}: {version_label}, {headline}"
     return RenderedReport(

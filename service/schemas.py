@@ -280,6 +280,11 @@ class MetricSummary(BaseModel):
     ci_high: float | None
     measured: int
     not_measured: int
+    not_measured_reasons: dict[str, int] = Field(
+        default_factory=dict,
+        description="Questions not measured, by reason: no_judge, no_contexts, no_reference, no_reference_answer, "
+        "no_answer, judge_timeout, judge_truncated, judge_unparsable, nan, judge_error:<exception class>.",
+    )
 
 
 class EvalResultRead(BaseModel):
@@ -289,6 +294,8 @@ class EvalResultRead(BaseModel):
     retrieved_chunk_ids: list[str]
     retrieved_filenames: list[str | None]
     scores: dict[str, float | None]
+    not_measured: dict[str, str] = Field(default_factory=dict, description="Metric -> why its score is null.")
+    judge_retries: int = 0
 
 
 class EvaluationRead(BaseModel):
@@ -302,6 +309,11 @@ class EvaluationRead(BaseModel):
     answer_mode: str | None
     prompt_revision: int
     judge_model: str | None
+    judge_calls: int = Field(default=0, description="Requests sent to the judge.")
+    judge_retries: int = Field(default=0, description="Judge answers that did not parse and were asked again.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What to know before reading the scores, e.g. a judge that always failed."
+    )
     error: str | None
     job_id: str | None
     created_at: datetime

@@ -146,10 +146,13 @@ def test_evaluation_without_llm_scores_retrieval_and_marks_the_rest_unmeasured(s
             "ci_high": None,
             "measured": 0,
             "not_measured": 58,
+            "not_measured_reasons": {"no_judge": 58},
         }
+    assert run["judge_calls"] == 0 and run["warnings"] == [], "no judge is not a failing judge"
     assert len(run["results"]) == 58
     row = run["results"][0]
     assert row["retrieved_chunk_ids"] and row["answer"] and row["scores"]["faithfulness"] is None
+    assert row["not_measured"]["faithfulness"] == "no_judge" and "context_recall" not in row["not_measured"]
     listing = solana.http.get("/collections/solana/evaluations").json()
     assert (listing["total"] >= 1 and "results" not in listing["items"][0]) or listing["items"][0]["results"] is None
 
