@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -83,7 +82,10 @@ def request_build(session: Session, collection_id: str, enqueue: Enqueue, countd
     if job is None:
         session.commit()
         collection = catalog.get_collection_by_id(session, collection_id)
-        return collection.pending_build_job_id if collection else None
+        if collection is None:
+            return None
+        session.refresh(collection)  # the claim is a bulk UPDATE: a loaded row does not show it
+        return collection.pending_build_job_id
     job.trigger = BuildTrigger.change
     catalog.mark_dispatched(session, [job.id], delay_s=countdown or 0.0)
     session.commit()
@@ -117,28 +119,9 @@ def may_start(session: Session, job: Job, stuck_after: timedelta) -> bool:
     return False
 
 
-def waiting_builds(session: Session, collection_id: str) -> list[str]:
-    """Queued builds of the collection whose message is due: they wait (or are about to) for a running one.
-
-    A build sent with a countdown (the upload debounce) is not due yet and keeps its countdown.
-    """
-    return list(
-        session.scalars(
-            select(Job.id)
-            .where(
-                Job.kind == JobKind.build,
-                Job.collection_id == collection_id,
-                Job.status == JobStatus.queued,
-                func.coalesce(Job.dispatched_at, Job.created_at) <= utcnow(),
-            )
-            .order_by(Job.created_at)
-        )
-    )
-
-
 def start_waiting(session: Session, collection_id: str, enqueue: Enqueue) -> list[str]:
     """A build of the collection ended: send the builds that wait for it (the first to run takes over)."""
-    waiting = waiting_builds(session, collection_id)
+    waiting = catalog.waiting_builds(session, collection_id)
     if waiting:
         catalog.mark_dispatched(session, waiting)
         session.commit()

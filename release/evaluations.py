@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -88,15 +87,7 @@ def nightly_candidates(session: Session, collection: Collection) -> Sequence[Ver
         golden = runner.latest_golden_set(session, collection, config.evaluation.golden_set_revision)
     except GoldenSetMissing:
         return []
-    versions = session.scalars(
-        select(Version)
-        .where(
-            Version.collection_id == collection.id,
-            Version.dropped_at.is_(None),
-            Version.state.in_([VersionState.live, VersionState.ready]),
-        )
-        .order_by(Version.number)
-    ).all()
+    versions = catalog.evaluable_versions(session, collection.id)
     return [
         v for v in versions if v.state == VersionState.live or catalog.latest_eval_run(session, v, golden.id) is None
     ]
@@ -110,8 +101,3 @@ def evaluate_nightly(session: Session, collection: Collection, tools: EvalTools)
         session.commit()
         evaluate_now(session, run, job, tools)
     return len(candidates)
-
-
-def collection_ids(session: Session) -> list[str]:
-    """Every collection, for the nightly fan-out."""
-    return list(session.scalars(select(Collection.id)))

@@ -285,7 +285,7 @@ def nightly() -> int:
     """Beat: evaluate and report every collection (one task per collection, spread over workers)."""
     res = resources()
     with res.db.session() as session:
-        ids = evaluations.collection_ids(session)
+        ids = catalog.collection_ids(session)
     for collection_id in ids:
         res.tasks.send(TaskName.nightly_collection, [collection_id])
     return len(ids)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from core.catalog.collections import (
     COLLECTION_NAME,
     collection_config,
+    collection_ids,
     create_collection,
     delete_collection,
     get_collection,
@@ -27,6 +28,7 @@ from core.catalog.documents import (
     buildable_revisions,
     claim_revision,
     current_revision,
+    document_count,
     get_document,
     list_documents,
     mark_document_deleted,
@@ -62,6 +64,7 @@ from core.catalog.jobs import (
     stale_jobs,
     start_job,
     touch_jobs,
+    waiting_builds,
 )
 from core.catalog.prompts import create_prompt, get_prompt, list_prompts
 from core.catalog.querylog import (
@@ -80,6 +83,7 @@ from core.catalog.versions import (
     create_version,
     delta_base,
     dropped_bases,
+    evaluable_versions,
     get_version,
     latest_version,
     list_versions,
@@ -105,6 +109,7 @@ __all__ = [
     "claim_stale_job",
     "collection_and_version",
     "collection_config",
+    "collection_ids",
     "collections_in_use",
     "create_collection",
     "create_eval_run",
@@ -115,9 +120,11 @@ __all__ = [
     "current_revision",
     "delete_collection",
     "delta_base",
+    "document_count",
     "dropped_bases",
     "eval_run_for_job",
     "eval_run_missing",
+    "evaluable_versions",
     "feedback_with_queries",
     "finish_job",
     "get_collection",
@@ -164,4 +171,5 @@ __all__ = [
     "version_for_job",
     "version_stamp",
     "versions_to_drop",
+    "waiting_builds",
 ]

@@ -72,3 +72,8 @@ def delete_collection(session: Session, collection: Collection) -> list[str]:
     session.delete(collection)
     session.flush()
     return names
+
+
+def collection_ids(session: Session) -> list[str]:
+    """Every collection's id."""
+    return list(session.scalars(select(Collection.id)))

@@ -183,3 +183,15 @@ def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Docu
     for document, revision in rows:
         chosen.setdefault(document.id, (document, revision))
     return list(chosen.values())
+
+
+def document_count(session: Session, collection_id: str) -> int:
+    """The collection's documents that are not deleted."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Document)
+            .where(Document.collection_id == collection_id, Document.deleted.is_(False))
+        )
+        or 0
+    )

@@ -191,3 +191,22 @@ def release_build(session: Session, collection_id: str, job_id: str) -> None:
         .where(Collection.id == collection_id, Collection.pending_build_job_id == job_id)
         .values(pending_build_job_id=None)
     )
+
+
+def waiting_builds(session: Session, collection_id: str) -> list[str]:
+    """Queued builds of the collection whose message is due: they wait (or are about to) for a running one.
+
+    A build sent with a countdown (the upload debounce) is not due yet and keeps its countdown.
+    """
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(
+                Job.kind == JobKind.build,
+                Job.collection_id == collection_id,
+                Job.status == JobStatus.queued,
+                func.coalesce(Job.dispatched_at, Job.created_at) <= utcnow(),
+            )
+            .order_by(Job.created_at)
+        )
+    )

@@ -226,3 +226,16 @@ def versions_to_drop(session: Session, collection: Collection, keep: int) -> lis
     ).all()
     kept = [v for v in candidates if v.state != VersionState.failed][:keep]
     return [v for v in candidates if v not in kept]
+
+
+def evaluable_versions(session: Session, collection_id: str) -> Sequence[Version]:
+    """The collection's kept live and ready versions, oldest first (what a nightly run may evaluate)."""
+    return session.scalars(
+        select(Version)
+        .where(
+            Version.collection_id == collection_id,
+            Version.dropped_at.is_(None),
+            Version.state.in_([VersionState.live, VersionState.ready]),
+        )
+        .order_by(Version.number)
+    ).all()
