@@ -9,6 +9,8 @@ from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from core.config import PROMPT_TEMPLATE_PATTERN, CollectionConfig, check_prompt_template
+from eval.stats import MetricDelta
+from query.engine import Citation
 
 CollectionName = Annotated[
     str, StringConstraints(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
@@ -225,17 +227,6 @@ class QueryCreate(BaseModel):
     stream: bool = Field(default=False, description="Server-Sent Events: `token` events, then `done`.")
 
 
-class CitationRead(BaseModel):
-    n: int
-    document_id: str | None
-    filename: str | None
-    page: int | None
-    section: str | None
-    chunk_id: str
-    score: float
-    text: str
-
-
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -255,7 +246,7 @@ class QueryRead(BaseModel):
     version: int
     answer: str
     answer_mode: Literal["llm", "extractive", "none"]
-    citations: list[CitationRead]
+    citations: list[Citation]  # query.engine's own type, rendered as is
     usage: Usage
     latency_ms: Latency
     warnings: list[str] = []
@@ -321,20 +312,10 @@ class EvaluationRead(BaseModel):
     results: list[EvalResultRead] | None = None
 
 
-class MetricDeltaRead(BaseModel):
-    metric: str
-    pairs: int
-    base_mean: float | None
-    candidate_mean: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-
 class ComparisonRead(BaseModel):
     base: EvaluationRead
     candidate: EvaluationRead
-    deltas: list[MetricDeltaRead]
+    deltas: list[MetricDelta]  # eval.stats' own type, rendered as is
     worse_questions: list[dict[str, Any]]
 
 

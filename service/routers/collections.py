@@ -24,6 +24,7 @@ from service.access import (
     record,
 )
 from service.deps import PrincipalDep, SessionDep, StateDep
+from service.mappers import collection_read
 from service.routers.audit import auditor
 from service.schemas import (
     CollectionCreate,
@@ -34,7 +35,6 @@ from service.schemas import (
     UsageRead,
     error_responses,
 )
-from service.views import collection_read
 
 
 def _iso_day(value: object) -> object:

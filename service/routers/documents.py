@@ -10,6 +10,7 @@ from core import catalog
 from release import intake
 from service.access import GuardedRoute, ReadableCollection, WritableCollection
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
+from service.mappers import document_read
 from service.routers.audit import auditor
 from service.schemas import (
     DocumentDeleted,
@@ -20,7 +21,6 @@ from service.schemas import (
     UploadedDocument,
     error_responses,
 )
-from service.views import document_read
 
 router = APIRouter(prefix="/collections/{name}/documents", tags=["documents"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 413, 415, 422)

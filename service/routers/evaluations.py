@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core import catalog
 from core.errors import InvalidInput
-from core.models import Collection, EvalResult, EvalRun
 from eval import runner
 from eval.goldensets import parse_golden_set
 from release import evaluations, reports
 from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
+from service.mappers import evaluation_read
 from service.routers.audit import auditor
 from service.routers.versions import VersionNumber
 from service.schemas import (
     MAX_INT,
     ComparisonRead,
-    EvalResultRead,
     EvaluationAccepted,
     EvaluationRead,
     GoldenSetRead,
-    MetricDeltaRead,
     Offset,
     Page,
     ReportAccepted,
@@ -39,46 +34,6 @@ router = APIRouter(tags=["evaluation"], route_class=GuardedRoute)
 ERRORS = error_responses(401, 403, 404, 409, 410, 413, 422, 429)
 PAGE_ERRORS = error_responses(401, 403, 404, 422, 429, json_only=True)
 MAX_GOLDEN_SET_BYTES = 50 * 1024 * 1024
-
-
-def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) -> EvaluationRead:
-    collection = session.get(Collection, run.collection_id)
-    results = None
-    if with_results:
-        rows = session.scalars(select(EvalResult).where(EvalResult.run_id == run.id).order_by(EvalResult.position))
-        results = [
-            EvalResultRead(
-                position=r.position,
-                question=r.question,
-                answer=r.answer,
-                retrieved_chunk_ids=r.retrieved_chunk_ids,
-                retrieved_filenames=r.retrieved_filenames,
-                scores=r.scores,
-                not_measured=r.not_measured,
-                judge_retries=r.judge_retries,
-            )
-            for r in rows
-        ]
-    return EvaluationRead(
-        id=run.id,
-        collection=collection.name if collection else "",
-        version=run.version_number,
-        golden_set_revision=run.golden_revision,
-        trigger=run.trigger,
-        status=run.status,
-        metrics=run.metrics,
-        answer_mode=run.answer_mode,
-        prompt_revision=run.prompt_revision,
-        judge_model=run.judge_model,
-        judge_calls=run.judge_calls,
-        judge_retries=run.judge_retries,
-        warnings=run.warnings,
-        error=run.error,
-        job_id=run.job_id,
-        created_at=run.created_at,
-        finished_at=run.finished_at,
-        results=results,
-    )
 
 
 @router.post("/collections/{name}/goldensets", status_code=201, responses=ERRORS)
@@ -172,7 +127,7 @@ def compare(
     return ComparisonRead(
         base=evaluation_read(session, comparison.base),
         candidate=evaluation_read(session, comparison.candidate),
-        deltas=[MetricDeltaRead(**asdict(d)) for d in comparison.deltas],
+        deltas=comparison.deltas,
         worse_questions=comparison.worse,
     )
 

@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from core import catalog
 from service.access import GuardedRoute, ensure_visible
 from service.deps import PrincipalDep, SessionDep
+from service.mappers import job_read
 from service.schemas import JobRead, error_responses
-from service.views import job_read
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=GuardedRoute)
 

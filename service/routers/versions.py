@@ -10,9 +10,9 @@ from core import catalog
 from release import builds, publish
 from service.access import GuardedRoute, ReadableCollection, WritableCollection
 from service.deps import PrincipalDep, SessionDep, StateDep
+from service.mappers import version_read
 from service.routers.audit import auditor
 from service.schemas import MAX_INT, BuildAccepted, Offset, Page, VersionRead, error_responses
-from service.views import version_read
 
 router = APIRouter(prefix="/collections/{name}", tags=["versions"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 410, 422)

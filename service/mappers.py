@@ -1,15 +1,19 @@
-"""Catalog rows -> API schemas."""
+"""Catalog rows -> API schemas: the mappers for the responses whose fields are not the rows' own.
+
+Where a schema's fields are a row's attributes, routes use ``Schema.model_validate(row, from_attributes=True)``.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.models import Collection, Document, Job, Version
+from core.models import Collection, Document, EvalRun, Job, Version
 from service.schemas import (
     CollectionRead,
     DocumentRead,
+    EvalResultRead,
+    EvaluationRead,
     InjectionFindings,
     JobRead,
     Progress,
@@ -21,14 +25,7 @@ from service.schemas import (
 
 def collection_read(session: Session, collection: Collection) -> CollectionRead:
     live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
-    count = (
-        session.scalar(
-            select(func.count())
-            .select_from(Document)
-            .where(Document.collection_id == collection.id, Document.deleted.is_(False))
-        )
-        or 0
-    )
+    count = catalog.document_count(session, collection.id)
     return CollectionRead(
         name=collection.name,
         description=collection.description,
@@ -116,4 +113,32 @@ def version_read(version: Version) -> VersionRead:
         dropped_at=version.dropped_at,
         job_id=version.job_id,
         gate=version.gate or {},
+    )
+
+
+def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) -> EvaluationRead:
+    collection = session.get(Collection, run.collection_id)
+    results = None
+    if with_results:
+        rows = sorted(catalog.eval_results(session, run.id), key=lambda row: row.position)
+        results = [EvalResultRead.model_validate(row, from_attributes=True) for row in rows]
+    return EvaluationRead(
+        id=run.id,
+        collection=collection.name if collection else "",
+        version=run.version_number,
+        golden_set_revision=run.golden_revision,
+        trigger=run.trigger,
+        status=run.status,
+        metrics=run.metrics,
+        answer_mode=run.answer_mode,
+        prompt_revision=run.prompt_revision,
+        judge_model=run.judge_model,
+        judge_calls=run.judge_calls,
+        judge_retries=run.judge_retries,
+        warnings=run.warnings,
+        error=run.error,
+        job_id=run.job_id,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        results=results,
     )
