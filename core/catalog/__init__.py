@@ -41,6 +41,7 @@ from core.catalog.documents import (
 from core.catalog.evaluations import (
     create_eval_run,
     create_golden_set,
+    eval_results,
     eval_run_for_job,
     eval_run_missing,
     get_eval_run,
@@ -122,6 +123,7 @@ __all__ = [
     "delta_base",
     "document_count",
     "dropped_bases",
+    "eval_results",
     "eval_run_for_job",
     "eval_run_missing",
     "evaluable_versions",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.catalog._numbering import add_numbered
 from core.errors import NotFound
-from core.models import Collection, EvalRun, GoldenItem, GoldenSet, Job, JobStatus, Version
+from core.models import Collection, EvalResult, EvalRun, GoldenItem, GoldenSet, Job, JobStatus, Version
 
 
 def create_golden_set(
@@ -89,3 +89,8 @@ def latest_eval_run(session: Session, version: Version, golden_set_id: str | Non
     if golden_set_id is not None:
         query = query.where(EvalRun.golden_set_id == golden_set_id)
     return session.scalar(query.order_by(EvalRun.created_at.desc()).limit(1))
+
+
+def eval_results(session: Session, run_id: str) -> Sequence[EvalResult]:
+    """The run's per-question rows (in no particular order)."""
+    return session.scalars(select(EvalResult).where(EvalResult.run_id == run_id)).all()
