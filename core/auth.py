@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from core import catalog
 from core.errors import Forbidden, NotFound, Unauthorized
 from core.models import ApiKey, AuditEntry, utcnow
 
@@ -129,7 +129,7 @@ def authenticate(session: Session, presented: str | None, env_admin_key: str | N
     if admin := env_admin(presented, env_admin_key):
         return admin
     digest = key_hash(presented)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    row = catalog.key_by_hash(session, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid API key")
     now = utcnow()
@@ -144,13 +144,12 @@ def authenticate(session: Session, presented: str | None, env_admin_key: str | N
 
 def list_keys(session: Session, viewer: Principal) -> list[ApiKey]:
     """The keys ``viewer`` administers: every key for an unscoped admin, else those within its scope."""
-    rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())).all()
-    return [row for row in rows if viewer.covers(row.collections)]
+    return [row for row in catalog.list_api_keys(session) if viewer.covers(row.collections)]
 
 
 def revoke_key(session: Session, key_id: str, viewer: Principal) -> ApiKey:
     """Revoke a key that ``viewer`` administers (404, as if it did not exist, for any other)."""
-    row = session.get(ApiKey, key_id)
+    row = catalog.get_api_key(session, key_id)
     if row is None or not viewer.covers(row.collections):
         raise NotFound(f"API key {key_id!r} does not exist")
     if row.revoked_at is None:
@@ -159,10 +158,7 @@ def revoke_key(session: Session, key_id: str, viewer: Principal) -> ApiKey:
 
 
 def has_admin_key(session: Session) -> bool:
-    count = session.scalar(
-        select(func.count()).select_from(ApiKey).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None))
-    )
-    return bool(count)
+    return catalog.active_admin_key_count(session) > 0
 
 
 def audit(
@@ -196,13 +192,4 @@ def list_audit(
     action: str | None = None,
 ) -> tuple[Sequence[AuditEntry], int]:
     """Audit rows ``viewer`` may read: all for an unscoped admin; else its collections' rows and its own."""
-    where = []
-    if viewer.collections is not None:
-        where.append(or_(AuditEntry.collection.in_(sorted(viewer.collections)), AuditEntry.key_id == viewer.key_id))
-    if collection:
-        where.append(AuditEntry.collection == collection)
-    if action:
-        where.append(AuditEntry.action == action)
-    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0
-    rows = session.scalars(select(AuditEntry).where(*where).order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
-    return rows.all(), total
+    return catalog.audit_entries(session, offset, limit, viewer.collections, viewer.key_id, collection, action)

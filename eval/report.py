@@ -9,23 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import catalog
 from core.config import METRICS
 from core.models import (
     Collection,
-    Document,
-    DocumentRevision,
-    DocumentStatus,
     EvalResult,
     EvalRun,
-    Feedback,
-    Job,
-    JobStatus,
-    QueryLog,
-    Report,
     Version,
     utcnow,
 )
@@ -54,9 +45,7 @@ class RenderedReport:
 
 
 def _since(session: Session, collection: Collection) -> datetime:
-    last = session.scalar(
-        select(func.max(Report.created_at)).where(Report.collection_id == collection.id, Report.status == "sent")
-    )
+    last = catalog.last_sent_report_at(session, collection.id)
     return last or utcnow() - timedelta(days=7)
 
 
@@ -98,37 +87,16 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
     """Gather everything the owners should know since the last sent report and render it."""
     since = _since(session, collection)
     live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
-    runs_desc = session.scalars(
-        select(EvalRun)
-        .where(EvalRun.collection_id == collection.id, EvalRun.status == JobStatus.succeeded)
-        .order_by(EvalRun.created_at.desc())
-        .limit(settings.trend_runs)
-    ).all()
+    runs_desc = catalog.succeeded_eval_runs(session, collection.id, settings.trend_runs)
     live_run = next((r for r in runs_desc if live is not None and r.version_id == live.id), None)
     metrics: list[dict[str, Any]] = []
     worst: list[dict[str, Any]] = []
     if live_run is not None:
-        previous_run = session.scalar(
-            select(EvalRun)
-            .where(
-                EvalRun.version_id == live_run.version_id,
-                EvalRun.status == JobStatus.succeeded,
-                EvalRun.created_at < live_run.created_at,
-            )
-            .order_by(EvalRun.created_at.desc())
-            .limit(1)
-        )
+        previous_run = catalog.previous_eval_run(session, live_run)
         previous_version_run = None
         if live is not None and live.replaced_version_id:
-            previous_version_run = session.scalar(
-                select(EvalRun)
-                .where(
-                    EvalRun.version_id == live.replaced_version_id,
-                    EvalRun.golden_set_id == live_run.golden_set_id,
-                    EvalRun.status == JobStatus.succeeded,
-                )
-                .order_by(EvalRun.created_at.desc())
-                .limit(1)
+            previous_version_run = catalog.latest_eval_run_of_version(
+                session, live.replaced_version_id, live_run.golden_set_id
             )
         for metric in METRICS:
             stats = live_run.metrics.get(metric) or {}
@@ -151,7 +119,7 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
                     ),
                 }
             )
-        rows = session.scalars(select(EvalResult).where(EvalResult.run_id == live_run.id)).all()
+        rows = catalog.eval_results(session, live_run.id)
 
         def badness(row: EvalResult) -> float:
             values = [float(v) for v in row.scores.values() if v is not None]
@@ -168,24 +136,12 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             )
     gates = [
         {"number": v.number, "state": v.state, **v.gate}
-        for v in session.scalars(
-            select(Version)
-            .where(Version.collection_id == collection.id, Version.created_at >= since)
-            .order_by(Version.number)
-        )
+        for v in catalog.versions_created_since(session, collection.id, since)
         if v.gate
     ]
     failed_documents = [
         {"filename": filename, "revision": rev.number, "error": rev.error}
-        for rev, filename in session.execute(
-            select(DocumentRevision, Document.filename)
-            .join(Document, Document.id == DocumentRevision.document_id)
-            .where(
-                DocumentRevision.collection_id == collection.id,
-                DocumentRevision.status == DocumentStatus.failed,
-                DocumentRevision.parsed_at >= since,
-            )
-        )
+        for rev, filename in catalog.failed_revisions_since(session, collection.id, since)
     ]
     # What the next version is built from: each document's newest parsed revision.
     flagged_documents = [
@@ -201,29 +157,10 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
     ]
     failed_jobs = [
         {"id": job.id, "kind": job.kind, "error": job.error}
-        for job in session.scalars(
-            select(Job).where(
-                Job.collection_id == collection.id, Job.status == JobStatus.failed, Job.finished_at >= since
-            )
-        )
+        for job in catalog.failed_jobs_since(session, collection.id, since)
     ]
-    volume = dict(
-        session.execute(
-            select(QueryLog.answer_mode, func.count())
-            .where(QueryLog.collection_id == collection.id, QueryLog.created_at >= since)
-            .group_by(QueryLog.answer_mode)
-        ).all()
-    )
-    down_votes = (
-        session.execute(
-            select(Feedback, QueryLog)
-            .join(QueryLog, QueryLog.id == Feedback.query_id)
-            .where(Feedback.collection_id == collection.id, Feedback.rating == "down", Feedback.created_at >= since)
-            .order_by(Feedback.created_at.desc())
-        )
-        .tuples()
-        .all()
-    )
+    volume = catalog.answer_mode_counts(session, collection.id, since)
+    down_votes = catalog.down_votes(session, collection.id, since)
     negative_feedback = {
         "total": len(down_votes),
         "latest": [
@@ -237,24 +174,9 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         ],
     }
     week = utcnow() - timedelta(days=7)
-    costly = session.scalars(
-        select(QueryLog)
-        .where(QueryLog.collection_id == collection.id, QueryLog.created_at >= week, QueryLog.cost > 0)
-        .order_by(QueryLog.cost.desc())
-        .limit(3)
-    ).all()
+    costly = catalog.costliest_queries(session, collection.id, week, 3)
     cost = {
-        "week": round(
-            float(
-                session.scalar(
-                    select(func.coalesce(func.sum(QueryLog.cost), 0.0)).where(
-                        QueryLog.collection_id == collection.id, QueryLog.created_at >= week
-                    )
-                )
-                or 0.0
-            ),
-            4,
-        ),
+        "week": round(catalog.total_cost(session, collection.id, week), 4),
         "top": [{"question": q.question, "cost": q.cost, "model": q.model} for q in costly],
     }
     runs = list(reversed(runs_desc))

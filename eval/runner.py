@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -39,9 +38,7 @@ from query.engine import QueryEngine, QueryRequest
 
 
 def golden_items(session: Session, run: EvalRun) -> Sequence[GoldenItem]:
-    return session.scalars(
-        select(GoldenItem).where(GoldenItem.golden_set_id == run.golden_set_id).order_by(GoldenItem.position)
-    ).all()
+    return catalog.golden_items(session, run.golden_set_id)
 
 
 def run_evaluation(
@@ -82,7 +79,7 @@ def run_evaluation(
     version = session.get(Version, run.version_id)
     piece_chars = int((version.config if version else {}).get("max_characters", 1000))
     scored = scorer.score(samples, piece_chars)
-    session.query(EvalResult).filter(EvalResult.run_id == run.id).delete()  # a retried run starts clean
+    catalog.clear_eval_results(session, run.id)  # a retried run starts clean
     for (item, result), row in zip(answered, scored, strict=True):
         session.add(
             EvalResult(
@@ -118,8 +115,7 @@ def run_evaluation(
 
 
 def scores_by_position(session: Session, run: EvalRun, metric: str) -> dict[int, float | None]:
-    rows = session.scalars(select(EvalResult).where(EvalResult.run_id == run.id))
-    return {row.position: row.scores.get(metric) for row in rows}
+    return {row.position: row.scores.get(metric) for row in catalog.eval_results(session, run.id)}
 
 
 @dataclass(frozen=True)
@@ -143,9 +139,9 @@ def compare_runs(session: Session, base: EvalRun, candidate: EvalRun, samples: i
         )
         for metric in METRICS
     ]
-    base_rows = {r.position: r for r in session.scalars(select(EvalResult).where(EvalResult.run_id == base.id))}
+    base_rows = {r.position: r for r in catalog.eval_results(session, base.id)}
     worse: list[dict[str, Any]] = []
-    for row in session.scalars(select(EvalResult).where(EvalResult.run_id == candidate.id)):
+    for row in catalog.eval_results(session, candidate.id):
         before = base_rows.get(row.position)
         if before is None:
             continue
@@ -187,10 +183,7 @@ def gate(
 
 
 def latest_golden_set(session: Session, collection: Collection, revision: int | None) -> GoldenSet:
-    query = select(GoldenSet).where(GoldenSet.collection_id == collection.id)
-    if revision is not None:
-        query = query.where(GoldenSet.revision == revision)
-    golden = session.scalar(query.order_by(GoldenSet.revision.desc()).limit(1))
+    golden = catalog.golden_set_revision(session, collection.id, revision)
     if golden is None:
         raise GoldenSetMissing(
             f"collection {collection.name!r} has no golden set"

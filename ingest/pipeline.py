@@ -20,9 +20,6 @@ from typing import Any
 
 import numpy as np
 from chromadb.api import ClientAPI
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -38,7 +35,6 @@ from core.models import (
     Collection,
     Document,
     DocumentRevision,
-    EmbeddingCache,
     Version,
     VersionDocument,
     VersionState,
@@ -71,50 +67,6 @@ def text_sha256(text: str) -> str:
 # ------------------------------------------------------------------- caches
 
 
-def cached_chunks(session: Session, collection_id: str, sha256: str, parse_hash: str) -> list[ChunkCache]:
-    return list(
-        session.scalars(
-            select(ChunkCache)
-            .where(
-                ChunkCache.collection_id == collection_id,
-                ChunkCache.sha256 == sha256,
-                ChunkCache.parse_hash == parse_hash,
-            )
-            .order_by(ChunkCache.position)
-        )
-    )
-
-
-def cached_chunks_by_sha(
-    session: Session, collection_id: str, shas: Sequence[str], parse_hash: str
-) -> dict[str, list[ChunkCache]]:
-    """``cached_chunks`` for many documents in a few queries (a build reads every document's chunks)."""
-    found: dict[str, list[ChunkCache]] = {}
-    unique = list(dict.fromkeys(shas))
-    for start in range(0, len(unique), 500):
-        for row in session.scalars(
-            select(ChunkCache)
-            .where(
-                ChunkCache.collection_id == collection_id,
-                ChunkCache.sha256.in_(unique[start : start + 500]),
-                ChunkCache.parse_hash == parse_hash,
-            )
-            .order_by(ChunkCache.sha256, ChunkCache.position)
-        ):
-            found.setdefault(row.sha256, []).append(row)
-    return found
-
-
-def _insert_ignore(
-    session: Session, table: type[ChunkCache] | type[EmbeddingCache], rows: list[dict[str, object]]
-) -> None:
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(table).values(rows).on_conflict_do_nothing())
-
-
 def store_chunks(session: Session, collection_id: str, sha256: str, parse_hash: str, chunks: Sequence[Chunk]) -> None:
     rows: list[dict[str, object]] = [
         {
@@ -128,8 +80,7 @@ def store_chunks(session: Session, collection_id: str, sha256: str, parse_hash: 
         }
         for position, chunk in enumerate(chunks)
     ]
-    for start in range(0, len(rows), 500):
-        _insert_ignore(session, ChunkCache, rows[start : start + 500])
+    catalog.add_cached_chunks(session, rows)
 
 
 @dataclass(frozen=True)
@@ -146,16 +97,8 @@ def ensure_embeddings(
     by_sha = {text_sha256(t): t for t in texts}
     vectors: dict[str, np.ndarray] = {}
     shas = list(by_sha)
-    for start in range(0, len(shas), 500):
-        part = shas[start : start + 500]
-        for sha, blob in session.execute(
-            select(EmbeddingCache.text_sha256, EmbeddingCache.vector).where(
-                EmbeddingCache.collection_id == collection_id,
-                EmbeddingCache.model == embedder.model_id,
-                EmbeddingCache.text_sha256.in_(part),
-            )
-        ):
-            vectors[sha] = np.frombuffer(blob, dtype=np.float32)
+    for sha, blob in catalog.cached_vectors(session, collection_id, embedder.model_id, shas).items():
+        vectors[sha] = np.frombuffer(blob, dtype=np.float32)
     missing = [sha for sha in shas if sha not in vectors]
     for start in range(0, len(missing), EMBED_SLICE):
         part = missing[start : start + EMBED_SLICE]
@@ -171,7 +114,7 @@ def ensure_embeddings(
                     "vector": vector.astype(np.float32).tobytes(),
                 }
             )
-        _insert_ignore(session, EmbeddingCache, rows)
+        catalog.add_cached_vectors(session, rows)
         if commit:
             session.commit()
     return EmbedResult(vectors=vectors, embedded=len(missing), reused=len(shas) - len(missing))
@@ -302,12 +245,12 @@ def prepare_revision(
     embeddings are not recomputed. Raises ``DocumentParseError`` for a bad file.
     """
     parse_hash = config.parse_hash()
-    rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+    rows = catalog.cached_chunks(session, collection.id, revision.sha256, parse_hash)
     if not rows:
         chunks = _parse(blobs, collection, revision, revision.document.filename, config, parse)
         store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
         session.commit()
-        rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        rows = catalog.cached_chunks(session, collection.id, revision.sha256, parse_hash)
     screened = screen(rows, config.injection)
     _record_injection(revision, screened.counts)
     texts = [_indexed(row, revision, config) for row in screened.rows]
@@ -435,7 +378,9 @@ def build_version(
     planned: list[tuple[Document, DocumentRevision, list[ChunkCache]]] = []
     flags: dict[str, dict[int, str]] = {}  # revision id -> its flagged chunks
     skipped: list[dict[str, str]] = []
-    cached = cached_chunks_by_sha(session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash)
+    cached = catalog.cached_chunks_by_sha(
+        session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash
+    )
     for done, (document, revision) in enumerate(snapshot, start=1):
         rows = cached.get(revision.sha256, [])
         if not rows:  # parsed under another ingestion config: parse again now
@@ -452,7 +397,7 @@ def build_version(
                 skipped.append({"filename": document.filename, "error": exc.detail})
                 rows = []
             else:
-                rows = cached_chunks(session, collection.id, revision.sha256, parse_hash)
+                rows = catalog.cached_chunks(session, collection.id, revision.sha256, parse_hash)
         if rows:  # a document whose chunks are all dropped stays in the version, with no chunks
             screened = screen(rows, config.injection)
             _record_injection(revision, screened.counts)
@@ -511,7 +456,7 @@ def build_version(
     )
     previous_docs = catalog.version_documents(session, previous) if previous and previous.id != version.id else []
     current = [(d, r) for d, r, _ in planned]
-    session.execute(delete(VersionDocument).where(VersionDocument.version_id == version.id))  # a retried build
+    catalog.clear_version_documents(session, version.id)  # a retried build
     previous_revisions = {vd.revision_id for vd in previous_docs}
     # Embeddings computed for this version: by the parse tasks of its new revisions, and here.
     embedded_count = embedded.embedded + sum(r.embedded_count for _, r in current if r.id not in previous_revisions)

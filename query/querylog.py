@@ -15,15 +15,13 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.models import QueryLog
+from core import catalog
 
 log = logging.getLogger(__name__)
 
-# A Core insert with its values passed separately: compiled once, with no ORM unit of work.
-_INSERT = insert(QueryLog)
 MAX_BATCH = 500  # rows per transaction
 LINGER_SECONDS = 0.1  # how long the first queued row waits for others to share its commit
 
@@ -94,7 +92,7 @@ class QueryLogWriter:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
             with self._engine.begin() as connection:
-                connection.execute(_INSERT, batch)
+                catalog.insert_query_log_rows(connection, batch)
             return
         except IntegrityError as exc:
             if len(batch) == 1:  # its collection was deleted by another process meanwhile

@@ -19,11 +19,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from starlette.responses import Response
 
+from core import catalog
 from core.db import Database
-from core.models import Collection, DocumentRevision, EvalRun, Job, JobStatus, Version
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +70,13 @@ class CatalogCollector(Collector):
             "ragkeep_eval_score", "Latest evaluation score", labels=["collection", "version", "metric"]
         )
         with self.db.session() as session:
-            for kind, status, n in session.execute(
-                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-            ):
+            for kind, status, n in catalog.job_counts(session):
                 jobs.add_metric([kind, status], n)
-            for status, n in session.execute(
-                select(DocumentRevision.status, func.count()).group_by(DocumentRevision.status)
-            ):
+            for status, n in catalog.revision_counts(session):
                 documents.add_metric([status], n)
-            for state, n in session.execute(select(Version.state, func.count()).group_by(Version.state)):
+            for state, n in catalog.version_counts(session):
                 versions.add_metric([state], n)
-            latest = (
-                select(EvalRun.version_id, func.max(EvalRun.created_at).label("at"))
-                .where(EvalRun.status == JobStatus.succeeded)
-                .group_by(EvalRun.version_id)
-                .subquery()
-            )
-            rows = session.execute(
-                select(Collection.name, EvalRun.version_number, EvalRun.metrics)
-                .join(latest, (latest.c.version_id == EvalRun.version_id) & (latest.c.at == EvalRun.created_at))
-                .join(Collection, Collection.id == EvalRun.collection_id)
-            )
-            for name, number, metrics in rows:
+            for name, number, metrics in catalog.latest_run_metrics(session):
                 for metric, summary in (metrics or {}).items():
                     if summary.get("mean") is not None:
                         scores.add_metric([name, str(number), metric], summary["mean"])

@@ -117,3 +117,69 @@ def test_packages_keep_the_import_direction() -> None:
         for path in (ROOT / package).rglob("*.py"):
             bad = _imports(path) & forbidden
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+# SQL lives in the catalog's repositories (one module per aggregate), the engine setup and the
+# migrations; every other module calls ``catalog.fn(session, ...)``.
+SQL_HOMES = ("core/catalog/", "core/db.py", "core/migrations/")
+# Modules that still issue SQL, each to move into a repository of core/catalog/ (issue 17). The list
+# only shrinks: an entry whose SQL is gone fails the test until it is removed from here.
+SQL_PENDING: dict[str, str] = {}
+SQL_CONSTRUCTS = {
+    "select", "insert", "update", "delete", "text", "func", "and_", "or_", "not_", "bindparam", "literal",
+    "literal_column", "case", "exists", "union", "union_all", "column", "table", "values", "tuple_",
+}  # fmt: skip
+STATEMENT_METHODS = {"execute", "scalars", "scalar", "exec_driver_sql"}
+
+
+def _sql_uses(path: Path) -> list[str]:
+    """Where ``path`` builds or runs SQL: SQLAlchemy statement constructs, dialect inserts, and a
+    session's or connection's execute/scalars/scalar (with a statement) or query."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    aliases = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name.split(".")[0] == "sqlalchemy"
+    }
+    uses: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sqlalchemy":
+            statement_module = node.module.startswith(("sqlalchemy.sql", "sqlalchemy.dialects"))
+            names = [a.name for a in node.names if statement_module or a.name in SQL_CONSTRUCTS]
+            if names:
+                uses.append(f"{node.lineno}: from {node.module} import {', '.join(names)}")
+        elif isinstance(node, ast.Attribute) and node.attr in SQL_CONSTRUCTS:
+            if isinstance(node.value, ast.Name) and node.value.id in aliases:
+                uses.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            method, receiver = node.func.attr, ast.unparse(node.func.value)
+            if (method in STATEMENT_METHODS and (node.args or node.keywords)) or (
+                method == "query" and receiver.endswith(("session", "Session"))
+            ):
+                uses.append(f"{node.lineno}: {receiver}.{method}(...)")
+    return uses
+
+
+def _python_modules() -> list[Path]:
+    skip = {"tests", ".venv", ".git", "build", "dist"}
+    return [
+        p for p in ROOT.rglob("*.py") if not (set(p.relative_to(ROOT).parts[:-1]) & skip or p.parts[-2].startswith("."))
+    ]
+
+
+def test_sql_lives_only_in_the_catalog_repositories() -> None:
+    found = {}
+    for path in _python_modules():
+        rel = path.relative_to(ROOT).as_posix()
+        if not rel.startswith(SQL_HOMES) and (uses := _sql_uses(path)):
+            found[rel] = uses
+    unexpected = {rel: uses for rel, uses in found.items() if rel not in SQL_PENDING}
+    assert not unexpected, f"SQL outside core/catalog/ (add a repository function there instead): {unexpected}"
+    done = sorted(set(SQL_PENDING) - set(found))
+    assert not done, f"no SQL left in {done}: remove them from SQL_PENDING"
+    # The check sees what it must: the repositories' own statements and sessions.
+    assert _sql_uses(ROOT / "core/catalog/versions.py") and _sql_uses(ROOT / "core/catalog/caches.py")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -185,6 +186,25 @@ def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Docu
     return list(chosen.values())
 
 
+def failed_revisions_since(
+    session: Session, collection_id: str, since: datetime
+) -> Sequence[tuple[DocumentRevision, str]]:
+    """The collection's revisions that failed to parse since ``since``, with their documents' filenames."""
+    return (
+        session.execute(
+            select(DocumentRevision, Document.filename)
+            .join(Document, Document.id == DocumentRevision.document_id)
+            .where(
+                DocumentRevision.collection_id == collection_id,
+                DocumentRevision.status == DocumentStatus.failed,
+                DocumentRevision.parsed_at >= since,
+            )
+        )
+        .tuples()
+        .all()
+    )
+
+
 def document_count(session: Session, collection_id: str) -> int:
     """The collection's documents that are not deleted."""
     return (
@@ -194,4 +214,11 @@ def document_count(session: Session, collection_id: str) -> int:
             .where(Document.collection_id == collection_id, Document.deleted.is_(False))
         )
         or 0
+    )
+
+
+def revision_counts(session: Session) -> Sequence[tuple[str, int]]:
+    """(status, how many) over every document revision."""
+    return (
+        session.execute(select(DocumentRevision.status, func.count()).group_by(DocumentRevision.status)).tuples().all()
     )

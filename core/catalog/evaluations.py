@@ -91,6 +91,83 @@ def latest_eval_run(session: Session, version: Version, golden_set_id: str | Non
     return session.scalar(query.order_by(EvalRun.created_at.desc()).limit(1))
 
 
+def succeeded_eval_runs(session: Session, collection_id: str, limit: int) -> Sequence[EvalRun]:
+    """The collection's newest ``limit`` succeeded evaluation runs, newest first."""
+    return session.scalars(
+        select(EvalRun)
+        .where(EvalRun.collection_id == collection_id, EvalRun.status == JobStatus.succeeded)
+        .order_by(EvalRun.created_at.desc())
+        .limit(limit)
+    ).all()
+
+
+def previous_eval_run(session: Session, run: EvalRun) -> EvalRun | None:
+    """The newest succeeded run of ``run``'s version created before it."""
+    return session.scalar(
+        select(EvalRun)
+        .where(
+            EvalRun.version_id == run.version_id,
+            EvalRun.status == JobStatus.succeeded,
+            EvalRun.created_at < run.created_at,
+        )
+        .order_by(EvalRun.created_at.desc())
+        .limit(1)
+    )
+
+
+def latest_eval_run_of_version(session: Session, version_id: str, golden_set_id: str) -> EvalRun | None:
+    """The newest succeeded run of the version ``version_id`` on the golden set ``golden_set_id``."""
+    return session.scalar(
+        select(EvalRun)
+        .where(
+            EvalRun.version_id == version_id,
+            EvalRun.golden_set_id == golden_set_id,
+            EvalRun.status == JobStatus.succeeded,
+        )
+        .order_by(EvalRun.created_at.desc())
+        .limit(1)
+    )
+
+
+def golden_items(session: Session, golden_set_id: str) -> Sequence[GoldenItem]:
+    """The golden set's questions in their order."""
+    return session.scalars(
+        select(GoldenItem).where(GoldenItem.golden_set_id == golden_set_id).order_by(GoldenItem.position)
+    ).all()
+
+
+def golden_set_revision(session: Session, collection_id: str, revision: int | None) -> GoldenSet | None:
+    """The collection's golden set ``revision`` (None: the newest one)."""
+    query = select(GoldenSet).where(GoldenSet.collection_id == collection_id)
+    if revision is not None:
+        query = query.where(GoldenSet.revision == revision)
+    return session.scalar(query.order_by(GoldenSet.revision.desc()).limit(1))
+
+
 def eval_results(session: Session, run_id: str) -> Sequence[EvalResult]:
-    """The run's per-question rows (in no particular order)."""
-    return session.scalars(select(EvalResult).where(EvalResult.run_id == run_id)).all()
+    """The run's per-question rows, in the golden set's order."""
+    return session.scalars(select(EvalResult).where(EvalResult.run_id == run_id).order_by(EvalResult.position)).all()
+
+
+def clear_eval_results(session: Session, run_id: str) -> None:
+    """Delete the run's per-question rows: a retried run starts clean."""
+    session.query(EvalResult).filter(EvalResult.run_id == run_id).delete()
+
+
+def latest_run_metrics(session: Session) -> Sequence[tuple[str, int, dict[str, Any]]]:
+    """(collection name, version number, metrics) of every version's newest succeeded evaluation run."""
+    latest = (
+        select(EvalRun.version_id, func.max(EvalRun.created_at).label("at"))
+        .where(EvalRun.status == JobStatus.succeeded)
+        .group_by(EvalRun.version_id)
+        .subquery()
+    )
+    return (
+        session.execute(
+            select(Collection.name, EvalRun.version_number, EvalRun.metrics)
+            .join(latest, (latest.c.version_id == EvalRun.version_id) & (latest.c.at == EvalRun.created_at))
+            .join(Collection, Collection.id == EvalRun.collection_id)
+        )
+        .tuples()
+        .all()
+    )

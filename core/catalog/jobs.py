@@ -193,6 +193,13 @@ def release_build(session: Session, collection_id: str, job_id: str) -> None:
     )
 
 
+def failed_jobs_since(session: Session, collection_id: str, since: datetime) -> Sequence[Job]:
+    """The collection's jobs that failed since ``since``."""
+    return session.scalars(
+        select(Job).where(Job.collection_id == collection_id, Job.status == JobStatus.failed, Job.finished_at >= since)
+    ).all()
+
+
 def waiting_builds(session: Session, collection_id: str) -> list[str]:
     """Queued builds of the collection whose message is due: they wait (or are about to) for a running one.
 
@@ -210,3 +217,8 @@ def waiting_builds(session: Session, collection_id: str) -> list[str]:
             .order_by(Job.created_at)
         )
     )
+
+
+def job_counts(session: Session) -> Sequence[tuple[str, str, int]]:
+    """(kind, status, how many) over every job."""
+    return session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)).tuples().all()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
@@ -83,3 +84,39 @@ def feedback_with_queries(
     if missing:
         raise NotFound(f"feedback {', '.join(missing)} does not exist in collection {collection.name!r}")
     return [rows[i] for i in ids]
+
+
+def answer_mode_counts(session: Session, collection_id: str, since: datetime) -> dict[str, int]:
+    """How many of the collection's queries since ``since`` each answer mode answered."""
+    return dict(
+        session.execute(
+            select(QueryLog.answer_mode, func.count())
+            .where(QueryLog.collection_id == collection_id, QueryLog.created_at >= since)
+            .group_by(QueryLog.answer_mode)
+        )
+        .tuples()
+        .all()
+    )
+
+
+def down_votes(session: Session, collection_id: str, since: datetime) -> Sequence[tuple[Feedback, QueryLog]]:
+    """The collection's "down" feedback since ``since`` with the queries it rates, newest first."""
+    return (
+        session.execute(
+            select(Feedback, QueryLog)
+            .join(QueryLog, QueryLog.id == Feedback.query_id)
+            .where(Feedback.collection_id == collection_id, Feedback.rating == "down", Feedback.created_at >= since)
+            .order_by(Feedback.created_at.desc())
+        )
+        .tuples()
+        .all()
+    )
+
+
+# A Core insert with its values passed separately: compiled once, with no ORM unit of work.
+_INSERT_QUERY_LOG = insert(QueryLog)
+
+
+def insert_query_log_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write ``query_log`` rows (all columns given) in one statement on ``connection``'s transaction."""
+    connection.execute(_INSERT_QUERY_LOG, rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,3 +24,10 @@ def get_report(session: Session, collection: Collection, report_id: str) -> Repo
     if report is None or report.collection_id != collection.id:
         raise NotFound(f"report {report_id!r} does not exist in collection {collection.name!r}")
     return report
+
+
+def last_sent_report_at(session: Session, collection_id: str) -> datetime | None:
+    """When the collection's newest sent report was created (None: none was sent)."""
+    return session.scalar(
+        select(func.max(Report.created_at)).where(Report.collection_id == collection_id, Report.status == "sent")
+    )

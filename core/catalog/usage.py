@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Collection, QueryLog
@@ -24,4 +24,26 @@ def usage_rows(
         )
         .tuples()
         .all()
+    )
+
+
+def costliest_queries(session: Session, collection_id: str, since: datetime, limit: int) -> Sequence[QueryLog]:
+    """The collection's ``limit`` most expensive logged queries (cost above 0) since ``since``."""
+    return session.scalars(
+        select(QueryLog)
+        .where(QueryLog.collection_id == collection_id, QueryLog.created_at >= since, QueryLog.cost > 0)
+        .order_by(QueryLog.cost.desc())
+        .limit(limit)
+    ).all()
+
+
+def total_cost(session: Session, collection_id: str, since: datetime) -> float:
+    """The summed cost of the collection's logged queries since ``since``."""
+    return float(
+        session.scalar(
+            select(func.coalesce(func.sum(QueryLog.cost), 0.0)).where(
+                QueryLog.collection_id == collection_id, QueryLog.created_at >= since
+            )
+        )
+        or 0.0
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, defer
 
 from core.catalog._numbering import add_numbered
@@ -228,6 +228,20 @@ def versions_to_drop(session: Session, collection: Collection, keep: int) -> lis
     return [v for v in candidates if v not in kept]
 
 
+def versions_created_since(session: Session, collection_id: str, since: datetime) -> Sequence[Version]:
+    """The collection's versions created since ``since``, by number."""
+    return session.scalars(
+        select(Version)
+        .where(Version.collection_id == collection_id, Version.created_at >= since)
+        .order_by(Version.number)
+    ).all()
+
+
+def clear_version_documents(session: Session, version_id: str) -> None:
+    """Delete the version's document list (a retried build writes it again)."""
+    session.execute(delete(VersionDocument).where(VersionDocument.version_id == version_id))
+
+
 def evaluable_versions(session: Session, collection_id: str) -> Sequence[Version]:
     """The collection's kept live and ready versions, oldest first (what a nightly run may evaluate)."""
     return session.scalars(
@@ -239,3 +253,8 @@ def evaluable_versions(session: Session, collection_id: str) -> Sequence[Version
         )
         .order_by(Version.number)
     ).all()
+
+
+def version_counts(session: Session) -> Sequence[tuple[str, int]]:
+    """(state, how many) over every version."""
+    return session.execute(select(Version.state, func.count()).group_by(Version.state)).tuples().all()

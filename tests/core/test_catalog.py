@@ -283,3 +283,36 @@ def test_version_stamp_changes_with_everything_a_query_reads(db: Database, sessi
     session.commit()
     seen.append(stamp())
     assert len(set(seen)) == len(seen), seen
+
+
+def test_cache_rows_written_twice_keep_the_first_and_read_back_in_order(session: Session) -> None:
+    """The caches' inserts are dialect-specific (ON CONFLICT DO NOTHING on SQLite and PostgreSQL):
+    a second writer of the same key (a re-sent parse) is skipped, not an error."""
+    collection = _collection(session)
+
+    def chunk(position: int, text: str) -> dict[str, object]:
+        return {
+            "collection_id": collection.id,
+            "sha256": "d" * 64,
+            "parse_hash": "p" * 16,
+            "position": position,
+            "text": text,
+            "text_sha256": text * 64,
+            "chunk_metadata": {},
+        }
+
+    catalog.add_cached_chunks(session, [chunk(1, "b"), chunk(0, "a")])
+    catalog.add_cached_chunks(session, [chunk(0, "x"), chunk(2, "c")])
+    vector = {"collection_id": collection.id, "model": "m", "text_sha256": "a" * 64, "vector": b"\x00\x00\x80?"}
+    catalog.add_cached_vectors(session, [vector])
+    catalog.add_cached_vectors(session, [{**vector, "vector": b"\x00\x00\x00@"}])
+    catalog.add_cached_vectors(session, [])
+    session.commit()
+
+    rows = catalog.cached_chunks(session, collection.id, "d" * 64, "p" * 16)
+    assert [(r.position, r.text) for r in rows] == [(0, "a"), (1, "b"), (2, "c")]
+    by_sha = catalog.cached_chunks_by_sha(session, collection.id, ["d" * 64, "e" * 64, "d" * 64], "p" * 16)
+    assert list(by_sha) == ["d" * 64] and [r.text for r in by_sha["d" * 64]] == ["a", "b", "c"]
+    assert catalog.cached_chunks(session, collection.id, "d" * 64, "q" * 16) == []
+    assert catalog.cached_vectors(session, collection.id, "m", ["a" * 64, "b" * 64]) == {"a" * 64: b"\x00\x00\x80?"}
+    assert catalog.cached_vectors(session, collection.id, "other", ["a" * 64]) == {}
