@@ -9,6 +9,7 @@ from pathlib import Path
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 SCIFACT = DATASETS / "beir-scifact"
 ARAGOG = DATASETS / "aragog-arxiv-qa" / "source_files"
+FINANCEBENCH = DATASETS / "financebench-subset"
 
 
 def scifact_files(limit: int | None = None) -> list[tuple[str, bytes]]:
@@ -37,6 +38,12 @@ def scifact_queries(documents: set[str] | None = None) -> list[tuple[str, set[st
 def aragog_files(limit: int | None = None) -> list[tuple[str, bytes]]:
     """The ARAGOG arXiv PDFs, smallest first (so a limited run takes the quick ones)."""
     paths = sorted(ARAGOG.glob("*.pdf"), key=lambda p: p.stat().st_size)[:limit]
+    return [(p.name, p.read_bytes()) for p in paths]
+
+
+def financebench_files(limit: int | None = None) -> list[tuple[str, bytes]]:
+    """financebench-subset's filings (PDF), smallest first."""
+    paths = sorted((FINANCEBENCH / "source_files").glob("*.pdf"), key=lambda p: p.stat().st_size)[:limit]
     return [(p.name, p.read_bytes()) for p in paths]
 
 

@@ -71,7 +71,7 @@ HIT_DEPTH = 5  # chunks in an answer's context (RetrievalConfig.top_k's default)
 EVIDENCE_PREFIX = 120  # characters of a reference passage that must appear in the retrieved text
 MAX_POOL = 400  # candidates kept per list in the rankings cache (the service's pool for top_k=100)
 DEFAULT_CACHE = Path("/tmp/rk-lab")
-FINANCEBENCH = datasets.DATASETS / "financebench-subset"
+FINANCEBENCH = datasets.FINANCEBENCH
 ARAGOG_QA = datasets.DATASETS / "aragog-arxiv-qa" / "qa.jsonl"
 JSQUAD_QA = datasets.DATASETS / "jsquad-v1.3-valid" / "qa.jsonl"
 
@@ -319,7 +319,7 @@ DATASETS: dict[str, Dataset] = {
 
 
 def ndcg_at_k(ranked_docs: Sequence[str], relevant: Iterable[str], k: int = 10) -> float:
-    """Binary-relevance nDCG@k (as bench/quality.py's ``ndcg_at_10``)."""
+    """Binary-relevance nDCG@k over documents (the lab's and ``make bench``'s, bench/quality.py)."""
     wanted = set(relevant)
     dcg = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranked_docs[:k]) if doc in wanted)
     ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(wanted))))
@@ -338,8 +338,17 @@ def hit_at_k(chunk_docs: Sequence[str], relevant: Iterable[str], k: int = 5) -> 
 
 def document_recall_at_k(chunk_docs: Sequence[str], relevant: Iterable[str], k: int = 5) -> float:
     """Share of the relevant documents behind the first ``k`` chunks (multi-document questions)."""
-    wanted = set(relevant)
-    return len(set(chunk_docs[:k]) & wanted) / len(wanted) if wanted else 0.0
+    return reference_recall_at_k(chunk_docs, [frozenset([doc]) for doc in set(relevant)], k)
+
+
+def reference_recall_at_k(chunk_docs: Sequence[str], references: Sequence[Iterable[str]], k: int = 5) -> float:
+    """Share of the references behind the first ``k`` chunks; a reference is found by any one of its documents.
+
+    A reference with several documents is a figure that more than one filing states (a
+    10-K repeats the previous years); a plain list of documents is one document per reference.
+    """
+    found = set(chunk_docs[:k])
+    return sum(bool(found & set(docs)) for docs in references) / len(references) if references else 0.0
 
 
 _SPACES = re.compile(r"\s+")

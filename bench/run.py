@@ -1,13 +1,17 @@
 """``make bench``: ingestion, incremental builds, query latency and retrieval quality, with baselines.
 
-    .venv/bin/python -m bench.run            # the full run (~20 minutes on 2 cores)
-    .venv/bin/python -m bench.run --smoke    # a minute or two: keeps the harness working (CI)
+    .venv/bin/python -m bench.run            # the full run (about an hour on 2 cores)
+    .venv/bin/python -m bench.run --smoke    # a few minutes: keeps the harness working (CI)
 
 Starts a real ragkeep (``ragkeep up`` in a temporary folder: Chroma server, Celery worker,
 beat, API; Redis as the broker when it runs on 127.0.0.1:6379) and measures it side by
 side with the bare embedding model and with what a LlamaIndex user would write.
-Writes ``<out>/<date>.json`` and ``<out>/<date>.md``; a full run also puts the tables
-into README.md between the ``bench:begin``/``bench:end`` markers.
+Retrieval quality (``bench/quality.py``) is measured on SciFact, ARAGOG, JSQuAD and
+financebench-subset (and hand-written multi-document questions over it) for the default
+retrieval config and for dense-only, side by side; query latency compares the two at top_k 10
+and 100. Writes ``<out>/<date>.json`` and ``<out>/<date>.md`` (and ``<date>.partial.json``
+after each section while it runs); a full run also puts the tables into README.md between the
+``bench:begin``/``bench:end`` markers.
 """
 
 from __future__ import annotations
@@ -50,10 +54,13 @@ class Plan:
     max_seconds: float
     quality_queries: int | None
     baseline_docs: int | None  # the LlamaIndex baseline's share of SciFact (its rate does not depend on size)
+    jsquad_docs: int | None
+    financebench_docs: int | None  # smallest first
 
 
-FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700)
-SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None)
+FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None)
+SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2)
+HYBRID_COST_TOP_K = (10, 100)  # issue 16: hybrid p50 at most 1.3x dense at top_k 10, 2x at top_k 100
 
 
 def log(message: str) -> None:
@@ -133,6 +140,8 @@ def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdi
                 )
                 label = "retrieve" if mode == "retrieve" else "extractive answer"
                 measure("ragkeep /query", label, concurrency, target.model, load)
+        if target is targets[0]:
+            hybrid_cost(stack, target, plan, questions, measure)
     baseline = targets[0]
     endpoint = latency.baseline_endpoint(stack.chroma_url, baseline.chroma_collection, workdir / "baseline-api.log")
     with endpoint as (url, pid):
@@ -144,12 +153,57 @@ def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdi
     return {"top_k": 5, "max_requests": plan.max_requests, "max_seconds": plan.max_seconds, "runs": runs}
 
 
-def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
+def hybrid_cost(
+    stack: Any,
+    target: LatencyTarget,
+    plan: Plan,
+    questions: list[str],
+    measure: Callable[[str, str, int, str, Callable[..., dict[str, Any]]], None],
+) -> None:
+    """/query retrieve at concurrency 1, top_k 10 and 100: the default config, then dense-only.
+
+    Each run is labelled ``retrieve, top_k N, <config>``; ``report.hybrid_cost_table`` sets them side by side.
+    """
+    with stack.server() as server:
+        hybrid = quality.collection_retrieval(server, target.collection)["hybrid"]
+
+        def run_config(config: str) -> None:
+            name = f"default (hybrid {'on' if hybrid else 'off'})" if config == "default" else "dense-only"
+            for top_k in HYBRID_COST_TOP_K:
+                bodies = [
+                    {"collection": target.collection, "question": q, "top_k": top_k, "mode": "retrieve"}
+                    for q in questions
+                ]
+                load = partial(
+                    latency.http_load,
+                    f"{stack.url}/query",
+                    bodies,
+                    1,
+                    plan.max_requests,
+                    plan.max_seconds,
+                    latency.ragkeep_headers(),
+                )
+                measure("ragkeep /query", f"retrieve, top_k {top_k}, {name}", 1, target.model, load)
+
+        quality.with_each_config(server, target.collection, quality.CONFIGS, run_config)
+
+
+def record_quality(results: dict[str, Any], key: str, evaluate: Callable[[], dict[str, Any]]) -> None:
+    """``results["quality"][key] = evaluate()``; an error is recorded (and logged) and the run goes on."""
+    try:
+        results["quality"][key] = evaluate()
+    except Exception as exc:  # one set's failure must not lose the rest of an hour-long run
+        results["quality"][key] = {"error": f"{type(exc).__name__}: {exc}"}
+    log(f"  {key}: {results['quality'][key]}")
+
+
+def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "model": "all-MiniLM-L6-v2",
         "plan": plan.__dict__,
+        "load_average": {"start": os.getloadavg()[0], "cores": os.cpu_count()},
     }
     scifact = datasets.scifact_files(plan.scifact_docs)
     pdfs = datasets.aragog_files(plan.pdfs)
@@ -164,26 +218,36 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
         log(f"ragkeep: the same abstracts with the {int8} model")
         full_int8 = ingestion.ingest_ragkeep(stack, "scifact-int8", scifact, int8)
         log(f"  {full_int8.as_dict()}")
+        results["ingestion"] = {
+            "scifact": {
+                "ragkeep": full.as_dict(),
+                "ragkeep_int8": full_int8.as_dict(),
+                "corpus": "BEIR SciFact abstracts",
+            }
+        }
 
         log("floor: the bare embedding model on a sample of the same chunks")
         texts = ingestion.chunk_texts(stack, "scifact", full.version)
         floor = ingestion.embedding_floor(texts, plan.floor_sample, plan.batch_sizes)
         log(f"  {floor}")
+        results["floor"] = floor
 
         log("incremental: one changed abstract")
         name, data = scifact[len(scifact) // 2]
         incremental = ingestion.change_one(stack, "scifact", name, data + b"\n\nErratum: see the corrected figure.")
         log(f"  {incremental}")
+        results["incremental"] = {**incremental, "full_seconds": round(full.seconds, 3)}
 
-        log("retrieval quality over /query")
-        items = datasets.scifact_queries({n for n, _ in scifact})[: plan.quality_queries]
+        log("retrieval quality over /query: SciFact test, default config and dense-only")
+        scifact_set = quality.scifact_set({n for n, _ in scifact}, plan.quality_queries)
         with stack.server() as server:
             results["quality"] = {
-                "scifact": quality.evaluate(server, "scifact", items),
+                "scifact": quality.evaluate(server, "scifact", scifact_set),
                 # BM25's half of hybrid does not depend on the model: dense tells the int8 model's quality.
-                "scifact, int8 model": quality.evaluate(server, "scifact-int8", items, hybrid_too=False),
+                "scifact, int8 model": quality.evaluate(server, "scifact-int8", scifact_set, configs=("dense",)),
             }
         log(f"  {results['quality']}")
+        checkpoint(results)
 
         log("query latency")
         with stack.server() as server:
@@ -198,68 +262,101 @@ def run(plan: Plan, workdir: Path, jsquad: bool) -> dict[str, Any]:
                 for collection, model in (("scifact", DEFAULT_EMBEDDING_MODEL), ("scifact-int8", int8))
             ]
         results["latency"] = latency_section(stack, targets, plan, workdir)
+        checkpoint(results)
+
+        # The quality sets before the baselines and the int8 PDFs, so that a run stopped early has them.
+        log(f"ragkeep: ingesting {len(pdfs)} ARAGOG PDFs over HTTP")
+        full_pdf = ingestion.ingest_ragkeep(stack, "aragog", pdfs)
+        names = {n for n, _ in pdfs}
+        log(f"  {full_pdf.as_dict()}")
+        results["ingestion"]["aragog"] = {"ragkeep": full_pdf.as_dict(), "corpus": "ARAGOG arXiv PDFs"}
+        with stack.server() as server:
+            log("retrieval quality: ARAGOG")
+            record_quality(results, "aragog", lambda: quality.evaluate(server, "aragog", quality.aragog_set(names)))
+        checkpoint(results)
+
+        log("JSQuAD: ingest and retrieval quality")
+        files_ja = datasets.jsquad()[0][: plan.jsquad_docs]
+        ingest_ja = ingestion.ingest_ragkeep(stack, "jsquad", files_ja)
+        results["ingestion"]["jsquad"] = {"ragkeep": ingest_ja.as_dict(), "corpus": "JSQuAD v1.3 valid articles"}
+        with stack.server() as server:
+            names = {n for n, _ in files_ja}
+            record_quality(results, "jsquad", lambda: quality.evaluate(server, "jsquad", quality.jsquad_set(names)))
+        checkpoint(results)
+
+        finance = datasets.financebench_files(plan.financebench_docs)
+        log(f"financebench-subset: ingesting {len(finance)} filings over HTTP")
+        ingest_fb = ingestion.ingest_ragkeep(stack, "financebench", finance)
+        log(f"  {ingest_fb.as_dict()}")
+        results["ingestion"]["financebench"] = {
+            "ragkeep": ingest_fb.as_dict(),
+            "corpus": "financebench-subset filings (PDF)",
+        }
+        names = {n for n, _ in finance}
+        with stack.server() as server:
+            record_quality(
+                results,
+                "financebench",
+                lambda: quality.evaluate(server, "financebench", quality.financebench_set(names)),
+            )
+            record_quality(
+                results,
+                "financebench multi-document",
+                lambda: quality.evaluate(server, "financebench", quality.multidoc_set(names)),
+            )
+        checkpoint(results)
 
         log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
         baseline_scifact = ingestion.ingest_baseline(
             stack.chroma_url, "baseline-scifact", scifact[: plan.baseline_docs]
         )
         log(f"  {baseline_scifact}")
-
-        log(f"ragkeep: ingesting {len(pdfs)} ARAGOG PDFs over HTTP")
-        full_pdf = ingestion.ingest_ragkeep(stack, "aragog", pdfs)
-        log(f"  {full_pdf.as_dict()}")
+        results["ingestion"]["scifact"]["baseline"] = baseline_scifact
         full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", pdfs, int8)
         log(f"  {int8}: {full_pdf_int8.as_dict()}")
+        results["ingestion"]["aragog"]["ragkeep_int8"] = full_pdf_int8.as_dict()
         log("baseline: LlamaIndex IngestionPipeline on the same PDFs")
         baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", pdfs)
         log(f"  {baseline_pdf}")
+        results["ingestion"]["aragog"]["baseline"] = baseline_pdf
 
-        if jsquad:
-            log("JSQuAD: ingest and retrieval quality")
-            with stack.server() as server:
-                files, items_ja = datasets.jsquad()
-                ingestion.ingest_ragkeep(stack, "jsquad", files)
-                results["quality"]["jsquad"] = quality.evaluate(server, "jsquad", items_ja)
-
-    results["floor"] = floor
-    results["ingestion"] = {
-        "scifact": {
-            "ragkeep": full.as_dict(),
-            "ragkeep_int8": full_int8.as_dict(),
-            "baseline": baseline_scifact,
-            "corpus": "BEIR SciFact abstracts",
-        },
-        "aragog": {
-            "ragkeep": full_pdf.as_dict(),
-            "ragkeep_int8": full_pdf_int8.as_dict(),
-            "baseline": baseline_pdf,
-            "corpus": "ARAGOG arXiv PDFs",
-        },
-    }
-    results["incremental"] = {**incremental, "full_seconds": round(full.seconds, 3)}
+    results["load_average"]["end"] = os.getloadavg()[0]
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a small run that only checks the harness")
-    parser.add_argument("--jsquad", action="store_true", help="also JSQuAD retrieval quality (about 10 min more)")
+    parser.add_argument(
+        "--note",
+        default="",
+        help="a sentence for the results, e.g. what else ran on the machine (latency is then comparable only "
+        "within the run)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the results")
     args = parser.parse_args()
     # A terminated run still stops the ragkeep it started (the context managers unwind).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
-        results = run(SMOKE if args.smoke else FULL, Path(tmp), args.jsquad)
-    results["bench_seconds"] = round(time.monotonic() - started, 1)
     stem = ("smoke-" if args.smoke else "") + datetime.now(UTC).date().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
+    partial_file = args.out / f"{stem}.partial.json"
+
+    def checkpoint(results: dict[str, Any]) -> None:
+        """What is measured so far, in case the run is stopped before the end (removed when it ends)."""
+        partial_file.write_text(json.dumps(results, indent=2) + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
+        results = run(SMOKE if args.smoke else FULL, Path(tmp), checkpoint)
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    results["note"] = args.note
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (args.out / f"{stem}.md").write_text(table)
     if not args.smoke:
         update_readme(ROOT / "README.md", table, f"bench/results/{stem}.json")
     print(table)
+    partial_file.unlink(missing_ok=True)
     log(f"done in {results['bench_seconds']:.0f} s; written to {args.out / stem}.json and .md")
 
 
