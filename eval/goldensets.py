@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput
+from core import catalog
+from core.errors import InvalidInput, NotFound
+from core.models import Collection, GoldenSet
 
 MAX_ITEMS = 5000
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
@@ -112,3 +115,44 @@ def parse_golden_set(data: bytes) -> ParsedGoldenSet:
     if len(items) > MAX_ITEMS:
         raise InvalidInput(f"golden set has {len(items)} questions; at most {MAX_ITEMS}")
     return ParsedGoldenSet(source_format, items)
+
+
+def from_feedback(
+    session: Session, collection: Collection, feedback_ids: list[str], base_revision: int | None
+) -> tuple[GoldenSet, GoldenSet | None]:
+    """A new golden-set revision: the base revision's questions (default: the newest) plus the chosen
+    feedback's questions, each with its expected answer as the reference. Returns it and its base."""
+    chosen = catalog.feedback_with_queries(session, collection, feedback_ids)
+    without = [feedback.id for feedback, _ in chosen if not feedback.expected_answer]
+    if without:
+        raise InvalidInput(f"feedback {', '.join(without)} has no expected_answer to use as a reference")
+    sets = catalog.list_golden_sets(session, collection)
+    base: GoldenSet | None = sets[0] if sets else None
+    if base_revision is not None:
+        base = next((g for g in sets if g.revision == base_revision), None)
+        if base is None:
+            raise NotFound(f"golden set revision {base_revision} does not exist")
+    items: list[dict[str, object]] = [
+        {
+            "question": i.question,
+            "reference_answer": i.reference_answer,
+            "reference_contexts": i.reference_contexts,
+            "reference_documents": i.reference_documents,
+            "tags": i.tags,
+        }
+        for i in (base.items if base is not None else [])
+    ]
+    known = {str(item["question"]) for item in items}
+    for feedback, query in chosen:
+        if query.question not in known:
+            known.add(query.question)
+            items.append(
+                {
+                    "question": query.question,
+                    "reference_answer": feedback.expected_answer,
+                    "reference_contexts": [],
+                    "reference_documents": [],
+                    "tags": ["feedback"],
+                }
+            )
+    return catalog.create_golden_set(session, collection, "from-feedback", "feedback", items), base

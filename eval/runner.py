@@ -22,6 +22,7 @@ from core.models import (
     Collection,
     EvalResult,
     EvalRun,
+    EvalTrigger,
     GoldenItem,
     GoldenSet,
     Job,
@@ -33,7 +34,7 @@ from core.models import (
 )
 from eval import unmeasured
 from eval.ragas_adapter import LLM_METRICS, RagasScorer, Sample
-from eval.stats import MetricDelta, aggregate, gate_decision, paired_delta
+from eval.stats import MetricDelta, aggregate, paired_delta
 from query.engine import QueryEngine, QueryRequest
 
 
@@ -166,22 +167,6 @@ def compare_runs(session: Session, base: EvalRun, candidate: EvalRun, samples: i
     return Comparison(base, candidate, deltas, worse[:worst])
 
 
-def gate(
-    session: Session, base: EvalRun, candidate: EvalRun, thresholds: dict[str, float], samples: int
-) -> dict[str, Any]:
-    """The promotion decision for ``candidate`` against the live version's run ``base``."""
-    comparison = compare_runs(session, base, candidate, samples)
-    passed, reasons = gate_decision(comparison.deltas, thresholds)
-    return {
-        "passed": passed,
-        "reasons": reasons,
-        "against": base.version_number,
-        "evaluation_id": candidate.id,
-        "base_evaluation_id": base.id,
-        "deltas": {d.metric: d.delta for d in comparison.deltas if d.metric in thresholds},
-    }
-
-
 def latest_golden_set(session: Session, collection: Collection, revision: int | None) -> GoldenSet:
     golden = catalog.golden_set_revision(session, collection.id, revision)
     if golden is None:
@@ -193,7 +178,7 @@ def latest_golden_set(session: Session, collection: Collection, revision: int | 
     return golden
 
 
-def new_run(session: Session, collection: Collection, version: Version, trigger: str) -> tuple[EvalRun, Job]:
+def new_run(session: Session, collection: Collection, version: Version, trigger: EvalTrigger) -> tuple[EvalRun, Job]:
     """Create an evaluation run of ``version`` on the collection's golden set, with its job (not committed)."""
     if version.dropped_at is not None:
         raise VersionDropped(f"version {version.number} was dropped; it cannot be evaluated")

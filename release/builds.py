@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from core import catalog
 from core import chroma as chroma_access
 from core.models import BuildTrigger, Collection, Job, JobKind, JobStatus, Version, VersionState, utcnow
+from ingest.pipeline import BuildResult
 from release import publish
 from release.dispatch import Audit, Enqueue, Step, dispatch
 from release.gate import start_gate
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 # Materialises a version (``ingest.pipeline.build_version`` with the worker's Chroma client, blobs, embedder, parser).
-Materialise = Callable[[Session, Collection, Version, Progress], None]
+Materialise = Callable[[Session, Collection, Version, Progress], BuildResult]
 # Drops one physical Chroma collection by name.
 DropCollection = Callable[[str], object]
 
@@ -148,8 +149,19 @@ def build(session: Session, job: Job, collection: Collection, tools: BuildTools)
         session, collection, job.id, chroma_access.version_collection_name
     )
     if version.state == VersionState.building:  # else redelivered after the build was recorded
-        tools.materialise(session, collection, version, _progress_recorder(session, job))
+        built = tools.materialise(session, collection, version, _progress_recorder(session, job))
         session.commit()
+        log.info(
+            "materialised %s v%d: %d documents, %d chunks (%d embedded, %d reused), %d files skipped",
+            collection.name,
+            version.number,
+            built.document_count,
+            built.chunk_count,
+            built.embedded,
+            built.reused,
+            len(built.skipped),
+            extra={"collection": collection.name, "version": version.number},
+        )
     config = catalog.collection_config(collection)
     if config.publish_policy == "auto":
         publish.publish_if_newest(session, collection, version)

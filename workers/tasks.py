@@ -62,7 +62,7 @@ def _stuck_after(res: Resources) -> timedelta:
     return timedelta(seconds=res.settings.worker.stuck_after_s)
 
 
-def _duplicate(task: Task, job: Job | None) -> bool:
+def _duplicate(task: Task[Any, Any], job: Job | None) -> bool:
     """True for a first delivery of a job that another worker process is running right now.
 
     Its heartbeat is fresh, so this message is a duplicate (a redelivery, a second re-send):
@@ -78,7 +78,7 @@ def _duplicate(task: Task, job: Job | None) -> bool:
     return True
 
 
-def _retry_if_transient(task: Task, exc: BaseException) -> None:
+def _retry_if_transient(task: Task[Any, Any], exc: Exception) -> None:
     """Raise Celery's retry for an error that may pass (with backoff), while retries last."""
     if isinstance(exc, RETRYABLE) and task.request.retries < MAX_RETRIES:
         raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
@@ -91,9 +91,11 @@ def _parse_tools(res: Resources) -> intake.ParseTools:
 
 
 def _build_tools(res: Resources) -> builds.BuildTools:
-    def materialise(session: Session, collection: Collection, version: Version, progress: builds.Progress) -> None:
+    def materialise(
+        session: Session, collection: Collection, version: Version, progress: builds.Progress
+    ) -> pipeline.BuildResult:
         embedder = res.embedder(version.embedding_model)
-        pipeline.build_version(
+        return pipeline.build_version(
             session, res.chroma, res.blobs, embedder, collection, version, on_progress=progress, parse=res.parser
         )
 
@@ -126,7 +128,7 @@ def _parse_failure(exc: BaseException, revision_id: str, res: Resources) -> str:
 
 
 @app.task(name=TaskName.parse_document, bind=True, max_retries=MAX_RETRIES)
-def parse_document(self: Task, revision_id: str) -> None:
+def parse_document(self: Task[Any, Any], revision_id: str) -> None:
     """Parse, chunk and embed one uploaded document revision."""
     res = resources()
     tools = _parse_tools(res)
@@ -151,7 +153,7 @@ def parse_document(self: Task, revision_id: str) -> None:
 
 
 @app.task(name=TaskName.build_version, bind=True, max_retries=MAX_RETRIES)
-def build_version(self: Task, job_id: str) -> None:
+def build_version(self: Task[Any, Any], job_id: str) -> None:
     """Build the collection's next version, then publish or gate it as its policy says (``release.builds``)."""
     res = resources()
     with res.db.session() as session:
@@ -269,7 +271,7 @@ def prune_query_log() -> int:
 
 
 @app.task(name=TaskName.evaluate, bind=True, max_retries=MAX_RETRIES)
-def evaluate(self: Task, run_id: str) -> None:
+def evaluate(self: Task[Any, Any], run_id: str) -> None:
     """Evaluate a version on a golden set; for a gated build, then decide whether it goes live."""
     res = resources()
     with res.db.session() as session:
@@ -307,7 +309,7 @@ def nightly_collection(collection_id: str) -> None:
 
 
 @app.task(name=TaskName.send_report, bind=True, max_retries=None)
-def send_report(self: Task, job_id: str) -> None:
+def send_report(self: Task[Any, Any], job_id: str) -> None:
     """Build the collection's report (kept in the catalog) and email it to the owners; retry SMTP failures."""
     res = resources()
     with res.db.session() as session:

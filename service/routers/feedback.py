@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from core import catalog
-from core.errors import InvalidInput, NotFound
-from core.models import Collection, Feedback, GoldenSet, QueryLog
+from core.models import Collection, Feedback, QueryLog
+from eval import goldensets
 from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
 from service.deps import PrincipalDep, SessionDep, StateDep
 from service.schemas import (
@@ -77,44 +77,7 @@ def golden_set_from_feedback(
     request: Request,
 ) -> GoldenSetRead:
     """A new golden-set revision: the base revision's questions plus the chosen feedback with expected answers."""
-    chosen = catalog.feedback_with_queries(session, collection, body.feedback_ids)
-    without = [feedback.id for feedback, _ in chosen if not feedback.expected_answer]
-    if without:
-        raise InvalidInput(f"feedback {', '.join(without)} has no expected_answer to use as a reference")
-    items: list[dict[str, object]] = []
-    sets = catalog.list_golden_sets(session, collection)
-    base: GoldenSet | None = None
-    if body.base_revision is not None:
-        base = next((g for g in sets if g.revision == body.base_revision), None)
-        if base is None:
-            raise NotFound(f"golden set revision {body.base_revision} does not exist")
-    elif sets:
-        base = sets[0]
-    if base is not None:
-        items = [
-            {
-                "question": i.question,
-                "reference_answer": i.reference_answer,
-                "reference_contexts": i.reference_contexts,
-                "reference_documents": i.reference_documents,
-                "tags": i.tags,
-            }
-            for i in base.items
-        ]
-    known = {str(item["question"]) for item in items}
-    for feedback, query in chosen:
-        if query.question not in known:
-            known.add(query.question)
-            items.append(
-                {
-                    "question": query.question,
-                    "reference_answer": feedback.expected_answer,
-                    "reference_contexts": [],
-                    "reference_documents": [],
-                    "tags": ["feedback"],
-                }
-            )
-    golden = catalog.create_golden_set(session, collection, "from-feedback", "feedback", items)
+    golden, base = goldensets.from_feedback(session, collection, list(body.feedback_ids), body.base_revision)
     record(
         request,
         session,

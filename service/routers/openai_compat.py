@@ -142,6 +142,65 @@ def list_models(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     }
 
 
+def _completion(result: QueryResult, model: str, created: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{result.query_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.answer},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(result),
+        **_extras(result),
+    }
+
+
+def _chunk(stream_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+    payload = {
+        "id": stream_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        **extra,
+    }
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _stream(events: Iterator[tuple[str, Any]], model: str, created: int, include_usage: bool) -> Iterator[str]:
+    """The engine's events as OpenAI's server-sent chunks."""
+    stream_id = f"chatcmpl-{int(time.time() * 1000)}"
+    yield _chunk(stream_id, model, created, {"role": "assistant", "content": ""}, None)
+    streamed: list[str] = []
+    for kind, payload in events:
+        if kind == "token":
+            streamed.append(payload)
+            yield _chunk(stream_id, model, created, {"content": payload}, None)
+            continue
+        result: QueryResult = payload
+        if "".join(streamed).strip() != result.answer.strip():
+            # The LLM failed mid-stream and the answer fell back: send the final text.
+            yield _chunk(stream_id, model, created, {"content": ("\n\n" if streamed else "") + result.answer}, None)
+        yield _chunk(stream_id, model, created, {}, "stop", **_extras(result))
+        if include_usage:
+            usage = {
+                "id": stream_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": _usage(result),
+            }
+            yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 @router.post("/chat/completions", responses=error_responses(404, 409, 410, 422))
 def chat_completions(body: ChatCompletionCreate, engine: EngineDep, principal: PrincipalDep) -> Any:
     """Chat completion over a collection, in OpenAI's format (streaming and not)."""
@@ -149,63 +208,12 @@ def chat_completions(body: ChatCompletionCreate, engine: EngineDep, principal: P
     check_visible(principal, request.collection)  # the engine reads the collection (404 if missing)
     created = int(time.time())
     if not body.stream:
-        result = engine.query(request)
-        return {
-            "id": f"chatcmpl-{result.query_id}",
-            "object": "chat.completion",
-            "created": created,
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.answer},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(result),
-            **_extras(result),
-        }
-
+        return _completion(engine.query(request), body.model, created)
     events = engine.stream(request)
     first = next(events)  # errors (unknown collection, no live version) keep their HTTP status
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-    def chunk(stream_id: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
-        payload = {
-            "id": stream_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": body.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            **extra,
-        }
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-    def render() -> Iterator[str]:
-        stream_id = f"chatcmpl-{int(time.time() * 1000)}"
-        yield chunk(stream_id, {"role": "assistant", "content": ""}, None)
-        streamed: list[str] = []
-        for kind, payload in itertools.chain([first], events):
-            if kind == "token":
-                streamed.append(payload)
-                yield chunk(stream_id, {"content": payload}, None)
-                continue
-            result: QueryResult = payload
-            if "".join(streamed).strip() != result.answer.strip():
-                # The LLM failed mid-stream and the answer fell back: send the final text.
-                yield chunk(stream_id, {"content": ("\n\n" if streamed else "") + result.answer}, None)
-            yield chunk(stream_id, {}, "stop", **_extras(result))
-            if include_usage:
-                usage = {
-                    "id": stream_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": body.model,
-                    "choices": [],
-                    "usage": _usage(result),
-                }
-                yield f"data: {json.dumps(usage)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(render(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        _stream(itertools.chain([first], events), body.model, created, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
