@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -189,7 +191,12 @@ def markdown(results: dict[str, Any]) -> str:
     cost = hybrid_cost_table(results)
     load = results.get("load_average")
     lines = [
-        f"Measured {results['date']} on {results['machine']}; whole run {results.get('bench_seconds', 0):.0f} s.",
+        (
+            f"Measured {results['date']} on {results['machine']}; whole run {results['bench_seconds']:.0f} s."
+            if "bench_seconds" in results
+            else f"Measured {results['date']} on {results['machine']}; **a partial run** (what it measured before "
+            "it was stopped: " + ", ".join(results.get("quality", {})) + ")."
+        ),
         "",
         *(
             [
@@ -285,6 +292,19 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def main() -> None:
+    """``python -m bench.report RESULTS.json``: the tables of a results file (a partial one too)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--readme", action="store_true", help="also put them into README.md")
+    args = parser.parse_args()
+    table = markdown(json.loads(args.results.read_text(encoding="utf-8")))
+    print(table)
+    if args.readme:
+        root = Path(__file__).resolve().parent.parent
+        update_readme(root / "README.md", table, str(args.results.resolve().relative_to(root)))
+
+
 def update_readme(readme: Path, table: str, raw: str) -> None:
     """Replace the README's block between the bench markers with the latest tables."""
     text = readme.read_text(encoding="utf-8")
@@ -293,3 +313,7 @@ def update_readme(readme: Path, table: str, raw: str) -> None:
     if not pattern.search(text):
         raise SystemExit(f"README.md has no {BEGIN} ... {END} block to update")
     readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
