@@ -1,4 +1,8 @@
-"""Chroma access: the HTTP client, version collection naming, create and drop.
+"""Chroma access: the HTTP client, version collection naming, create, read and drop.
+
+The only module that imports ``chromadb`` and LlamaIndex's Chroma vector-store wrapper
+(``tests/test_project.py`` holds the rule): the rest of ragkeep uses the names below, so
+a Chroma upgrade touches this file and its tests.
 
 API and workers always talk to a Chroma *server* (``chroma run``): a PersistentClient
 shared by several processes does not see other processes' new vectors in queries.
@@ -9,14 +13,30 @@ its default ONNX model; ragkeep always passes embeddings itself.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlparse
 
 import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import GetResult
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from llama_index.core.vector_stores.types import BasePydanticVectorStore
+
+ChromaClient: TypeAlias = ClientAPI
+"""A connection to the Chroma server (``connect``)."""
+ChromaCollection: TypeAlias = Collection
+"""One physical Chroma collection (a version's vectors)."""
+FilterValue: TypeAlias = str | int | float | bool
+Filters: TypeAlias = Mapping[str, FilterValue | list[FilterValue]]
+StoredChunk: TypeAlias = tuple[str | None, Mapping[str, Any] | None, Any]
+"""What Chroma holds of one chunk: its text, metadata and vector."""
+Rows: TypeAlias = dict[str, StoredChunk]
+"""Chunk id -> its stored text, metadata and vector."""
 
 _NAME_OK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 
@@ -29,7 +49,7 @@ def version_collection_name(collection: str, number: int) -> str:
     return name
 
 
-def connect(url: str) -> ClientAPI:
+def connect(url: str) -> ChromaClient:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"RAGKEEP_CHROMA_URL must be http(s)://host:port, got {url!r}")
@@ -41,24 +61,24 @@ def connect(url: str) -> ClientAPI:
     )
 
 
-def heartbeat(client: ClientAPI) -> None:
+def heartbeat(client: ChromaClient) -> None:
     client.heartbeat()
 
 
-def fresh_collection(client: ClientAPI, name: str) -> Collection:
+def fresh_collection(client: ChromaClient, name: str) -> ChromaCollection:
     """An empty collection named ``name`` (an older one of that name is removed first)."""
     drop_collection(client, name)
     return client.create_collection(name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
 
 
-def get_collection(client: ClientAPI, name: str) -> Collection | None:
+def get_collection(client: ChromaClient, name: str) -> ChromaCollection | None:
     try:
         return client.get_collection(name, embedding_function=None)
     except NotFoundError:
         return None
 
 
-def drop_collection(client: ClientAPI, name: str) -> bool:
+def drop_collection(client: ChromaClient, name: str) -> bool:
     try:
         client.delete_collection(name)
         return True
@@ -66,9 +86,52 @@ def drop_collection(client: ClientAPI, name: str) -> bool:
         return False
 
 
-def max_batch_size(client: ClientAPI) -> int:
+def max_batch_size(client: ChromaClient) -> int:
     return int(client.get_max_batch_size())
 
 
-def collection_stats(collection: Collection) -> dict[str, Any]:
+def collection_stats(collection: ChromaCollection) -> dict[str, Any]:
     return {"name": collection.name, "count": collection.count()}
+
+
+def where(filters: Filters) -> dict[str, Any] | None:
+    """Chroma's ``where`` for an AND of equality filters (a list means any of its values)."""
+    clauses = [{k: {"$in": v} if isinstance(v, list) else {"$eq": v}} for k, v in filters.items()]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def rows(collection: ChromaCollection, ids: Sequence[str] | None = None, filters: Filters | None = None) -> Rows:
+    """The stored text, metadata and vector of ``ids`` (all chunks when None) that match ``filters``."""
+    found = collection.get(
+        ids=list(ids) if ids is not None else None,
+        where=where(filters or {}),
+        include=["documents", "metadatas", "embeddings"],
+    )
+    return _rows(found)
+
+
+def matching_ids(collection: ChromaCollection, ids: Sequence[str], filters: Filters) -> set[str]:
+    """Which of ``ids`` are in ``collection`` and match ``filters`` (ids only: nothing else is read)."""
+    return set(collection.get(ids=list(ids), where=where(filters), include=[])["ids"])
+
+
+def _rows(found: GetResult) -> Rows:
+    return {
+        chunk: (text, meta, emb)
+        for chunk, text, meta, emb in zip(
+            found["ids"],
+            found["documents"] or [],
+            found["metadatas"] or [],
+            found["embeddings"] if found["embeddings"] is not None else [],
+            strict=False,
+        )
+    }
+
+
+def vector_store(collection: ChromaCollection) -> BasePydanticVectorStore:
+    """LlamaIndex's vector store over ``collection`` (it reports similarity as exp(-distance))."""
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    return ChromaVectorStore(chroma_collection=collection)

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from chromadb.api import ClientAPI
 from sqlalchemy.orm import Session
 
 from core import catalog
 from core import chroma as chroma_access
 from core.blobs import BlobStore
 from core.bm25 import BM25Index
+from core.chroma import ChromaClient
 from core.config import IngestionConfig
 from core.embedding import Embedder
 from core.errors import DocumentParseError
@@ -348,7 +348,7 @@ def plan_delta(
 
 def build_version(
     session: Session,
-    client: ClientAPI,
+    client: ChromaClient,
     blobs: BlobStore,
     embedder: Embedder,
     collection: Collection,
@@ -368,7 +368,6 @@ def build_version(
     version only becomes ``ready`` after its vector count has been checked.
     """
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-    from llama_index.vector_stores.chroma import ChromaVectorStore
 
     started = time.monotonic()
     config = IngestionConfig.model_validate(version.config)
@@ -420,7 +419,7 @@ def build_version(
     written = [p for p in planned if p[0].id not in delta.unchanged] if delta else planned
 
     chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
-    store = ChromaVectorStore(chroma_collection=chroma_collection)
+    store = chroma_access.vector_store(chroma_collection)
     batch = min(WRITE_BATCH, chroma_access.max_batch_size(client))
     nodes: list[TextNode] = []
     expected = 0

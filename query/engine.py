@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chromadb.api import ClientAPI
-
 from core import catalog
 from core.blobs import BlobStore
 from core.bm25 import BM25Index
+from core.chroma import ChromaClient, FilterValue
 from core.config import CollectionConfig
 from core.db import Database
 from core.embedding import Embedder
@@ -26,7 +25,7 @@ from core.models import Collection, Version, VersionState, new_id, utcnow
 from core.settings import Settings
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer, flagged
 from query.querylog import QueryLogWriter
-from query.retrieval import Base, FilterValue, Fusion, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
+from query.retrieval import Base, Fusion, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class QueryEngine:
         settings: Settings,
         db: Database,
         blobs: BlobStore,
-        chroma: ClientAPI,
+        chroma: ChromaClient,
         embedders: Callable[[str], Embedder] | None = None,
     ) -> None:
         """``embedders`` gives the embedder of a model id (a worker shares its own); by default the engine's."""

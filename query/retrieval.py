@@ -1,6 +1,6 @@
 """Retrieval over one version through LlamaIndex: dense, or hybrid (BM25 fused by reciprocal rank).
 
-A ``VersionIndex`` wraps ``VectorStoreIndex.from_vector_store(ChromaVectorStore(...))`` for
+A ``VersionIndex`` wraps ``VectorStoreIndex.from_vector_store(chroma.vector_store(...))`` for
 one version's Chroma collection plus that version's BM25 index; ``LruCache`` keeps them
 warm per process so that a query does not rebuild anything.
 """
@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
-from chromadb.api import ClientAPI
-from chromadb.api.models.Collection import Collection
-from chromadb.api.types import GetResult
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode
@@ -27,16 +24,15 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryResult,
 )
-from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import PrivateAttr
 
 from core import chroma as chroma_access
 from core.bm25 import BM25Index
+from core.chroma import ChromaClient, ChromaCollection, FilterValue, Rows
 from core.embedding import Embedder
 from core.errors import VersionDropped
 from core.models import Version
 
-FilterValue = str | int | float | bool
 K = TypeVar("K")
 V = TypeVar("V")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
@@ -98,13 +94,6 @@ def metadata_filters(
     return MetadataFilters(filters=items) if items else None
 
 
-def _chroma_where(filters: Mapping[str, FilterValue | list[FilterValue]]) -> dict[str, Any] | None:
-    clauses = [{k: {"$in": v} if isinstance(v, list) else {"$eq": v}} for k, v in filters.items()]
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
 @dataclass(frozen=True)
 class Base:
     """What a delta version reads of its base version: the collection, minus ``hidden`` documents."""
@@ -121,27 +110,24 @@ class Base:
         return cls(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
 
 
-Rows = dict[str, tuple[str | None, Mapping[str, Any] | None, Any]]  # chunk id -> text, metadata, vector
-
-
 class _Store:
     """One Chroma collection behind a LlamaIndex vector index."""
 
-    def __init__(self, collection: Collection, index: VectorStoreIndex) -> None:
+    def __init__(self, collection: ChromaCollection, index: VectorStoreIndex) -> None:
         self.collection = collection
         self.index = index
 
     @classmethod
-    def load(cls, collection: Collection, embed_model: LlamaEmbedding) -> _Store:
-        store = ChromaVectorStore(chroma_collection=collection)
+    def load(cls, collection: ChromaCollection, embed_model: LlamaEmbedding) -> _Store:
+        store = chroma_access.vector_store(collection)
         return cls(collection, VectorStoreIndex.from_vector_store(store, embed_model=embed_model))
 
     def cosine(self, score: float) -> float:
-        # ChromaVectorStore reports exp(-distance); with cosine space, cosine = 1 - distance.
+        # LlamaIndex's Chroma store reports exp(-distance); with cosine space, cosine = 1 - distance.
         return 1.0 + float(np.log(score)) if score > 0 else -1.0
 
     def node(self, result: VectorStoreQueryResult, position: int) -> BaseNode:
-        assert result.nodes is not None  # ChromaVectorStore returns the nodes it found
+        assert result.nodes is not None  # LlamaIndex's Chroma store returns the nodes it found
         return result.nodes[position]
 
     def dense(
@@ -168,14 +154,11 @@ class _Store:
         return hits
 
     def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
-        found = self.collection.get(
-            ids=ids, where=_chroma_where(filters), include=["documents", "metadatas", "embeddings"]
-        )
-        return _rows(found)
+        return chroma_access.rows(self.collection, ids, filters)
 
     def admitted(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> set[str]:
         """Which of ``ids`` are here and match ``filters`` (ids only: nothing else is read)."""
-        return set(self.collection.get(ids=ids, where=_chroma_where(filters), include=[])["ids"])
+        return chroma_access.matching_ids(self.collection, ids, filters)
 
 
 class _MemoryStore(_Store):
@@ -185,16 +168,16 @@ class _MemoryStore(_Store):
     costs more than scoring its vectors here.
     """
 
-    def __init__(self, collection: Collection, index: VectorStoreIndex, rows: Rows, nodes: dict[str, BaseNode]):
+    def __init__(self, collection: ChromaCollection, index: VectorStoreIndex, rows: Rows, nodes: dict[str, BaseNode]):
         super().__init__(collection, index)
         self.rows = rows
         self.nodes = nodes
 
     @classmethod
-    def load(cls, collection: Collection, embed_model: LlamaEmbedding) -> _Store:
+    def load(cls, collection: ChromaCollection, embed_model: LlamaEmbedding) -> _Store:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-        rows = _rows(collection.get(include=["documents", "metadatas", "embeddings"]))
+        rows = chroma_access.rows(collection)
         nodes: dict[str, BaseNode] = {}
         for chunk, (text, metadata, vector) in rows.items():
             node = metadata_dict_to_node(dict(metadata or {}), text=text)
@@ -220,24 +203,11 @@ class _MemoryStore(_Store):
         return set(self.get(ids, filters))
 
 
-def _collection(client: ClientAPI, chroma_name: str) -> Collection:
+def _collection(client: ChromaClient, chroma_name: str) -> ChromaCollection:
     collection = chroma_access.get_collection(client, chroma_name)
     if collection is None:
         raise VersionDropped(f"the vectors of this version ({chroma_name}) are gone")
     return collection
-
-
-def _rows(found: GetResult) -> Rows:
-    return {
-        chunk: (text, meta, emb)
-        for chunk, text, meta, emb in zip(
-            found["ids"],
-            found["documents"] or [],
-            found["metadatas"] or [],
-            found["embeddings"] if found["embeddings"] is not None else [],
-            strict=False,
-        )
-    }
 
 
 class VersionIndex:
@@ -245,7 +215,7 @@ class VersionIndex:
 
     def __init__(
         self,
-        client: ClientAPI,
+        client: ChromaClient,
         chroma_name: str,
         embed_model: LlamaEmbedding,
         load_bm25: Callable[[], BM25Index | None],

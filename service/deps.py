@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 
-from chromadb.api import ClientAPI
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 from core import catalog, chroma
 from core.auth import ANONYMOUS_ADMIN, Principal, authenticate, env_admin
 from core.blobs import BlobStore
+from core.chroma import ChromaClient
 from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
 from core.ratelimit import RateLimiter
@@ -38,7 +38,7 @@ class AppState:
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
-    def chroma(self) -> ClientAPI:
+    def chroma(self) -> ChromaClient:
         return chroma.connect(self.settings.resolved_chroma_url)
 
     @property

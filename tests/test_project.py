@@ -183,3 +183,59 @@ def test_sql_lives_only_in_the_catalog_repositories() -> None:
     assert not done, f"no SQL left in {done}: remove them from SQL_PENDING"
     # The check sees what it must: the repositories' own statements and sessions.
     assert _sql_uses(ROOT / "core/catalog/versions.py") and _sql_uses(ROOT / "core/catalog/caches.py")
+
+
+# Each external system is imported by the one module named here (a library upgrade then
+# touches that module and its tests). bench/ is left out: its baselines run the raw
+# libraries on purpose, to be compared with ragkeep's path.
+PRODUCT = ("core", "ingest", "query", "eval", "release", "workers", "service", "cli")
+EXTERNAL_HOMES: dict[str, set[str]] = {
+    "chromadb": {"core/chroma.py"},
+    "llama_index.vector_stores": {"core/chroma.py"},  # LlamaIndex's Chroma wrapper
+    "unstructured": {"ingest/partition.py"},
+    "ragas": {"eval/ragas_adapter.py"},
+    "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on
+    "smtplib": {"core/email.py", "release/mail.py"},
+    "email": {"core/email.py", "release/mail.py"},
+}
+
+
+def _dotted_imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _is_part_of(module: str, system: str) -> bool:
+    if system == "langchain":
+        top = module.split(".")[0]
+        return top == "langchain" or top.startswith("langchain_")
+    return module == system or module.startswith(system + ".")
+
+
+def test_each_external_system_is_imported_by_its_one_module() -> None:
+    offenders: list[str] = []
+    for package in PRODUCT:
+        for path in (ROOT / package).rglob("*.py"):
+            where = path.relative_to(ROOT).as_posix()
+            for module in _dotted_imports(path):
+                for system, homes in EXTERNAL_HOMES.items():
+                    if _is_part_of(module, system) and where not in homes:
+                        offenders.append(f"{where} imports {module} (only {', '.join(sorted(homes))} may)")
+    assert not offenders, "\n".join(sorted(offenders))
+
+
+def test_the_external_import_rule_sees_imports_inside_functions(tmp_path: Path) -> None:
+    """The rule must catch a lazy import too: ragkeep imports heavy libraries inside functions."""
+    module = tmp_path / "lazy.py"
+    module.write_text("def f() -> None:\n    from chromadb.api import ClientAPI\n    import langchain_core\n")
+    found = _dotted_imports(module)
+    assert any(_is_part_of(name, "chromadb") for name in found)
+    assert any(_is_part_of(name, "langchain") for name in found)
+    assert not _is_part_of("emailer", "email") and not _is_part_of("email_validator", "email")

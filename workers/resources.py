@@ -10,10 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from chromadb.api import ClientAPI
-
 from core import chroma
 from core.blobs import BlobStore
+from core.chroma import ChromaClient
 from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
 from core.embedding import Embedder
@@ -39,7 +38,7 @@ class Resources:
     _scorer: RagasScorer | None = None
 
     @cached_property
-    def chroma(self) -> ClientAPI:
+    def chroma(self) -> ChromaClient:
         return chroma.connect(self.settings.resolved_chroma_url)
 
     @cached_property
