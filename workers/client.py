@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from celery import Celery
 
@@ -16,6 +17,9 @@ from core.settings import Settings
 from release.dispatch import Step
 from workers.app import create_celery
 from workers.names import ROUTES, Queue, TaskName, queue_name
+
+if TYPE_CHECKING:
+    from kombu.transport.virtual import Channel
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ class TaskClient:
         depths: dict[str, int] = {}
         with self.celery.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
-            channel = conn.default_channel
+            # Both of ragkeep's brokers (Redis, SQLAlchemy) are kombu virtual transports: their channels declare queues.
+            channel = cast("Channel", conn.default_channel)
             for queue in Queue:
                 name = queue_name(queue, self.settings.queue_prefix)
                 try:

@@ -62,14 +62,14 @@ def _configure_logging(**_: Any) -> None:
 
 
 @task_prerun.connect
-def _task_started(task_id: str, task: Task, **_: Any) -> None:
+def _task_started(task_id: str, task: Task[Any, Any], **_: Any) -> None:
     logs.request_id.set(task.request.get("request_id"))
     logs.task_context.set({"task": task.name, "task_id": task_id})
     _started[task_id] = time.perf_counter()
 
 
 @task_postrun.connect
-def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any) -> None:
+def _task_finished(task_id: str, task: Task[Any, Any], state: str | None = None, **_: Any) -> None:
     started = _started.pop(task_id, None)
     if started is not None:
         TASK_SECONDS.labels(task.name).observe(time.perf_counter() - started)
@@ -80,7 +80,7 @@ def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any)
 
 
 @task_retry.connect
-def _task_retried(sender: Task | None = None, **_: Any) -> None:
+def _task_retried(sender: Task[Any, Any] | None = None, **_: Any) -> None:
     TASKS.labels(sender.name if sender else "unknown", "retried").inc()
 
 
