@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from core import catalog
 from core.blobs import BlobStore
+from core.config import CollectionConfig
 from core.errors import InvalidInput
 from core.models import Collection
 from release.dispatch import Audit
@@ -67,6 +70,46 @@ def usage(session: Session, collection: Collection, start: date | None, end: dat
         cost=round(sum(d.cost for d in ordered), 6),
         days=ordered,
     )
+
+
+def _merge(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of a partial config into the current one (a PATCH changes only what it names)."""
+    merged = dict(current)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "gate":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def update(
+    session: Session,
+    collection: Collection,
+    description: str | None,
+    owners: Sequence[str] | None,
+    config: dict[str, Any] | None,
+    audit: Audit,
+) -> None:
+    """Change what is given (a partial ``config`` is merged into the current one; flushed, not committed).
+
+    A new ingestion config applies from the next build.
+    """
+    fields = {"description": description, "owners": owners, "config": config}
+    audit(collection.name, fields=sorted(k for k, v in fields.items() if v is not None))
+    if description is not None:
+        collection.description = description
+    if owners is not None:
+        collection.owners = list(owners)
+    if config is not None:
+        merged = _merge(catalog.collection_config(collection).model_dump(), config)
+        try:
+            collection.config = CollectionConfig.model_validate(merged).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise InvalidInput(f"config{'.' + where if where else ''}: {first['msg']}") from None
+    session.flush()
 
 
 def delete(

@@ -85,6 +85,7 @@ def job_read(session: Session, job: Job) -> JobRead:
         progress=Progress(done=job.progress_done, total=job.progress_total),
         error=job.error,
         result=job.result,
+        trigger=job.trigger,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -127,6 +127,7 @@ class JobRead(BaseModel):
     progress: Progress
     error: str | None
     result: dict[str, Any]
+    trigger: str | None = Field(default=None, description="What started it: 'change' or 'manual' for builds.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator
 
 from core import catalog
 from core import chroma as chroma_access
-from core.config import CollectionConfig
-from core.errors import InvalidInput
 from release import collections
 from service.access import (
     AdministeredCollection,
@@ -49,17 +47,6 @@ IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 
 router = APIRouter(prefix="/collections", tags=["collections"], route_class=GuardedRoute)
 ERRORS = error_responses(404, 409, 422)
-
-
-def _merge(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of a partial config into the current one (a PATCH changes only what it names)."""
-    merged = dict(current)
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "gate":
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @router.post("", status_code=201, responses=ERRORS)
@@ -99,23 +86,8 @@ def update_collection(
     request: Request,
 ) -> CollectionRead:
     """Change description, owners or config (writer; a new ingestion config applies from the next build)."""
-    name = collection.name
-    record(
-        request, session, principal, "collection.update", name, name, fields=sorted(body.model_dump(exclude_none=True))
-    )
-    if body.description is not None:
-        collection.description = body.description
-    if body.owners is not None:
-        collection.owners = list(body.owners)
-    if body.config is not None:
-        merged = _merge(catalog.collection_config(collection).model_dump(), body.config)
-        try:
-            collection.config = CollectionConfig.model_validate(merged).model_dump()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"]))
-            raise InvalidInput(f"config{'.' + where if where else ''}: {first['msg']}") from None
-    session.flush()
+    audit = auditor(request, session, principal, "collection.update", collection.name)
+    collections.update(session, collection, body.description, body.owners, body.config, audit)
     return collection_read(session, collection)
 
 
