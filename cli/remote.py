@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from cli.server import ApiError, Server, Unreachable
+from eval.unmeasured import describe
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -438,12 +439,15 @@ def eval_run(
         evaluation = server.call("GET", f"/evaluations/{accepted['evaluation_id']}")
     for metric, summary in evaluation["metrics"].items():
         if summary["mean"] is None:
-            out.print(f"  {metric:<22} not measured ({summary['not_measured']} questions)")
+            why = describe(summary.get("not_measured_reasons") or {}, summary["not_measured"])
+            out.print(f"  {metric:<22} not measured ({summary['not_measured']} questions{': ' + why if why else ''})")
         else:
             out.print(
                 f"  {metric:<22} {summary['mean']:.3f}  (95% {summary['ci_low']:.3f}..{summary['ci_high']:.3f}, "
                 f"{summary['measured']} measured)"
             )
+    for warning in evaluation.get("warnings") or []:
+        err.print(f"warning: {escape(warning)}")
 
 
 @report_app.command("send")

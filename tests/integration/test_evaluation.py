@@ -318,7 +318,7 @@ def test_cli_runs_an_evaluation_and_sends_a_report(solana: Stack, mailbox: tuple
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "of solana v1" in evaluated.stdout and re.search(r"context_recall\s+0\.\d{3}", evaluated.stdout)
-    assert re.search(r"faithfulness\s+not measured \(58 questions\)", evaluated.stdout)
+    assert re.search(r"faithfulness\s+not measured \(58 questions: no judge configured on 58 of 58\)", evaluated.stdout)
     sent = subprocess.run(
         [str(BIN / "ragkeep"), "report", "send", "-c", "solana"], env=env, capture_output=True, text=True, timeout=120
     )
