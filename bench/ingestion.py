@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.stack import Stack, collection_version
-from cli.server import Server
+from cli.http_client import Server
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL
 from core.embedding import model_path
 
@@ -213,7 +213,7 @@ def ingest_baseline(chroma_url: str, collection: str, files: Sequence[tuple[str,
     store = ChromaVectorStore(chroma_collection=chroma_collection)
     step = client.get_max_batch_size()
     for start in range(0, len(nodes), step):
-        store.add(nodes[start : start + step])
+        store.add(list(nodes[start : start + step]))
     seconds = time.monotonic() - started
     stored = chroma_collection.count()
     if stored != len(nodes):

@@ -43,7 +43,7 @@ from bench.retrieval_lab import (
     reference_recall_at_k,
     scifact_splits,
 )
-from cli.server import Server
+from cli.http_client import Server
 
 MULTIDOC_FILE = Path(__file__).resolve().parent / "multidoc_financebench.json"
 

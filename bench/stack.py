@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import psutil
 
-from cli.server import Server
+from cli.http_client import Server
 
 ADMIN_KEY = "rk_bench_" + "0" * 32
 REDIS_URL = "redis://127.0.0.1:6379/0"

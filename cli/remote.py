@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.server import ApiError, Server, Unreachable
+from cli.http_client import ApiError, Server, Unreachable
 from eval.unmeasured import describe
 
 out = Console(highlight=False, soft_wrap=True)
