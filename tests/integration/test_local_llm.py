@@ -101,7 +101,7 @@ def test_query_answers_in_llm_mode_from_a_real_llm(handbook: Stack, local_llm: L
     # SmolLM2 may or may not write [n]: either it cites retrieved passages, or the answer says it cites none.
     assert set(cited) <= {1, 2}
     assert cited or "the LLM answer cites none of the retrieved passages" in result["warnings"]
-    print(f"/query LLM mode with {local_llm.model}: {elapsed:.1f} s, {result['latency_ms']}")
+    print(f"/query LLM mode with {local_llm.model}: {elapsed:.1f} s, {result['latency_ms']}: {result['answer']!r}")
 
 
 def test_the_openai_client_streams_a_chat_completion_answered_by_a_real_llm(handbook: Stack) -> None:
@@ -146,6 +146,7 @@ def test_an_evaluation_judged_by_a_real_llm_records_why_each_metric_was_not_meas
     if len(failed) == len(LLM_METRICS):
         assert run["warnings"] and "failed on every judged question (1 of 1)" in run["warnings"][0]
     print(
-        f"judge: {run['judge_calls']} calls, {run['judge_retries']} retries; not measured: {row['not_measured']}; "
+        f"answer {row['answer']!r}; judge: {run['judge_calls']} calls, {run['judge_retries']} retries; "
+        f"scores {row['scores']}; not measured: {row['not_measured']}; "
         f"job {job['started_at']} to {job['finished_at']}"
     )
