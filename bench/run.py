@@ -197,6 +197,48 @@ def record_quality(results: dict[str, Any], key: str, evaluate: Callable[[], dic
     log(f"  {key}: {results['quality'][key]}")
 
 
+def financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    """Ingest financebench-subset; its questions' and the multi-document questions' quality."""
+    finance = datasets.financebench_files(plan.financebench_docs)
+    log(f"financebench-subset: ingesting {len(finance)} filings over HTTP")
+    ingest_fb = ingestion.ingest_ragkeep(stack, "financebench", finance)
+    log(f"  {ingest_fb.as_dict()}")
+    results["ingestion"]["financebench"] = {
+        "ragkeep": ingest_fb.as_dict(),
+        "corpus": "financebench-subset filings (PDF)",
+    }
+    names = {n for n, _ in finance}
+    with stack.server() as server:
+        record_quality(
+            results,
+            "financebench",
+            lambda: quality.evaluate(server, "financebench", quality.financebench_set(names)),
+        )
+        record_quality(
+            results,
+            "financebench multi-document",
+            lambda: quality.evaluate(server, "financebench", quality.multidoc_set(names)),
+        )
+
+
+def run_financebench(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """``--only financebench``: that section alone, on a stack of its own."""
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "model": "all-MiniLM-L6-v2",
+        "plan": plan.__dict__,
+        "load_average": {"start": os.getloadavg()[0], "cores": os.cpu_count()},
+        "ingestion": {},
+        "quality": {},
+    }
+    with ragkeep_up(workdir) as stack:
+        financebench_section(stack, plan, results)
+        checkpoint(results)
+    results["load_average"]["end"] = os.getloadavg()[0]
+    return results
+
+
 def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -284,26 +326,7 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
             record_quality(results, "jsquad", lambda: quality.evaluate(server, "jsquad", quality.jsquad_set(names)))
         checkpoint(results)
 
-        finance = datasets.financebench_files(plan.financebench_docs)
-        log(f"financebench-subset: ingesting {len(finance)} filings over HTTP")
-        ingest_fb = ingestion.ingest_ragkeep(stack, "financebench", finance)
-        log(f"  {ingest_fb.as_dict()}")
-        results["ingestion"]["financebench"] = {
-            "ragkeep": ingest_fb.as_dict(),
-            "corpus": "financebench-subset filings (PDF)",
-        }
-        names = {n for n, _ in finance}
-        with stack.server() as server:
-            record_quality(
-                results,
-                "financebench",
-                lambda: quality.evaluate(server, "financebench", quality.financebench_set(names)),
-            )
-            record_quality(
-                results,
-                "financebench multi-document",
-                lambda: quality.evaluate(server, "financebench", quality.multidoc_set(names)),
-            )
+        financebench_section(stack, plan, results)
         checkpoint(results)
 
         log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
@@ -333,12 +356,18 @@ def main() -> None:
         help="a sentence for the results, e.g. what else ran on the machine (latency is then comparable only "
         "within the run)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["financebench"],
+        help="one section on a stack of its own, written to <date>.<section>.json (no README update)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the results")
     args = parser.parse_args()
     # A terminated run still stops the ragkeep it started (the context managers unwind).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     stem = ("smoke-" if args.smoke else "") + datetime.now(UTC).date().isoformat()
+    stem += f".{args.only}" if args.only else ""
     args.out.mkdir(parents=True, exist_ok=True)
     partial_file = args.out / f"{stem}.partial.json"
 
@@ -347,10 +376,15 @@ def main() -> None:
         partial_file.write_text(json.dumps(results, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
-        results = run(SMOKE if args.smoke else FULL, Path(tmp), checkpoint)
+        plan = SMOKE if args.smoke else FULL
+        results = (run_financebench if args.only else run)(plan, Path(tmp), checkpoint)
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["note"] = args.note
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if args.only:  # a section's results: tables only with the rest (python -m bench.report)
+        partial_file.unlink(missing_ok=True)
+        log(f"done in {results['bench_seconds']:.0f} s; written to {args.out / stem}.json")
+        return
     table = markdown(results)
     (args.out / f"{stem}.md").write_text(table)
     if not args.smoke:
