@@ -26,7 +26,8 @@ SYSTEMS = (  # key in results["ingestion"][corpus], label
 
 
 def ingestion_table(results: dict[str, Any]) -> list[str]:
-    floors = [results["floor"][key] for key in FLOOR_KEYS if key in results["floor"]]
+    floor = results.get("floor", {})
+    floors = [floor[key] for key in FLOOR_KEYS if key in floor]
     lines = [
         "| corpus | system | documents | chunks | wall s | chunks/s | "
         + " | ".join(f"x {floor['name']}" for floor in floors)
@@ -183,12 +184,126 @@ def hybrid_cost_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(results: dict[str, Any]) -> str:
+def _floor_section(results: dict[str, Any]) -> list[str]:
     floor = results["floor"]
+    return [
+        f"**Embedding floors** ({results['model']} alone, {floor['threads']} threads, a sample of "
+        f"{floor['sample_chunks']} SciFact chunks; chunks/s by batch size):",
+        "",
+        *(
+            f"- {floor[b]['name']}: **{floor[b]['chunks_per_s']}** at batch size {floor[b]['best_batch_size']} ("
+            + ", ".join(f"{size}: {rate}" for size, rate in floor[b]["by_batch_size"].items())
+            + ")"
+            for b in FLOOR_KEYS
+            if b in floor
+        ),
+        "",
+    ]
+
+
+def _ingestion_section(results: dict[str, Any]) -> list[str]:
+    lines = ["**Full ingestion**", "", *ingestion_table(results), ""]
+    if "floor" in results:
+        lines += [
+            "The baseline's chunks come from LlamaIndex's SentenceSplitter (250 tokens), ragkeep's from "
+            "Unstructured (by_title, 1,000 characters), so compare chunks/s. On SciFact the baseline runs on the "
+            "first abstracts only, to keep the run under 20 minutes; its rate does not depend on corpus size.",
+            "",
+        ]
+    scifact = results["ingestion"].get("scifact", {}).get("ragkeep")
+    if scifact and "upload_seconds" in scifact:
+        lines += [
+            f"ragkeep's time splits into upload {scifact['upload_seconds']:.1f} s, embedding "
+            f"{scifact['worker_embed_seconds']:.1f} s (summed over worker processes) and the version build "
+            f"{scifact['build_seconds']:.1f} s; parsing is the rest.",
+            "",
+        ]
+    return lines
+
+
+def _incremental_section(results: dict[str, Any]) -> list[str]:
     inc = results["incremental"]
-    scifact = results["ingestion"]["scifact"]["ragkeep"]
+    return [
+        "**Incremental build** (one SciFact abstract changed)",
+        "",
+        "| full ingestion s | one changed document s | share | build s | chunks embedded | chunks reused |",
+        "|---|---|---|---|---|---|",
+        f"| {inc['full_seconds']:.1f} | {inc['seconds']:.1f} | {inc['seconds'] / inc['full_seconds']:.1%} | "
+        f"{inc['build_seconds']:.1f} | {inc['embedded_chunks']} | {inc['reused_chunks']} |",
+        "",
+        (
+            f"The new version is a delta of version {inc['base_version']}: its Chroma collection holds only the "
+            "changed document's chunks, and queries read version "
+            f"{inc['base_version']}'s collection too, minus that document's old chunks. "
+            "The time is mostly the build debounce (2 s) and the parse of the changed document."
+            if inc.get("base_version")
+            else "The new version was written in full."
+        ),
+        "",
+    ]
+
+
+def _latency_section(results: dict[str, Any]) -> list[str]:
     cpu = cpu_table(results)
     cost = hybrid_cost_table(results)
+    lines = []
+    if any(", top_k " not in r["mode"] for r in results["latency"]["runs"]):
+        lines += [
+            f"**Query latency** (SciFact live versions: with the float model the delta above, with the int8 model "
+            f"a full version; top_k {results['latency']['top_k']}, at most {results['latency']['max_requests']} "
+            f"requests or {results['latency']['max_seconds']:.0f} s a run; each row against the floor of its model)",
+            "",
+            *latency_table(results),
+            "",
+        ]
+    if cpu:
+        lines += [
+            "CPU per request, in milliseconds, by process: the bench process is the floor itself in the "
+            "floor's rows and the HTTP load generator in the others.",
+            "",
+            *cpu,
+            "",
+        ]
+    if cost:
+        lines += [
+            "**Hybrid's cost** (/query retrieve on the SciFact live version at concurrency 1, the default "
+            "retrieval config against the same with `retrieval.hybrid: false`; rows `retrieve, top_k N` above)",
+            "",
+            *cost,
+            "",
+        ]
+    return lines
+
+
+def _quality_section(results: dict[str, Any]) -> list[str]:
+    return [
+        "**Retrieval quality** through /query, every collection as created (the default config: "
+        f"{default_retrieval(results)}) and dense-only (`retrieval.hybrid: false`, the rest as the default), "
+        "side by side. nDCG@10 ranks documents by their best chunk among the top 100 chunks; doc hit@5, MRR@5, "
+        "evidence recall@5 and multi-doc recall@5 read the 5 chunks an answer is built from. The held-out half "
+        "is the half of a set's questions the retrieval lab did not tune on (SciFact's test split is held out "
+        f"whole). Published dense nDCG@10 for this model on SciFact: {PUBLISHED_SCIFACT_NDCG}.",
+        "",
+        *quality_table(results),
+        "",
+        *(
+            f"- {dataset}: not measured ({report['error']})"
+            for dataset, report in results["quality"].items()
+            if "error" in report
+        ),
+    ]
+
+
+SECTIONS = (  # results key, its Markdown (a run stopped early, or one run with --only, has some of them)
+    ("floor", _floor_section),
+    ("ingestion", _ingestion_section),
+    ("incremental", _incremental_section),
+    ("latency", _latency_section),
+    ("quality", _quality_section),
+)
+
+
+def markdown(results: dict[str, Any]) -> str:
     load = results.get("load_average")
     lines = [
         (
@@ -207,88 +322,10 @@ def markdown(results: dict[str, Any]) -> str:
             if load
             else []
         ),
-        f"**Embedding floors** ({results['model']} alone, {floor['threads']} threads, a sample of "
-        f"{floor['sample_chunks']} SciFact chunks; chunks/s by batch size):",
-        "",
-        *(
-            f"- {floor[b]['name']}: **{floor[b]['chunks_per_s']}** at batch size {floor[b]['best_batch_size']} ("
-            + ", ".join(f"{size}: {rate}" for size, rate in floor[b]["by_batch_size"].items())
-            + ")"
-            for b in FLOOR_KEYS
-            if b in floor
-        ),
-        "",
-        "**Full ingestion**",
-        "",
-        *ingestion_table(results),
-        "",
-        "The baseline's chunks come from LlamaIndex's SentenceSplitter (250 tokens), ragkeep's from "
-        "Unstructured (by_title, 1,000 characters), so compare chunks/s. On SciFact the baseline runs on the "
-        "first abstracts only, to keep the run under 20 minutes; its rate does not depend on corpus size.",
-        "",
-        f"ragkeep's time splits into upload {scifact['upload_seconds']:.1f} s, embedding "
-        f"{scifact['worker_embed_seconds']:.1f} s (summed over worker processes) and the version build "
-        f"{scifact['build_seconds']:.1f} s; parsing is the rest.",
-        "",
-        "**Incremental build** (one SciFact abstract changed)",
-        "",
-        "| full ingestion s | one changed document s | share | build s | chunks embedded | chunks reused |",
-        "|---|---|---|---|---|---|",
-        f"| {inc['full_seconds']:.1f} | {inc['seconds']:.1f} | {inc['seconds'] / inc['full_seconds']:.1%} | "
-        f"{inc['build_seconds']:.1f} | {inc['embedded_chunks']} | {inc['reused_chunks']} |",
-        "",
-        (
-            f"The new version is a delta of version {inc['base_version']}: its Chroma collection holds only the "
-            "changed document's chunks, and queries read version "
-            f"{inc['base_version']}'s collection too, minus that document's old chunks. "
-            "The time is mostly the build debounce (2 s) and the parse of the changed document."
-            if inc.get("base_version")
-            else "The new version was written in full."
-        ),
-        "",
-        f"**Query latency** (SciFact live versions: with the float model the delta above, with the int8 model "
-        f"a full version; top_k {results['latency']['top_k']}, at most {results['latency']['max_requests']} "
-        f"requests or {results['latency']['max_seconds']:.0f} s a run; each row against the floor of its model)",
-        "",
-        *latency_table(results),
-        "",
-        *(
-            [
-                "CPU per request, in milliseconds, by process: the bench process is the floor itself in the "
-                "floor's rows and the HTTP load generator in the others.",
-                "",
-                *cpu,
-                "",
-            ]
-            if cpu
-            else []
-        ),
-        *(
-            [
-                "**Hybrid's cost** (/query retrieve on the SciFact live version at concurrency 1, the default "
-                "retrieval config against the same with `retrieval.hybrid: false`; rows `retrieve, top_k N` above)",
-                "",
-                *cost,
-                "",
-            ]
-            if cost
-            else []
-        ),
-        "**Retrieval quality** through /query, every collection as created (the default config: "
-        f"{default_retrieval(results)}) and dense-only (`retrieval.hybrid: false`, the rest as the default), "
-        "side by side. nDCG@10 ranks documents by their best chunk among the top 100 chunks; doc hit@5, MRR@5, "
-        "evidence recall@5 and multi-doc recall@5 read the 5 chunks an answer is built from. The held-out half "
-        "is the half of a set's questions the retrieval lab did not tune on (SciFact's test split is held out "
-        f"whole). Published dense nDCG@10 for this model on SciFact: {PUBLISHED_SCIFACT_NDCG}.",
-        "",
-        *quality_table(results),
-        "",
-        *(
-            f"- {dataset}: not measured ({report['error']})"
-            for dataset, report in results["quality"].items()
-            if "error" in report
-        ),
     ]
+    for key, section in SECTIONS:
+        if results.get(key):
+            lines += section(results)
     return "\n".join(lines)
 
 

@@ -197,6 +197,27 @@ def record_quality(results: dict[str, Any], key: str, evaluate: Callable[[], dic
     log(f"  {key}: {results['quality'][key]}")
 
 
+def aragog_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    pdfs = datasets.aragog_files(plan.pdfs)
+    log(f"ragkeep: ingesting {len(pdfs)} ARAGOG PDFs over HTTP")
+    full_pdf = ingestion.ingest_ragkeep(stack, "aragog", pdfs)
+    log(f"  {full_pdf.as_dict()}")
+    results["ingestion"]["aragog"] = {"ragkeep": full_pdf.as_dict(), "corpus": "ARAGOG arXiv PDFs"}
+    names = {n for n, _ in pdfs}
+    with stack.server() as server:
+        record_quality(results, "aragog", lambda: quality.evaluate(server, "aragog", quality.aragog_set(names)))
+
+
+def jsquad_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    log("JSQuAD: ingest and retrieval quality")
+    files_ja = datasets.jsquad()[0][: plan.jsquad_docs]
+    ingest_ja = ingestion.ingest_ragkeep(stack, "jsquad", files_ja)
+    results["ingestion"]["jsquad"] = {"ragkeep": ingest_ja.as_dict(), "corpus": "JSQuAD v1.3 valid articles"}
+    names = {n for n, _ in files_ja}
+    with stack.server() as server:
+        record_quality(results, "jsquad", lambda: quality.evaluate(server, "jsquad", quality.jsquad_set(names)))
+
+
 def financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
     """Ingest financebench-subset; its questions' and the multi-document questions' quality."""
     finance = datasets.financebench_files(plan.financebench_docs)
@@ -221,8 +242,17 @@ def financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> Non
         )
 
 
-def run_financebench(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """``--only financebench``: that section alone, on a stack of its own."""
+SECTIONS: dict[str, Callable[[Any, Plan, dict[str, Any]], None]] = {
+    "aragog": aragog_section,
+    "jsquad": jsquad_section,
+    "financebench": financebench_section,
+}
+
+
+def run_sections(
+    names: list[str], plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """``--only a,b``: those quality sections alone, on a stack of their own."""
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -233,8 +263,9 @@ def run_financebench(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, 
         "quality": {},
     }
     with ragkeep_up(workdir) as stack:
-        financebench_section(stack, plan, results)
-        checkpoint(results)
+        for name in names:
+            SECTIONS[name](stack, plan, results)
+            checkpoint(results)
     results["load_average"]["end"] = os.getloadavg()[0]
     return results
 
@@ -248,7 +279,6 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
         "load_average": {"start": os.getloadavg()[0], "cores": os.cpu_count()},
     }
     scifact = datasets.scifact_files(plan.scifact_docs)
-    pdfs = datasets.aragog_files(plan.pdfs)
     int8 = INT8_EMBEDDING_MODEL
     with ragkeep_up(workdir) as stack:
         results["stack"] = {k: v for k, v in stack.settings.items() if "KEY" not in k and "PORT" not in k}
@@ -307,27 +337,9 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
         checkpoint(results)
 
         # The quality sets before the baselines and the int8 PDFs, so that a run stopped early has them.
-        log(f"ragkeep: ingesting {len(pdfs)} ARAGOG PDFs over HTTP")
-        full_pdf = ingestion.ingest_ragkeep(stack, "aragog", pdfs)
-        names = {n for n, _ in pdfs}
-        log(f"  {full_pdf.as_dict()}")
-        results["ingestion"]["aragog"] = {"ragkeep": full_pdf.as_dict(), "corpus": "ARAGOG arXiv PDFs"}
-        with stack.server() as server:
-            log("retrieval quality: ARAGOG")
-            record_quality(results, "aragog", lambda: quality.evaluate(server, "aragog", quality.aragog_set(names)))
-        checkpoint(results)
-
-        log("JSQuAD: ingest and retrieval quality")
-        files_ja = datasets.jsquad()[0][: plan.jsquad_docs]
-        ingest_ja = ingestion.ingest_ragkeep(stack, "jsquad", files_ja)
-        results["ingestion"]["jsquad"] = {"ragkeep": ingest_ja.as_dict(), "corpus": "JSQuAD v1.3 valid articles"}
-        with stack.server() as server:
-            names = {n for n, _ in files_ja}
-            record_quality(results, "jsquad", lambda: quality.evaluate(server, "jsquad", quality.jsquad_set(names)))
-        checkpoint(results)
-
-        financebench_section(stack, plan, results)
-        checkpoint(results)
+        for section in SECTIONS.values():
+            section(stack, plan, results)
+            checkpoint(results)
 
         log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
         baseline_scifact = ingestion.ingest_baseline(
@@ -335,11 +347,11 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
         )
         log(f"  {baseline_scifact}")
         results["ingestion"]["scifact"]["baseline"] = baseline_scifact
-        full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", pdfs, int8)
+        full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", datasets.aragog_files(plan.pdfs), int8)
         log(f"  {int8}: {full_pdf_int8.as_dict()}")
         results["ingestion"]["aragog"]["ragkeep_int8"] = full_pdf_int8.as_dict()
         log("baseline: LlamaIndex IngestionPipeline on the same PDFs")
-        baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", pdfs)
+        baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", datasets.aragog_files(plan.pdfs))
         log(f"  {baseline_pdf}")
         results["ingestion"]["aragog"]["baseline"] = baseline_pdf
 
@@ -358,8 +370,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["financebench"],
-        help="one section on a stack of its own, written to <date>.<section>.json (no README update)",
+        type=lambda value: value.split(","),
+        help="quality sections (comma-separated: " + ", ".join(SECTIONS) + ") on a stack of their own, "
+        "written to <date>.<sections>.json (no README update)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the results")
     args = parser.parse_args()
@@ -367,7 +380,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     stem = ("smoke-" if args.smoke else "") + datetime.now(UTC).date().isoformat()
-    stem += f".{args.only}" if args.only else ""
+    if args.only and not set(args.only) <= set(SECTIONS):
+        parser.error(f"--only takes {', '.join(SECTIONS)}")
+    stem += f".{'-'.join(args.only)}" if args.only else ""
     args.out.mkdir(parents=True, exist_ok=True)
     partial_file = args.out / f"{stem}.partial.json"
 
@@ -377,7 +392,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
         plan = SMOKE if args.smoke else FULL
-        results = (run_financebench if args.only else run)(plan, Path(tmp), checkpoint)
+        results = (
+            run_sections(args.only, plan, Path(tmp), checkpoint) if args.only else run(plan, Path(tmp), checkpoint)
+        )
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["note"] = args.note
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
