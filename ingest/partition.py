@@ -72,13 +72,15 @@ def _prepare_unstructured() -> None:
         raise RuntimeError(missing) from exc
     splitter = spacy.blank("en")  # the same English tokenizer, plus punctuation-based sentence boundaries
     splitter.add_pipe("sentencizer")
-    tokenize._get_nlp = lambda: splitter  # what sent_tokenize and word_tokenize run (they cache per text)
+    # what sent_tokenize and word_tokenize run (they cache per text); cached, as the loader it replaces
+    tokenize._get_nlp = functools.lru_cache(maxsize=None)(lambda: splitter)
 
     @functools.lru_cache(maxsize=128)  # as unstructured caches its own
     def pos_tag(text: str) -> list[tuple[str, str]]:
         return [(token.text, token.tag_) for token in tagger(text[: tagger.max_length])]
 
-    tokenize.pos_tag = text_type.pos_tag = pos_tag
+    # text_type holds its own reference (a from-import, so not an export mypy knows of): replaced too.
+    tokenize.pos_tag = text_type.pos_tag = pos_tag  # type: ignore[attr-defined]
 
 
 def _readable_reason(exc: BaseException, kind: FileKind) -> str:
@@ -189,10 +191,21 @@ def _metadata_title(data: bytes, kind: FileKind) -> str | None:
     return None
 
 
+MAX_FIRST_LINE_TITLE = 150
+
+
+def _first_line(kind: FileKind, elements: Sequence[Element]) -> str | None:
+    """A plain-text file's first paragraph when it is one short line: the title such files start with."""
+    if kind.kind != "txt" or not elements:
+        return None
+    text = elements[0].text.strip()
+    return text if text and "\n" not in text and len(text) <= MAX_FIRST_LINE_TITLE else None
+
+
 def document_title(data: bytes, filename: str, kind: FileKind, elements: Sequence[Element]) -> str:
-    """The document's title: its metadata's, else its first heading, else its filename in words."""
+    """The title: metadata's, else the first heading, else (plain text) the first line, else the filename."""
     first_heading = next((e.text for e in elements[:30] if e.category == "Title" and e.text.strip()), None)
-    for candidate in (_metadata_title(data, kind), first_heading):
+    for candidate in (_metadata_title(data, kind), first_heading, _first_line(kind, elements)):
         if title := _meaningful(candidate):
             return title
     return filename_words(filename)
@@ -317,6 +330,30 @@ def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
     return [e for e in elements if e.text and e.text.strip()]
 
 
+def _read_elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> tuple[list[Element], str]:
+    """The document's non-empty elements and the parser that read them (``unstructured`` or ``pdfium``).
+
+    A valid PDF that pdfminer/pypdf refuse (their safety limits, odd structures) or read as
+    empty is read again from PDFium's text layer before the document is given up.
+    """
+    failure: DocumentParseError | None = None
+    try:
+        elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
+    except DocumentParseError as exc:
+        if kind.kind != "pdf" or exc.detail.startswith("the PDF is password-protected"):
+            raise
+        elements, failure = [], exc
+    if elements or kind.kind != "pdf":
+        return elements, "unstructured"
+    elements = _pdfium_elements(data, filename)
+    if elements:
+        log.info("%s: read with PDFium after unstructured %s", filename, failure.detail if failure else "found no text")
+        return elements, "pdfium"
+    if failure is not None:
+        raise failure
+    return [], "unstructured"
+
+
 def partition_document(
     data: bytes, filename: str, kind: FileKind, config: IngestionConfig, max_pdf_pages: int | None = None
 ) -> list[Chunk]:
@@ -328,25 +365,7 @@ def partition_document(
     if kind.kind == "pdf" and max_pdf_pages is not None and b"/Encrypt" not in data[:4096]:
         _check_pdf_pages(data, max_pdf_pages)
     _prepare_unstructured()
-    parser = "unstructured"
-    failure: DocumentParseError | None = None
-    try:
-        elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
-    except DocumentParseError as exc:
-        if kind.kind != "pdf" or exc.detail.startswith("the PDF is password-protected"):
-            raise
-        elements, failure = [], exc
-    if not elements and kind.kind == "pdf":
-        # A valid PDF that pdfminer/pypdf refuse (their safety limits, odd structures) or read as
-        # empty is read again from PDFium's text layer before the document is given up.
-        elements = _pdfium_elements(data, filename)
-        if elements:
-            parser = "pdfium"
-            log.info(
-                "%s: read with PDFium after unstructured %s", filename, failure.detail if failure else "found no text"
-            )
-        elif failure is not None:
-            raise failure
+    elements, parser = _read_elements(data, filename, kind, config)
     if not elements:
         if kind.kind == "pdf" and b"/Encrypt" in data:
             raise DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")

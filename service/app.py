@@ -6,8 +6,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,8 +184,8 @@ def serve_app() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the catalog, blob store, task client and metrics when the app starts; close them when it stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -214,62 +214,73 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.tasks.close()
             db.dispose()
 
+    return lifespan
+
+
+async def _ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, TooManyRequests | ServiceUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return _error(exc.status_code, type(exc).__name__, exc.detail, headers)
+
+
+async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
+    """An overloaded catalog (no free connection, a lock not granted in time) is a 503, not a 500."""
+    unavailable = overloaded(exc)
+    if unavailable is None:
+        return await _unexpected_error(request, exc)
+    log.warning("catalog overloaded: %s", exc)
+    return await _ragkeep_error(request, unavailable)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error(422, "InvalidInput", _validation_detail(exc))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400:
+        # FastAPI's "There was an error parsing the body": JSON nested past the parser's
+        # stack, bytes that are not UTF-8, a broken multipart body. Like any invalid body: 422.
+        return _error(
+            422, "InvalidInput", "the request body could not be parsed (malformed, not UTF-8, or nested too deeply)"
+        )
+    if exc.status_code == 405:
+        allow = ", ".join(_allowed_methods(request.app, request.url.path))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow})
+        return _error(405, "MethodNotAllowed", f"{request.method} is not allowed here; use {allow}", {"Allow": allow})
+    name = {404: "NotFound"}.get(exc.status_code, "HTTPError")
+    return _error(exc.status_code, name, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error")
+    return _error(500, "InternalError", "an unexpected error occurred; it has been logged")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers with ``ErrorBody``: the right status, a readable reason, nothing internal."""
+    app.exception_handler(RagkeepError)(_ragkeep_error)
+    for overload in OVERLOAD_ERRORS:
+        app.exception_handler(overload)(_catalog_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected_error)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
     app = FastAPI(
         title="ragkeep",
         summary="Versioned, evaluated knowledge bases for RAG applications.",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
     )
 
     app.add_middleware(RequestObserver)
-
-    @app.exception_handler(RagkeepError)
-    async def ragkeep_error(_: Request, exc: RagkeepError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, Unauthorized):
-            headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, TooManyRequests | ServiceUnavailable):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return _error(exc.status_code, type(exc).__name__, exc.detail, headers)
-
-    async def catalog_error(request: Request, exc: Exception) -> JSONResponse:
-        """An overloaded catalog (no free connection, a lock not granted in time) is a 503, not a 500."""
-        unavailable = overloaded(exc)
-        if unavailable is None:
-            return await unexpected_error(request, exc)
-        log.warning("catalog overloaded: %s", exc)
-        return await ragkeep_error(request, unavailable)
-
-    for overload in OVERLOAD_ERRORS:
-        app.add_exception_handler(overload, catalog_error)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "InvalidInput", _validation_detail(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 400:
-            # FastAPI's "There was an error parsing the body": JSON nested past the parser's
-            # stack, bytes that are not UTF-8, a broken multipart body. Like any invalid body: 422.
-            return _error(
-                422, "InvalidInput", "the request body could not be parsed (malformed, not UTF-8, or nested too deeply)"
-            )
-        if exc.status_code == 405:
-            allow = ", ".join(_allowed_methods(app, request.url.path))
-            if request.method == "OPTIONS":
-                return Response(status_code=204, headers={"Allow": allow})
-            return _error(
-                405, "MethodNotAllowed", f"{request.method} is not allowed here; use {allow}", {"Allow": allow}
-            )
-        name = {404: "NotFound"}.get(exc.status_code, "HTTPError")
-        return _error(exc.status_code, name, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return _error(500, "InternalError", "an unexpected error occurred; it has been logged")
-
+    _add_error_handlers(app)
     app.openapi = lambda: _document_errors(app, settings.query.max_top_k)  # type: ignore[method-assign]
 
     for router in (

@@ -63,6 +63,17 @@ def test_titles_come_from_file_metadata_then_the_first_heading_then_the_file_nam
     )
 
 
+def test_a_plain_text_file_is_titled_by_its_first_line_when_it_is_a_short_one() -> None:
+    titled = b"Folate and vitamin B6 in relation to coronary heart disease.\n\nWe studied 80,082 women over 14 years."
+    chunks = partition_document(titled, "4983.txt", detect_file_kind(titled, "4983.txt"), IngestionConfig())
+    assert {c.metadata["document_title"] for c in chunks} == {
+        "Folate and vitamin B6 in relation to coronary heart disease."
+    }
+    untitled = ("A first paragraph that runs on. " * 10 + "\n\n" + "And a second one that runs on. " * 10).encode()
+    chunks = partition_document(untitled, "leave_policy.txt", detect_file_kind(untitled, "x.txt"), IngestionConfig())
+    assert {c.metadata["document_title"] for c in chunks} == {"leave policy"}  # a long first paragraph is no title
+
+
 def test_section_paths_follow_the_heading_hierarchy() -> None:
     data = (EXAMPLE_DOCS / "category-level.docx").read_bytes()
     chunks = partition_document(data, "category-level.docx", detect_file_kind(data, "x.docx"), IngestionConfig())
