@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from core.embedding import model_path
 
-Settings.llm = None  # LlamaIndex's switch for "no LLM": retrieval only
+Settings.llm = None  # type: ignore[assignment]  # LlamaIndex's documented "no LLM" switch; its setter's type omits None
 
 host, port = os.environ["BASELINE_CHROMA_URL"].removeprefix("http://").split(":")
 collection = chromadb.HttpClient(host=host, port=int(port)).get_collection(os.environ["BASELINE_COLLECTION"])

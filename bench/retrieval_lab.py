@@ -1239,7 +1239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(markdown_table(results["rows"]))
         for kind in ("tune", "report"):
             print(f"\n## Summary: {kind} splits\n")
-            print(summary_table(results["rows"], kind))  # type: ignore[arg-type]  # the two literals
+            print(summary_table(results["rows"], kind))
     if args.tune:
         results["tune"] = tune(lab, names, hooks)
         _print_tuning(results["tune"])

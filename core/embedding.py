@@ -76,6 +76,8 @@ class _TorchModel:
             torch.set_num_threads(threads)
         self.model = SentenceTransformer(folder, device="cpu")
         self.dimension = int(self.model.get_embedding_dimension() or 0)
+        if self.model.max_seq_length is None:
+            raise ValueError(f"the embedding model in {folder} declares no max_seq_length")
         self.max_tokens = int(self.model.max_seq_length)
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:

@@ -139,7 +139,9 @@ def _sniff_zip(data: bytes, filename: str, max_unpacked: int) -> FileKind:
 def _sniff_ole(data: bytes, filename: str) -> FileKind:
     # Outlook messages and encrypted OOXML files share the OLE container with legacy Office.
     try:
-        streams = {"/".join(entry) for entry in olefile.OleFileIO(data).listdir(streams=True, storages=True)}
+        # Read as a file, so that the stubs see names as str (olefile decodes them; its stubs tie them to bytes data).
+        ole: olefile.OleFileIO[str] = olefile.OleFileIO(io.BytesIO(data))
+        streams = {"/".join(entry) for entry in ole.listdir(streams=True, storages=True)}
     except OSError:
         streams = set()
     if _extension(filename) == ".msg" or any(name.startswith("__substg1.0_") for name in streams):

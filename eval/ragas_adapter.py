@@ -157,7 +157,7 @@ def _ragas_embeddings(embedder: Embedder) -> Any:
     """ragas' embedding interface over ragkeep's local model (ragas would default to OpenAI's)."""
     from ragas.embeddings.base import BaseRagasEmbedding
 
-    class LocalEmbeddings(BaseRagasEmbedding):  # type: ignore[misc]
+    class LocalEmbeddings(BaseRagasEmbedding):
         def embed_text(self, text: str, **_: Any) -> list[float]:
             return [float(x) for x in embedder.embed([text])[0]]
 

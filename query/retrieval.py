@@ -43,7 +43,7 @@ MEMORY_DELTA_MAX_CHUNKS = 2_000
 OVERFETCH_MAX_CHUNKS = 200
 
 
-class LlamaEmbedding(BaseEmbedding):  # type: ignore[misc]  # llama_index is not type-checked
+class LlamaEmbedding(BaseEmbedding):
     """ragkeep's ``Embedder`` as a LlamaIndex embedding model (never a hub download)."""
 
     _embedder: Embedder = PrivateAttr()
