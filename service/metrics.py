@@ -69,6 +69,11 @@ class CatalogCollector(Collector):
         scores = GaugeMetricFamily(
             "ragkeep_eval_score", "Latest evaluation score", labels=["collection", "version", "metric"]
         )
+        unmeasured = GaugeMetricFamily(
+            "ragkeep_eval_not_measured",
+            "Questions of the latest evaluation whose metric was not measured, by reason (e.g. judge_truncated)",
+            labels=["collection", "version", "metric", "reason"],
+        )
         with self.db.session() as session:
             for kind, status, n in catalog.job_counts(session):
                 jobs.add_metric([kind, status], n)
@@ -80,7 +85,9 @@ class CatalogCollector(Collector):
                 for metric, summary in (metrics or {}).items():
                     if summary.get("mean") is not None:
                         scores.add_metric([name, str(number), metric], summary["mean"])
-        yield from (jobs, documents, versions, scores)
+                    for reason, n in (summary.get("not_measured_reasons") or {}).items():
+                        unmeasured.add_metric([name, str(number), metric, reason], n)
+        yield from (jobs, documents, versions, scores, unmeasured)
         if self.queue_depths is not None:
             yield from self._queues(self.queue_depths)
 

@@ -108,6 +108,10 @@ def test_a_judge_cut_off_on_every_question_is_reported_with_its_reason(
     assert warning.startswith("the judge truncating failed on every judged question (3 of 3)")
     assert "faithfulness: judge output truncated on 3 of 3" in warning
 
+    scraped = s.http.get("/metrics").text
+    labels = 'collection="handbook",metric="faithfulness",reason="judge_truncated",version="1"'
+    assert f"ragkeep_eval_not_measured{{{labels}}} 3.0" in scraped, "operators can alert on a failing judge"
+
     box, _ = inbox
     sent = s.wait_job(s.http.post("/collections/handbook/reports/send").json()["job_id"])
     assert sent["status"] == "succeeded", sent
