@@ -65,7 +65,7 @@ def dispatch_parses(session: Session, enqueue: Enqueue, job_id: str, revision_id
 
 
 def open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:
-    """The job and its collection, or None when there is nothing (left) to do; marks the job running."""
+    """The job and its collection, or None when there is nothing (left) to do; marks the job running (committed)."""
     job = session.get(Job, job_id)
     if job is None or job.status in (JobStatus.succeeded, JobStatus.failed):
         return None
@@ -73,7 +73,15 @@ def open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:
     if collection is None:
         catalog.finish_job(session, job, error="the collection was deleted before this job ran")
         return None
-    catalog.start_job(session, job)
+    if job.status == JobStatus.queued:
+        # Two deliveries of one message (a re-send crossing the original) must not both run it.
+        if not catalog.claim_queued_job(session, job.id):
+            session.rollback()
+            return None
+        session.refresh(job)
+    else:  # taken over from a worker that died (the caller checked that it is not alive elsewhere)
+        catalog.start_job(session, job)
+    session.commit()
     return job, collection
 
 

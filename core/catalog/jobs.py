@@ -47,6 +47,17 @@ def start_job(session: Session, job: Job) -> None:
         job.attempts += 1
 
 
+def claim_queued_job(session: Session, job_id: str) -> bool:
+    """Start a queued job (compare-and-set): False when another delivery of its message started it first."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(status=JobStatus.running, started_at=now, heartbeat_at=now, attempts=Job.attempts + 1)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(claimed)
+
+
 def finish_job(session: Session, job: Job, error: str | None = None, result: dict[str, Any] | None = None) -> None:
     job.status = JobStatus.failed if error else JobStatus.succeeded
     job.error = error

@@ -15,7 +15,7 @@ from core.db import Database, create_schema
 from core.models import Collection, Job, JobKind, JobStatus, Version, VersionDocument, VersionState, utcnow
 from ingest.pipeline import BuildResult
 from release import builds, gate, publish
-from release.dispatch import Step
+from release.dispatch import Step, open_job
 
 STUCK = timedelta(minutes=5)
 
@@ -206,3 +206,19 @@ def test_retention_keeps_the_newest_versions_and_drops_the_rest(session: Session
     dropped: list[str] = []
     assert sorted(publish.apply_retention(session, collection, 2, dropped.append)) == [1, 2]
     assert sorted(dropped) == ["rk_kb-one_v1", "rk_kb-one_v2"]
+
+
+def test_two_deliveries_of_one_queued_job_start_it_once(tmp_path: Path) -> None:
+    """A build sent by the build it waited for, while its own message is being taken, runs once."""
+    db = Database(f"sqlite:///{tmp_path / 'race.sqlite'}")
+    create_schema(db.engine)
+    with db.session() as session:
+        collection = _collection(session)
+        job_id = catalog.create_job(session, JobKind.build, collection.id).id
+    with db.session() as first, db.session() as second:
+        seen_queued = second.get(Job, job_id)  # the second delivery read the job while it was still queued
+        assert seen_queued is not None and seen_queued.status == JobStatus.queued
+        opened = open_job(first, job_id)
+        assert opened is not None and opened[0].status == JobStatus.running and opened[0].attempts == 1
+        assert open_job(second, job_id) is None
+    db.dispose()
