@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from chromadb.api import ClientAPI
@@ -326,7 +325,8 @@ def test_a_large_change_is_written_in_full(
 def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
     env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.tasks import _apply_retention
+    from core.chroma import drop_collection
+    from release.publish import apply_retention
 
     session, blobs, client = env
     monkeypatch.setattr(pipeline, "DELTA_MAX_SHARE", 0.4)
@@ -342,19 +342,18 @@ def test_retention_keeps_a_dropped_base_while_a_delta_reads_it(
     v3 = _build(session, client, blobs, embedder, collection)
     assert v2.base_version_number == v3.base_version_number == 1
     v3.state = VersionState.live
-    res = SimpleNamespace(chroma=client)
 
     def stored() -> set[str]:
         return {c.name for c in client.list_collections()} & {v.chroma_collection for v in (v1, v2, v3)}
 
-    assert _apply_retention(session, res, collection, keep=0) == [2, 1]  # type: ignore[arg-type]
+    assert apply_retention(session, collection, 0, lambda name: drop_collection(client, name)) == [2, 1]
     assert v1.dropped_at and v2.dropped_at and not v3.dropped_at
     assert stored() == {v1.chroma_collection, v3.chroma_collection}, "v3 still reads v1's vectors"
     # Deleting the collection would drop both (the base's vectors too, although v1 is dropped).
     assert catalog.collections_in_use(session, collection.id) == stored()
 
     v3.state = VersionState.archived  # replaced: now it may go, and v1's vectors with it
-    assert _apply_retention(session, res, collection, keep=0) == [3]  # type: ignore[arg-type]
+    assert apply_retention(session, collection, 0, lambda name: drop_collection(client, name)) == [3]
     assert stored() == set()
 
 
