@@ -346,6 +346,136 @@ def plan_delta(
     return Delta(base, unchanged, hidden, hidden_chunks)
 
 
+Planned = list[tuple[Document, DocumentRevision, list[ChunkCache]]]
+
+
+@dataclass
+class _Plan:
+    """The chunks a build will hold, per document, after screening; and what could not be parsed."""
+
+    planned: Planned
+    flags: dict[str, dict[int, str]]  # revision id -> its flagged chunks
+    skipped: list[dict[str, str]]
+
+
+def _plan_chunks(
+    session: Session,
+    blobs: BlobStore,
+    collection: Collection,
+    config: IngestionConfig,
+    parse: Parser,
+    on_progress: Callable[[int, int], None] | None,
+) -> _Plan:
+    """Every buildable revision's cached chunks, parsing again those cached under another config."""
+    parse_hash = config.parse_hash()
+    snapshot = catalog.buildable_revisions(session, collection.id)
+    plan = _Plan([], {}, [])
+    cached = catalog.cached_chunks_by_sha(
+        session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash
+    )
+    for done, (document, revision) in enumerate(snapshot, start=1):
+        rows = cached.get(revision.sha256, [])
+        if not rows:  # parsed under another ingestion config: parse again now
+            try:
+                store_chunks(
+                    session,
+                    collection.id,
+                    revision.sha256,
+                    parse_hash,
+                    _parse(blobs, collection, revision, document.filename, config, parse),
+                )
+                session.commit()
+            except DocumentParseError as exc:
+                plan.skipped.append({"filename": document.filename, "error": exc.detail})
+                rows = []
+            else:
+                rows = catalog.cached_chunks(session, collection.id, revision.sha256, parse_hash)
+        if rows:  # a document whose chunks are all dropped stays in the version, with no chunks
+            screened = screen(rows, config.injection)
+            _record_injection(revision, screened.counts)
+            plan.flags[revision.id] = screened.flags
+            plan.planned.append((document, revision, screened.rows))
+        if on_progress:
+            on_progress(done, len(snapshot))
+    return plan
+
+
+def _apply_delta(version: Version, delta: Delta | None, planned: Planned) -> Planned:
+    """Record on ``version`` what it reads from its base; the documents its own collection must hold."""
+    version.base_version_number = delta.base.number if delta else None
+    version.base_collection = delta.base.chroma_collection if delta else None
+    version.hidden_documents = sorted(delta.hidden) if delta else []
+    version.hidden_chunk_count = delta.hidden_chunks if delta else 0
+    return [p for p in planned if p[0].id not in delta.unchanged] if delta else planned
+
+
+def _write_vectors(
+    client: ChromaClient,
+    version: Version,
+    plan: _Plan,
+    written: Planned,
+    indexed: dict[tuple[str, int], str],
+    vectors: dict[str, np.ndarray],
+) -> None:
+    """Write ``written``'s chunks into a fresh Chroma collection and check that Chroma holds them all."""
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
+    store = chroma_access.vector_store(chroma_collection)
+    batch = min(WRITE_BATCH, chroma_access.max_batch_size(client))
+    nodes: list[TextNode] = []
+    expected = 0
+    for document, revision, rows in written:
+        for row in rows:
+            node = TextNode(
+                id_=chunk_id(revision, row.position),
+                text=row.text,
+                metadata=_node_metadata(row, document, revision, plan.flags[revision.id].get(row.position)),
+                embedding=vectors[text_sha256(indexed[revision.id, row.position])].tolist(),
+            )
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.id)
+            nodes.append(node)
+            if len(nodes) >= batch:
+                store.add(nodes)
+                expected += len(nodes)
+                nodes = []
+    if nodes:
+        store.add(nodes)
+        expected += len(nodes)
+    stored = chroma_collection.count()
+    if stored != expected:
+        raise RuntimeError(f"Chroma holds {stored} vectors for {version.chroma_collection}, expected {expected}")
+
+
+def _record_contents(session: Session, collection: Collection, version: Version, plan: _Plan, embedded: int) -> None:
+    """The version's documents, counts and changes against the previous version, in the catalog."""
+    previous = catalog.latest_version(
+        session, collection.id, [VersionState.live, VersionState.ready, VersionState.archived]
+    )
+    previous_docs = catalog.version_documents(session, previous) if previous and previous.id != version.id else []
+    current = [(d, r) for d, r, _ in plan.planned]
+    catalog.clear_version_documents(session, version.id)  # a retried build
+    previous_revisions = {vd.revision_id for vd in previous_docs}
+    # Embeddings computed for this version: by the parse tasks of its new revisions, and here.
+    embedded_count = embedded + sum(r.embedded_count for _, r in current if r.id not in previous_revisions)
+    for document, revision, rows in plan.planned:
+        session.add(
+            VersionDocument(
+                version_id=version.id,
+                document_id=document.id,
+                revision_id=revision.id,
+                filename=document.filename,
+                chunk_count=len(rows),
+            )
+        )
+    chunk_count = sum(len(rows) for _, _, rows in plan.planned)
+    version.document_count = len(plan.planned)
+    version.chunk_count = chunk_count
+    version.embedded_chunk_count = min(embedded_count, chunk_count)
+    version.reused_chunk_count = chunk_count - version.embedded_chunk_count
+    version.changes = {**diff_against(previous_docs, current), "skipped": plan.skipped}
+
+
 def build_version(
     session: Session,
     client: ChromaClient,
@@ -367,116 +497,26 @@ def build_version(
     build after a killed worker never holds duplicate or half-written chunks; the
     version only becomes ``ready`` after its vector count has been checked.
     """
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-
     started = time.monotonic()
     config = IngestionConfig.model_validate(version.config)
-    parse_hash = config.parse_hash()
-    snapshot = catalog.buildable_revisions(session, collection.id)
-
-    planned: list[tuple[Document, DocumentRevision, list[ChunkCache]]] = []
-    flags: dict[str, dict[int, str]] = {}  # revision id -> its flagged chunks
-    skipped: list[dict[str, str]] = []
-    cached = catalog.cached_chunks_by_sha(
-        session, collection.id, [revision.sha256 for _, revision in snapshot], parse_hash
-    )
-    for done, (document, revision) in enumerate(snapshot, start=1):
-        rows = cached.get(revision.sha256, [])
-        if not rows:  # parsed under another ingestion config: parse again now
-            try:
-                store_chunks(
-                    session,
-                    collection.id,
-                    revision.sha256,
-                    parse_hash,
-                    _parse(blobs, collection, revision, document.filename, config, parse),
-                )
-                session.commit()
-            except DocumentParseError as exc:
-                skipped.append({"filename": document.filename, "error": exc.detail})
-                rows = []
-            else:
-                rows = catalog.cached_chunks(session, collection.id, revision.sha256, parse_hash)
-        if rows:  # a document whose chunks are all dropped stays in the version, with no chunks
-            screened = screen(rows, config.injection)
-            _record_injection(revision, screened.counts)
-            flags[revision.id] = screened.flags
-            planned.append((document, revision, screened.rows))
-        if on_progress:
-            on_progress(done, len(snapshot))
-
+    plan = _plan_chunks(session, blobs, collection, config, parse, on_progress)
     # Embedded and BM25-indexed with the document's context (config.context); the nodes keep the chunk's text.
-    indexed = {
-        (revision.id, row.position): _indexed(row, revision, config) for _, revision, rows in planned for row in rows
-    }
+    chunks = [(revision, row) for _, revision, rows in plan.planned for row in rows]
+    indexed = {(revision.id, row.position): _indexed(row, revision, config) for revision, row in chunks}
     embedded = ensure_embeddings(session, collection.id, embedder, list(indexed.values()))
-
-    delta = plan_delta(session, version, parse_hash, planned)
-    version.base_version_number = delta.base.number if delta else None
-    version.base_collection = delta.base.chroma_collection if delta else None
-    version.hidden_documents = sorted(delta.hidden) if delta else []
-    version.hidden_chunk_count = delta.hidden_chunks if delta else 0
-    written = [p for p in planned if p[0].id not in delta.unchanged] if delta else planned
-
-    chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
-    store = chroma_access.vector_store(chroma_collection)
-    batch = min(WRITE_BATCH, chroma_access.max_batch_size(client))
-    nodes: list[TextNode] = []
-    expected = 0
-    for document, revision, rows in written:
-        for row in rows:
-            node = TextNode(
-                id_=chunk_id(revision, row.position),
-                text=row.text,
-                metadata=_node_metadata(row, document, revision, flags[revision.id].get(row.position)),
-                embedding=embedded.vectors[text_sha256(indexed[revision.id, row.position])].tolist(),
-            )
-            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=document.id)
-            nodes.append(node)
-            if len(nodes) >= batch:
-                store.add(nodes)
-                expected += len(nodes)
-                nodes = []
-    if nodes:
-        store.add(nodes)
-        expected += len(nodes)
+    written = _apply_delta(version, plan_delta(session, version, config.parse_hash(), plan.planned), plan.planned)
+    _write_vectors(client, version, plan, written, indexed, embedded.vectors)
     # The BM25 index for hybrid retrieval is built for every version, so hybrid can be switched on later.
     lexical = BM25Index.build(
-        [chunk_id(revision, row.position) for _, revision, rows in planned for row in rows],
-        [indexed[revision.id, row.position] for _, revision, rows in planned for row in rows],
+        [chunk_id(revision, row.position) for revision, row in chunks],
+        [indexed[revision.id, row.position] for revision, row in chunks],
     )
     version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
-    stored = chroma_collection.count()
-    if stored != expected:
-        raise RuntimeError(f"Chroma holds {stored} vectors for {version.chroma_collection}, expected {expected}")
-
-    previous = catalog.latest_version(
-        session, collection.id, [VersionState.live, VersionState.ready, VersionState.archived]
-    )
-    previous_docs = catalog.version_documents(session, previous) if previous and previous.id != version.id else []
-    current = [(d, r) for d, r, _ in planned]
-    catalog.clear_version_documents(session, version.id)  # a retried build
-    previous_revisions = {vd.revision_id for vd in previous_docs}
-    # Embeddings computed for this version: by the parse tasks of its new revisions, and here.
-    embedded_count = embedded.embedded + sum(r.embedded_count for _, r in current if r.id not in previous_revisions)
-    for document, revision, rows in planned:
-        session.add(
-            VersionDocument(
-                version_id=version.id,
-                document_id=document.id,
-                revision_id=revision.id,
-                filename=document.filename,
-                chunk_count=len(rows),
-            )
-        )
-    chunk_count = sum(len(rows) for _, _, rows in planned)
-    version.document_count = len(planned)
-    version.chunk_count = chunk_count
-    version.embedded_chunk_count = min(embedded_count, chunk_count)
-    version.reused_chunk_count = chunk_count - version.embedded_chunk_count
-    version.changes = {**diff_against(previous_docs, current), "skipped": skipped}
+    _record_contents(session, collection, version, plan, embedded.embedded)
     version.state = VersionState.ready
     version.built_at = utcnow()
     version.build_seconds = round(time.monotonic() - started, 3)
     session.flush()
-    return BuildResult(len(planned), chunk_count, version.embedded_chunk_count, version.reused_chunk_count, skipped)
+    return BuildResult(
+        len(plan.planned), version.chunk_count, version.embedded_chunk_count, version.reused_chunk_count, plan.skipped
+    )
