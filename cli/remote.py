@@ -297,6 +297,18 @@ class IngestRun:
         self.progress.update(task, completed=job["progress"]["done"], total=job["progress"]["done"] or 1)
         return job
 
+    def wait_for_builds(self) -> tuple[dict[str, Any] | None, str | None]:
+        """Follow every build the uploads started: the last version built, or the error of a failed build."""
+        version: dict[str, Any] | None = None
+        build_error: str | None = None
+        for build_job_id in self.build_job_ids:
+            job = self.wait_for_build(build_job_id)
+            if job["status"] == "failed":
+                build_error = job["error"]
+            elif job["result"].get("version"):
+                version = job["result"]
+        return version, build_error
+
 
 def walk(paths: list[Path]) -> list[Path]:
     """Files under the given paths, sorted, skipping hidden files and folders."""
@@ -325,6 +337,20 @@ def _batches(uploads: list[Upload], size: int, max_bytes: int) -> Iterator[list[
         yield batch
 
 
+def _planned_uploads(files: list[Path]) -> list[Upload]:
+    """One upload per file; a second file with a name already taken is rejected (documents are named by filename)."""
+    uploads: list[Upload] = []
+    first_of: dict[str, Path] = {}
+    for path in files:
+        u = Upload(path, path.name, path.stat().st_size)
+        if path.name in first_of:
+            u.status, u.detail = "rejected", f"same filename as {first_of[path.name]} (documents are named by filename)"
+        else:
+            first_of[path.name] = path
+        uploads.append(u)
+    return uploads
+
+
 @talks_to_server
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).", exists=True)],
@@ -342,15 +368,7 @@ def ingest(
     if not files:
         err.print("no files found")
         raise typer.Exit(code=2)
-    uploads: list[Upload] = []
-    first_of: dict[str, Path] = {}
-    for path in files:
-        u = Upload(path, path.name, path.stat().st_size)
-        if path.name in first_of:
-            u.status, u.detail = "rejected", f"same filename as {first_of[path.name]} (documents are named by filename)"
-        else:
-            first_of[path.name] = path
-        uploads.append(u)
+    uploads = _planned_uploads(files)
     with (
         Server() as server,
         Progress(
@@ -375,12 +393,7 @@ def ingest(
         build_error: str | None = None
         if wait and changed:
             run.wait_for_parsing(progress.add_task("parsing", total=len(changed)))
-            for build_job_id in run.build_job_ids:
-                job = run.wait_for_build(build_job_id)
-                if job["status"] == "failed":
-                    build_error = job["error"]
-                elif job["result"].get("version"):
-                    version = job["result"]
+            version, build_error = run.wait_for_builds()
     _summarise(collection, uploads, version, build_error, waited=wait, builds=run.build_job_ids)
     if build_error or any(u.status in ("rejected", "failed") for u in uploads):
         raise typer.Exit(code=1)
