@@ -503,17 +503,20 @@ def parse_config(spec: str) -> LabConfig:
         config = replace(config, hook=hook)
     for modifier in modifiers:
         key, _, value = modifier.partition("=")
-        if key == "cap":
-            config = replace(config, per_doc_cap=int(value))
-        elif key == "mmr":
-            config = replace(config, mmr_lambda=float(value))
-        elif key == "pool":
-            config = replace(config, pool=int(value))
-        elif key == "k":
-            config = replace(config, rrf_k=int(value))
-        else:
+        if key not in _MODIFIERS:
             raise ValueError(f"{spec}: unknown modifier {key!r}")
+        field_name, convert = _MODIFIERS[key]
+        changes: dict[str, Any] = {field_name: convert(value)}
+        config = replace(config, **changes)
     return config
+
+
+_MODIFIERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
+    "cap": ("per_doc_cap", int),
+    "mmr": ("mmr_lambda", float),
+    "pool": ("pool", int),
+    "k": ("rrf_k", int),
+}
 
 
 # --- corpus: parse, title, embed (cached) ---------------------------------------------------------------
