@@ -61,6 +61,7 @@ class Plan:
 FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None)
 SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2)
 HYBRID_COST_TOP_K = (10, 100)  # issue 16: hybrid p50 at most 1.3x dense at top_k 10, 2x at top_k 100
+COST_NO_CAP = "dense-only, no cap"
 
 
 def log(message: str) -> None:
@@ -160,32 +161,41 @@ def hybrid_cost(
     questions: list[str],
     measure: Callable[[str, str, int, str, Callable[..., dict[str, Any]]], None],
 ) -> None:
-    """/query retrieve at concurrency 1, top_k 10 and 100: the default config, then dense-only.
+    """/query retrieve at concurrency 1, top_k 10 and 100: dense-only without the per-document cap, the
+    default config, then dense-only (``retrieval.hybrid: false``, the rest as the default).
 
+    Dense-only without the cap is the dense path before issue 16: the cap reads a larger pool of
+    chunks (with their text) from Chroma, so dense-only with it is not the cost hybrid adds.
     Each run is labelled ``retrieve, top_k N, <config>``; ``report.hybrid_cost_table`` sets them side by side.
     """
     with stack.server() as server:
-        hybrid = quality.collection_retrieval(server, target.collection)["hybrid"]
-
-        def run_config(config: str) -> None:
-            name = f"default (hybrid {'on' if hybrid else 'off'})" if config == "default" else "dense-only"
-            for top_k in HYBRID_COST_TOP_K:
-                bodies = [
-                    {"collection": target.collection, "question": q, "top_k": top_k, "mode": "retrieve"}
-                    for q in questions
-                ]
-                load = partial(
-                    latency.http_load,
-                    f"{stack.url}/query",
-                    bodies,
-                    1,
-                    plan.max_requests,
-                    plan.max_seconds,
-                    latency.ragkeep_headers(),
-                )
-                measure("ragkeep /query", f"retrieve, top_k {top_k}, {name}", 1, target.model, load)
-
-        quality.with_each_config(server, target.collection, quality.CONFIGS, run_config)
+        own = quality.collection_retrieval(server, target.collection)
+        configs: tuple[tuple[str, dict[str, Any]], ...] = (
+            (COST_NO_CAP, {"hybrid": False, "max_chunks_per_document": None}),
+            (f"default (hybrid {'on' if own['hybrid'] else 'off'})", {}),
+            ("dense-only", {"hybrid": False}),
+        )
+        try:
+            for name, change in configs:
+                retrieval = {**own, **change}
+                server.call("PATCH", f"/collections/{target.collection}", json={"config": {"retrieval": retrieval}})
+                for top_k in HYBRID_COST_TOP_K:
+                    bodies = [
+                        {"collection": target.collection, "question": q, "top_k": top_k, "mode": "retrieve"}
+                        for q in questions
+                    ]
+                    load = partial(
+                        latency.http_load,
+                        f"{stack.url}/query",
+                        bodies,
+                        1,
+                        plan.max_requests,
+                        plan.max_seconds,
+                        latency.ragkeep_headers(),
+                    )
+                    measure("ragkeep /query", f"retrieve, top_k {top_k}, {name}", 1, target.model, load)
+        finally:
+            server.call("PATCH", f"/collections/{target.collection}", json={"config": {"retrieval": own}})
 
 
 def record_quality(results: dict[str, Any], key: str, evaluate: Callable[[], dict[str, Any]]) -> None:

@@ -93,6 +93,7 @@ def _results(*, finished: bool = True) -> dict[str, Any]:
             ("retrieve, top_k 100, default (hybrid on)", 90.0),
             ("retrieve, top_k 10, dense-only", 10.0),
             ("retrieve, top_k 100, dense-only", 30.0),
+            ("retrieve, top_k 100, dense-only, no cap", 20.0),
         )
     ]
     ingest = {"documents": 1, "chunks": 2, "seconds": 1.0, "chunks_per_s": 2.0}
@@ -148,8 +149,8 @@ def test_the_quality_table_sets_default_and_dense_side_by_side_against_the_targe
 
 def test_the_cost_table_divides_the_default_p50_by_dense_at_each_top_k() -> None:
     rows = hybrid_cost_table(_results())
-    assert rows[2] == "| 10 | 12.0 | 10.0 | 1.20x | ≤ 1.3x: pass |"
-    assert rows[3] == "| 100 | 90.0 | 30.0 | 3.00x | ≤ 2.0x: **fail** |"
+    assert rows[2] == "| 10 | 12.0 | 10.0 | 1.20x | ≤ 1.3x: pass | - | - |"
+    assert rows[3] == "| 100 | 90.0 | 30.0 | 3.00x | ≤ 2.0x: **fail** | 20.0 | 4.50x |"
 
 
 def test_the_report_says_what_was_not_measured_and_when_a_run_is_partial() -> None:
