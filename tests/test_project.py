@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,39 @@ def test_the_external_import_rule_sees_imports_inside_functions(tmp_path: Path) 
     assert any(_is_part_of(name, "chromadb") for name in found)
     assert any(_is_part_of(name, "langchain") for name in found)
     assert not _is_part_of("emailer", "email") and not _is_part_of("email_validator", "email")
+
+
+# Issue 17: a Celery task is an adapter (load ids, call one release/ function, record state, decide
+# retry) and a route parses, calls one function and maps the result; their rules live in release/.
+ADAPTER_LINES = {"workers/tasks.py": ("app.task", 20), "service/routers": ("router.", 25)}
+
+
+def _body_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = function.body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):  # the docstring
+        body = body[1:]
+    end = body[-1].end_lineno or body[-1].lineno
+    return end - body[0].lineno + 1 if body else 0
+
+
+def _adapters(path: Path, decorator: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = [ast.unparse(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list]
+            if any(name.startswith(decorator) for name in names):
+                found.append(node)
+    return found
+
+
+def test_tasks_and_routes_stay_thin_adapters() -> None:
+    too_long, seen = [], 0
+    for where, (decorator, limit) in ADAPTER_LINES.items():
+        target = ROOT / where
+        for path in [target] if target.is_file() else sorted(target.glob("*.py")):
+            for function in _adapters(path, decorator):
+                seen += 1
+                if (lines := _body_lines(function)) > limit:
+                    too_long.append(f"{path.relative_to(ROOT)}:{function.name} has {lines} lines (at most {limit})")
+    assert seen > 40, "the decorators were not recognised: the rule would check nothing"
+    assert not too_long, "\n".join(too_long)

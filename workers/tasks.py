@@ -172,6 +172,11 @@ def build_version(self: Task[Any, Any], job_id: str) -> None:
                 _retry_if_transient(self, exc)
                 log.exception("build job %s failed", job_id)
                 outcome = builds.fail(session, job_id, reason(exc), tools)
+    _observe_build(outcome)
+
+
+def _observe_build(outcome: builds.BuildOutcome) -> None:
+    """The build's result and duration in the worker's Prometheus metrics."""
     if outcome.state is not None:
         BUILDS.labels("failed" if outcome.state == VersionState.failed else "succeeded").inc()
     if outcome.build_seconds is not None:
