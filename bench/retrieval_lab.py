@@ -297,7 +297,7 @@ def jsquad_files() -> list[tuple[str, bytes]]:
 
 
 def jsquad_splits() -> dict[str, list[Question]]:
-    """The questions ``bench.run --jsquad`` asks (every 4th), with their ids for the hold-out."""
+    """The questions ``make bench`` asks (every 4th), with their ids for the hold-out."""
     items = _jsonl(JSQUAD_QA)[::4]
     asked = datasets.jsquad()[1]
     if [q["question"] for q in items] != [text for text, _ in asked]:
