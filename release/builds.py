@@ -237,7 +237,8 @@ def unchanged(session: Session, collection: Collection) -> bool:
     latest = catalog.latest_version(session, collection.id, states)
     if latest is None:
         return not current  # every document of the first upload failed: no empty version
-    if latest.config != catalog.collection_config(collection).ingestion.model_dump():
+    # Compared as stored (JSON): a tuple in the model is a list in the row.
+    if latest.config != catalog.collection_config(collection).ingestion.model_dump(mode="json"):
         return False
     built = {vd.document_id: vd.revision_id for vd in catalog.version_documents(session, latest)}
     return built == current

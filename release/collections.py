@@ -104,7 +104,7 @@ def update(
     if config is not None:
         merged = _merge(catalog.collection_config(collection).model_dump(), config)
         try:
-            collection.config = CollectionConfig.model_validate(merged).model_dump()
+            collection.config = CollectionConfig.model_validate(merged).model_dump(mode="json")
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"]))

@@ -30,7 +30,7 @@ def create_collection(
     session: Session, name: str, description: str, owners: list[str], config: CollectionConfig
 ) -> Collection:
     validate_collection_name(name)
-    collection = Collection(name=name, description=description, owners=owners, config=config.model_dump())
+    collection = Collection(name=name, description=description, owners=owners, config=config.model_dump(mode="json"))
     session.add(collection)
     try:
         session.flush()

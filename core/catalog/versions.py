@@ -151,7 +151,7 @@ def create_version(session: Session, collection: Collection, job_id: str, chroma
             collection_id=collection.id,
             number=number,
             state=VersionState.building,
-            config=config.ingestion.model_dump(),
+            config=config.ingestion.model_dump(mode="json"),
             embedding_model=config.ingestion.embedding_model,
             chroma_collection=chroma_name_for(collection.name, number),
             job_id=job_id,

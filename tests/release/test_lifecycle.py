@@ -150,6 +150,28 @@ def test_auto_policy_publishes_and_a_build_by_hand_always_builds(session: Sessio
     assert builds.build(session, manual, collection, tools).version == 2 and built == [1, 2]
 
 
+@pytest.mark.parametrize("context_metadata", [[], ["company", "quarter"]])
+def test_a_collection_whose_documents_and_config_are_built_is_unchanged(
+    session: Session, context_metadata: list[str]
+) -> None:
+    """The version's stored config is compared as stored: a tuple in the model is a list in the JSON row."""
+    collection = _collection(session, ingestion={"context_metadata": context_metadata})
+    _ready_documents(session, collection)
+    assert not builds.unchanged(session, collection), "nothing is built yet"
+    builds.build(session, catalog.create_job(session, JobKind.build, collection.id), collection, _tools(Sent(), [], []))
+    session.commit()
+    session.expire_all()  # read the version and collection back from their rows
+    assert builds.unchanged(session, collection)
+    catalog.record_upload(
+        session,
+        collection,
+        [catalog.IncomingFile("b.txt", "b" * 64, 10, "txt", "text/plain", {})],
+        catalog.create_job(session, JobKind.ingest, collection.id),
+    )
+    _ready_documents(session, collection)
+    assert not builds.unchanged(session, collection), "a new document changes it"
+
+
 def test_a_failed_build_fails_its_version_drops_its_vectors_and_starts_the_waiting_build(session: Session) -> None:
     collection = _collection(session)
     _ready_documents(session, collection)
