@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import nullcontext
-from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session
 
 from core import catalog
 from core.config import CollectionConfig
-from core.db import Database, create_schema
 from core.models import Collection, EvalResult, EvalRun, EvalTrigger, JobKind, JobStatus, Version, VersionState
 from release import gate
 from release.evaluations import EvalTools
 
 QUESTIONS = 30
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
-    create_schema(db.engine)
-    with db.session() as s:
-        yield s
-    db.dispose()
 
 
 # Runs that are all recorded already: deciding never evaluates, so no engine or scorer is needed.

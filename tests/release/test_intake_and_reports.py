@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import io
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
@@ -18,7 +17,6 @@ from sqlalchemy.orm import Session
 from core import catalog
 from core.blobs import BlobStore
 from core.config import CollectionConfig
-from core.db import Database, create_schema
 from core.errors import FileTooLarge, InvalidInput, TooManyRequests
 from core.models import (
     Collection,
@@ -34,17 +32,9 @@ from core.settings import Settings
 from release import evaluations, intake, reports
 from release.dispatch import Step
 from tests.processes import free_port
+from tests.release.conftest import Sent
 
 PDF_FREE_TEXT = b"Parental leave is sixteen weeks at full pay.\n"
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.steps: list[tuple[Step, str, float | None]] = []
-
-    def __call__(self, step: Step, arg: str, countdown: float | None = None) -> bool:
-        self.steps.append((step, arg, countdown))
-        return True
 
 
 class Audited:
@@ -62,15 +52,6 @@ class Mailbox:
     async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:  # noqa: N802
         self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))  # type: ignore[arg-type]
         return "250 Message accepted"
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
-    create_schema(db.engine)
-    with db.session() as s:
-        yield s
-    db.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,28 +15,9 @@ from core.models import Collection, Job, JobKind, JobStatus, Version, VersionDoc
 from ingest.pipeline import BuildResult
 from release import builds, gate, publish
 from release.dispatch import Step, open_job
+from tests.release.conftest import Sent
 
 STUCK = timedelta(minutes=5)
-
-
-class Sent:
-    """An ``Enqueue`` that records each step it is given."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[Step, str, float | None]] = []
-
-    def __call__(self, step: Step, arg: str, countdown: float | None = None) -> bool:
-        self.steps.append((step, arg, countdown))
-        return True
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    db = Database(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
-    create_schema(db.engine)
-    with db.session() as s:
-        yield s
-    db.dispose()
 
 
 def _collection(session: Session, **config: object) -> Collection:
