@@ -259,19 +259,22 @@ SECTIONS: dict[str, Callable[[Any, Plan, dict[str, Any]], None]] = {
 }
 
 
-def run_sections(
-    names: list[str], plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
-    """``--only a,b``: those quality sections alone, on a stack of their own."""
-    results: dict[str, Any] = {
+def _header(plan: Plan) -> dict[str, Any]:
+    """What every results file starts with: when, where, which model and plan, and the load."""
+    return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "model": "all-MiniLM-L6-v2",
         "plan": plan.__dict__,
         "load_average": {"start": os.getloadavg()[0], "cores": os.cpu_count()},
-        "ingestion": {},
-        "quality": {},
     }
+
+
+def run_sections(
+    names: list[str], plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """``--only a,b``: those quality sections alone, on a stack of their own."""
+    results: dict[str, Any] = {**_header(plan), "ingestion": {}, "quality": {}}
     with ragkeep_up(workdir) as stack:
         for name in names:
             SECTIONS[name](stack, plan, results)
@@ -281,13 +284,7 @@ def run_sections(
 
 
 def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "model": "all-MiniLM-L6-v2",
-        "plan": plan.__dict__,
-        "load_average": {"start": os.getloadavg()[0], "cores": os.cpu_count()},
-    }
+    results = _header(plan)
     scifact = datasets.scifact_files(plan.scifact_docs)
     int8 = INT8_EMBEDDING_MODEL
     with ragkeep_up(workdir) as stack:
