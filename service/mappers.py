@@ -121,7 +121,7 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
     collection = session.get(Collection, run.collection_id)
     results = None
     if with_results:
-        rows = sorted(catalog.eval_results(session, run.id), key=lambda row: row.position)
+        rows = catalog.eval_results(session, run.id)  # in the golden set's order
         results = [EvalResultRead.model_validate(row, from_attributes=True) for row in rows]
     return EvaluationRead(
         id=run.id,
