@@ -1,8 +1,10 @@
 # ragkeep image: one image for api, worker and beat (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
-# libmagic for content type detection.
-RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 make \
+# Debian packages the service needs at run time (apt-runtime.txt), and make.
+COPY apt-runtime.txt ./
+RUN apt-get update \
+    && sed 's/#.*//' apt-runtime.txt | xargs apt-get install -y --no-install-recommends make \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -14,6 +16,7 @@ COPY core core
 COPY ingest ingest
 COPY eval eval
 COPY query query
+COPY release release
 COPY workers workers
 COPY service service
 COPY cli cli

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 .PHONY: install up test lint bench clean
 
 install:
+	# Debian packages (apt-runtime.txt): installed when run as root with apt, else the command is printed.
+	sh scripts/apt-install.sh apt-runtime.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, from the local CPU wheel; a plain requirement would pull several GB of CUDA.

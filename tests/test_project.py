@@ -72,6 +72,17 @@ def test_compose_commands_are_real_cli_commands() -> None:
     assert services["api"]["ports"] == ["8000:8000"]
 
 
+def test_dockerfile_copies_every_package_and_installs_the_runtime_debian_packages() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]$", pyproject, flags=re.M)
+    assert include
+    packages = {name.strip(' "*') for name in include.group(1).split(",")}
+    copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, flags=re.M))
+    assert packages <= copied, f"the image lacks {packages - copied}"
+    assert "COPY apt-runtime.txt" in dockerfile and "apt-runtime.txt | xargs apt-get install" in dockerfile
+
+
 def test_readme_configuration_table_matches_the_settings() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(RAGKEEP_[A-Z0-9_]+)`", readme, flags=re.M))
