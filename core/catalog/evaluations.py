@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.catalog._numbering import add_numbered
@@ -151,7 +151,7 @@ def eval_results(session: Session, run_id: str) -> Sequence[EvalResult]:
 
 def clear_eval_results(session: Session, run_id: str) -> None:
     """Delete the run's per-question rows: a retried run starts clean."""
-    session.query(EvalResult).filter(EvalResult.run_id == run_id).delete()
+    session.execute(delete(EvalResult).where(EvalResult.run_id == run_id))
 
 
 def latest_run_metrics(session: Session) -> Sequence[tuple[str, int, dict[str, Any]]]:
