@@ -122,6 +122,9 @@ class LimitSettings(BaseModel):
     max_parse_memory_mb: int = Field(
         default=2048, ge=64, description="Memory one document may add to the parser process; more fails it."
     )
+    convert_timeout_s: int = Field(
+        default=120, ge=5, description="LibreOffice/pandoc conversion of one file; longer fails it (killed)."
+    )
 
 
 class QuerySettings(BaseModel):
