@@ -205,6 +205,8 @@ EXTERNAL_HOMES: dict[str, set[str]] = {
     "chromadb": {"core/chroma.py"},
     "llama_index.vector_stores": {"core/chroma.py"},  # LlamaIndex's Chroma wrapper
     "unstructured": {"ingest/partition.py"},
+    "rapidocr": {"ingest/ocr.py"},  # OCR (issue 19)
+    "pi_heif": {"ingest/ocr.py"},
     "ragas": {"eval/ragas_adapter.py"},
     "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on
     "smtplib": {"core/email.py", "release/mail.py"},
