@@ -160,6 +160,9 @@ class DocumentRevision(Base):
     injection_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Chunks whose embedding had to be computed for this revision (the rest came from cache).
     embedded_count: Mapped[int] = mapped_column(Integer, default=0)
+    # OCR (images, scanned pages): pages read so far and pages to read; None when no OCR ran.
+    ocr_pages_done: Mapped[int | None] = mapped_column(Integer)
+    ocr_pages_total: Mapped[int | None] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     parsed_at: Mapped[datetime | None] = mapped_column()
