@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -202,6 +203,9 @@ class Version(Base):
     # The version that was live when this one was published: rollback pops back to it.
     replaced_version_id: Mapped[str | None] = mapped_column(String(32))
     build_seconds: Mapped[float | None] = mapped_column(Float)
+    # The confidence threshold its golden set supports (eval.abstention.calibrate; None: not calibrated);
+    # ``answer.abstain: auto`` declines below it.
+    calibrated_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     built_at: Mapped[datetime | None] = mapped_column()
     published_at: Mapped[datetime | None] = mapped_column()
@@ -290,6 +294,11 @@ class QueryLog(Base):
     # The prompt template revision used (0: the collection config's inline prompt_template).
     prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     client: Mapped[str | None] = mapped_column(String(128))
+    # Issue 18: the evidence model's confidence, the share of answer sentences their passages
+    # support (None: no answer to check) and how many they do not.
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grounding_score: Mapped[float | None] = mapped_column(Float)
+    unsupported_sentences: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -321,6 +330,8 @@ class GoldenItem(Base):
     reference_contexts: Mapped[list[Any]] = mapped_column(default=list)
     reference_documents: Mapped[list[Any]] = mapped_column(default=list)
     tags: Mapped[list[Any]] = mapped_column(default=list)
+    # False: no document answers it; the right outcome is to decline (abstention metrics).
+    answerable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class EvalRun(Base):
@@ -342,6 +353,9 @@ class EvalRun(Base):
     answer_mode: Mapped[str | None] = mapped_column(String(16))
     prompt_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     judge_model: Mapped[str | None] = mapped_column(String(128))
+    judge_host: Mapped[str | None] = mapped_column(String(255))  # host of the judge's base URL
+    # {"threshold": float | None, "rule": str, "reason": str, "answerable": n, "unanswerable": n}
+    calibration: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Requests sent to the judge, and the re-asks after answers that did not parse.
     judge_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     judge_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -367,6 +381,12 @@ class EvalResult(Base):
     # {metric: reason code} for each metric of ``scores`` that is None (eval.unmeasured.REASONS)
     not_measured: Mapped[dict[str, Any]] = mapped_column(default=dict)
     judge_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The golden item's label, and the evidence the answer came with (query.evidence, query.grounding).
+    answerable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    answer_mode: Mapped[str | None] = mapped_column(String(16))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grounding_score: Mapped[float | None] = mapped_column(Float)
+    unsupported_sentences: Mapped[int | None] = mapped_column(Integer)
 
 
 class Report(Base):
@@ -434,6 +454,8 @@ class Feedback(Base):
     rating: Mapped[str] = mapped_column(String(8))  # up | down
     comment: Mapped[str] = mapped_column(Text, default="")
     expected_answer: Mapped[str | None] = mapped_column(Text)
+    # False: the question is one the knowledge base should decline (becomes an answerable:false golden line).
+    answerable: Mapped[bool | None] = mapped_column(Boolean)
     key_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -451,3 +473,21 @@ class PromptTemplate(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A browser signed in to the web console (``/ui``) with an API key.
+
+    The cookie carries a random token; only its SHA-256 is stored. ``key_hash`` binds the
+    session to the key it signed in with: every request checks that key again, so revoking or
+    expiring the key ends its sessions.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's token
+    key_hash: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
