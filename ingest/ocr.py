@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,9 @@ RENDER_DPI = 200
 # A page or image is scaled down so that its longer side is at most this (PP-OCR's own default
 # limit); keeps a poster-sized page from needing gigabytes.
 MAX_SIDE_PX = 4000
+# Smaller images are enlarged (at most MAX_UPSCALE times) so their longer side reaches this.
+MIN_SIDE_PX = 1600
+MAX_UPSCALE = 2.0
 # Pillow refuses images with more pixels than this (decompression bombs) before decoding them.
 MAX_IMAGE_PIXELS = 150_000_000
 
@@ -66,6 +72,13 @@ class OcrResult:
     lines: tuple[OcrLine, ...] = ()
     width: int = 0
     height: int = 0
+
+    def paragraphs(self) -> list[str]:
+        """The text as paragraphs: rows one line-height or more apart start a new one; rows inside join with spaces.
+
+        A word hyphenated at a line end is joined again; CJK rows join without a space.
+        """
+        return _paragraphs(self.lines)
 
 
 @dataclass(frozen=True)
@@ -141,16 +154,62 @@ def _vertical(lines: list[OcrLine]) -> bool:
     return len(lines) > 0 and tall * 2 > len(lines)
 
 
-def _join(lines: list[OcrLine]) -> str:
-    if _vertical(lines):
-        return "\n".join(line.text for line in sorted(lines, key=lambda item: -item.box[2]))
+def _rows(lines: Iterable[OcrLine]) -> list[list[OcrLine]]:
     rows: list[list[OcrLine]] = []
     for line in sorted(lines, key=lambda item: (item.box[1], item.box[0])):
         if rows and _same_row(rows[-1][-1].box, line.box):
             rows[-1].append(line)
         else:
             rows.append([line])
-    return "\n".join(" ".join(item.text for item in sorted(row, key=lambda item: item.box[0])) for row in rows)
+    return [sorted(row, key=lambda item: item.box[0]) for row in rows]
+
+
+def _join(lines: list[OcrLine]) -> str:
+    if _vertical(lines):
+        return "\n".join(line.text for line in sorted(lines, key=lambda item: -item.box[2]))
+    return "\n".join(" ".join(item.text for item in row) for row in _rows(lines))
+
+
+def _cjk(character: str) -> bool:
+    return "\u2e80" <= character <= "\u9fff" or "\uac00" <= character <= "\ud7af" or "\uff00" <= character <= "\uffef"
+
+
+def _paragraphs(lines: tuple[OcrLine, ...]) -> list[str]:
+    if not lines:
+        return []
+    if _vertical(list(lines)):
+        return ["".join(line.text for line in sorted(lines, key=lambda item: -item.box[2]))]
+    rows = _rows(lines)
+    heights = sorted(max(item.box[3] - item.box[1] for item in row) for row in rows)
+    line_height = heights[len(heights) // 2]
+    # Rows of one paragraph are evenly spaced: a gap clearly wider than the usual one starts the next.
+    gaps = sorted(
+        min(item.box[1] for item in below) - max(item.box[3] for item in above)
+        for above, below in itertools.pairwise(rows)
+    )
+    usual_gap = gaps[len(gaps) // 2] if gaps else 0.0
+    new_paragraph = max(usual_gap, 0.0) + 0.3 * line_height
+    paragraphs: list[str] = []
+    current = ""
+    previous_bottom: float | None = None
+    for row in rows:
+        text = " ".join(item.text for item in row)
+        top = min(item.box[1] for item in row)
+        if previous_bottom is not None and top - previous_bottom > new_paragraph and current:
+            paragraphs.append(current)
+            current = ""
+        if not current:
+            current = text
+        elif current.endswith("-") and text[:1].islower():
+            current = current[:-1] + text
+        elif _cjk(current[-1]) and _cjk(text[0]):
+            current += text
+        else:
+            current += " " + text
+        previous_bottom = max(item.box[3] for item in row)
+    if current:
+        paragraphs.append(current)
+    return paragraphs
 
 
 def recognise(pixels: np.ndarray, threads: int = 0) -> OcrResult:
@@ -209,6 +268,11 @@ def _pixels(frame: Image.Image) -> np.ndarray:
     image = image.convert("RGB")
     if max(image.size) > MAX_SIDE_PX:
         image.thumbnail((MAX_SIDE_PX, MAX_SIDE_PX))
+    elif max(image.size) < MIN_SIDE_PX:
+        # A page saved at screen resolution has 10-15 px letters, which the recogniser misreads
+        # (whole lines at scores near 0.5); enlarged toward a 150-200 dpi page it reads them.
+        factor = min(MAX_UPSCALE, MIN_SIDE_PX / max(image.size))
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
     return np.asarray(image)
 
 
@@ -272,6 +336,75 @@ def pdf_page_texts(data: bytes) -> list[str]:
     finally:
         document.close()
     return texts
+
+
+# A page's text layer is usable when it has this many letters or digits (any script) and
+# at most this share of characters that carry nothing: U+FFFD, private-use glyphs, controls.
+MIN_USABLE_CHARS = 10
+MAX_JUNK_SHARE = 0.3
+# A page without a usable text layer is OCRed when it draws an image, or this many vector
+# paths (text converted to outlines); a blank page or a ruled form without text is skipped.
+MIN_OUTLINE_PATHS = 200
+_CID = re.compile(r"\(cid:\d+\)")
+
+
+def usable_text(text: str) -> bool:
+    """Whether a text layer says something: enough letters or digits, little junk (pdfminer's ``(cid:N)``)."""
+    text = _CID.sub("\ufffd", text)
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return False
+    junk = sum(1 for c in visible if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs"))
+    words = sum(1 for c in visible if c.isalnum())
+    return words >= MIN_USABLE_CHARS and junk <= MAX_JUNK_SHARE * len(visible)
+
+
+def _draws_something(page: Any) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    paths = 0
+    for item in page.get_objects(max_depth=3):
+        if item.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            return True
+        if item.type == pdfium_c.FPDF_PAGEOBJ_PATH:
+            paths += 1
+            if paths >= MIN_OUTLINE_PATHS:
+                return True
+    return False
+
+
+def pages_needing_ocr(data: bytes, other_text: dict[int, str] | None = None) -> list[int]:
+    """The 1-based pages of a PDF whose text layer is empty or unusable and that draw an image (or outlines).
+
+    ``other_text`` is what another extractor (pdfminer) read per page: a page is left alone
+    when either PDFium's text layer or that text is usable.
+    """
+    import pypdfium2
+
+    other_text = other_text or {}
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        raise DocumentParseError(f"the PDF cannot be opened ({exc})") from exc
+    wanted: list[int] = []
+    try:
+        for index in range(len(document)):
+            page = document[index]
+            try:
+                if usable_text(other_text.get(index + 1, "")):
+                    continue
+                textpage = page.get_textpage()
+                try:
+                    layer = textpage.get_text_range()
+                finally:
+                    textpage.close()
+                if not usable_text(layer) and _draws_something(page):
+                    wanted.append(index + 1)
+            finally:
+                page.close()
+    finally:
+        document.close()
+    return wanted
 
 
 def _render(page: Any, dpi: int) -> np.ndarray:
