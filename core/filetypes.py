@@ -2,7 +2,8 @@
 
 The API calls this before anything is stored, so an unsupported file is refused with
 415 and an empty one with 422. It reads only the first bytes and, for ZIP containers,
-the central directory — never decompresses anything.
+the central directory and the (at most 100-byte, stored) ``mimetype`` member of an
+OpenDocument or EPUB file — never decompresses a document.
 """
 
 from __future__ import annotations
@@ -40,8 +41,32 @@ TSV = FileKind("tsv", "text/tsv")
 JSON = FileKind("json", "application/json")
 XML = FileKind("xml", "application/xml")
 TEXT = FileKind("txt", "text/plain")
+# Converted before parsing (ingest/convert.py): LibreOffice to their OOXML twin, pandoc to HTML.
+DOC = FileKind("doc", "application/msword")
+XLS = FileKind("xls", "application/vnd.ms-excel")
+PPT = FileKind("ppt", "application/vnd.ms-powerpoint")
+ODT = FileKind("odt", "application/vnd.oasis.opendocument.text")
+ODS = FileKind("ods", "application/vnd.oasis.opendocument.spreadsheet")
+ODP = FileKind("odp", "application/vnd.oasis.opendocument.presentation")
+RTF = FileKind("rtf", "application/rtf")
+EPUB = FileKind("epub", "application/epub+zip")
+# Unpacked at upload into one document per member (ingest/unpack.py); never a document itself.
+ZIP = FileKind("zip", "application/zip")
+# Read with OCR (ingest/ocr.py), on the ``ocr`` queue.
+PNG = FileKind("png", "image/png")
+JPEG = FileKind("jpeg", "image/jpeg")
+TIFF = FileKind("tiff", "image/tiff")
+BMP = FileKind("bmp", "image/bmp")
+WEBP = FileKind("webp", "image/webp")
+HEIC = FileKind("heic", "image/heic")
+IMAGE_KINDS = frozenset(k.kind for k in (PNG, JPEG, TIFF, BMP, WEBP, HEIC))
 
-SUPPORTED_KINDS = tuple(k.kind for k in (PDF, DOCX, PPTX, XLSX, MSG, EML, HTML, MARKDOWN, CSV, TSV, JSON, XML, TEXT))
+SUPPORTED_KINDS = tuple(
+    k.kind
+    for k in (PDF, DOCX, PPTX, XLSX, MSG, EML, HTML, MARKDOWN, CSV, TSV, JSON, XML, TEXT)
+    + (DOC, XLS, PPT, ODT, ODS, ODP, RTF, EPUB, ZIP)
+    + (PNG, JPEG, TIFF, BMP, WEBP, HEIC)
+)
 
 # Extensions of text formats; any other text file is ingested as plain text.
 _TEXT_EXTENSIONS = {
@@ -60,9 +85,11 @@ _TEXT_EXTENSIONS = {
 _OOXML_PARTS = {"word/document.xml": DOCX, "ppt/presentation.xml": PPTX, "xl/workbook.xml": XLSX}
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _OOXML_EXTENSIONS = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX}
+_ZIP_MIMETYPES = {kind.content_type: kind for kind in (ODT, ODS, ODP, EPUB)}
+_OLE_STREAMS = {"WordDocument": DOC, "Workbook": XLS, "Book": XLS, "PowerPoint Document": PPT}
 _BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _EMAIL_HEADER = re.compile(rb"^(Received|Return-Path|From|MIME-Version|Message-ID|Delivered-To|Date|Subject|To):", re.I)
-_LEGACY_OFFICE = "legacy binary Office files (.doc, .xls, .ppt) are not supported; save as .docx, .xlsx or .pptx"
+_UNKNOWN_OLE = "an OLE container that is not a Word, Excel, PowerPoint or Outlook file"
 
 
 def _extension(filename: str) -> str:
@@ -133,7 +160,38 @@ def _sniff_zip(data: bytes, filename: str, max_unpacked: int) -> FileKind:
     for part, kind in _OOXML_PARTS.items():
         if part in names:
             return kind
-    raise UnsupportedFileType(f"{filename!r} is a ZIP archive; upload the documents inside it instead")
+    if "mimetype" in names and archive.getinfo("mimetype").file_size <= 100:
+        try:
+            with archive.open("mimetype") as member:
+                mimetype = member.read(100).decode("ascii", "replace").strip()
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError):
+            mimetype = ""
+        if mimetype in _ZIP_MIMETYPES:
+            return _ZIP_MIMETYPES[mimetype]
+    return ZIP
+
+
+# HEIF brands of still images from cameras and phones (AVIF, also HEIF-boxed, is not read).
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
+
+
+def _sniff_image(head: bytes) -> FileKind | None:
+    """The image kinds OCR reads, by their signatures; None for anything else."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return TIFF
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return WEBP
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS and b"avif" not in head[8:32]:
+        return HEIC
+    # "BM" also starts text ("BMW ..."): require a plausible bitmap header after it.
+    if head.startswith(b"BM") and len(head) > 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return BMP
+    return None
 
 
 def _sniff_ole(data: bytes, filename: str) -> FileKind:
@@ -149,7 +207,10 @@ def _sniff_ole(data: bytes, filename: str) -> FileKind:
     if "EncryptedPackage" in streams:
         # The parser turns this into a readable "password-protected" failure for the document.
         return _OOXML_EXTENSIONS.get(_extension(filename), DOCX)
-    raise UnsupportedFileType(f"{filename!r}: {_LEGACY_OFFICE}")
+    for stream, kind in _OLE_STREAMS.items():
+        if stream in streams:
+            return kind
+    raise UnsupportedFileType(f"{filename!r} is {_UNKNOWN_OLE}")
 
 
 def detect_file_kind(data: bytes, filename: str, max_unpacked: int = 512 * 1024 * 1024) -> FileKind:
@@ -157,7 +218,8 @@ def detect_file_kind(data: bytes, filename: str, max_unpacked: int = 512 * 1024 
 
     Raises ``InvalidInput`` for an empty file or a ZIP container that would unpack to
     more than ``max_unpacked`` bytes, and ``UnsupportedFileType`` for anything
-    ragkeep cannot ingest (images, audio, archives, legacy Office, unknown binaries).
+    ragkeep cannot ingest (audio, video, executables, unknown binaries). A ``ZIP`` is an archive
+    the caller unpacks; converted kinds (``DOC`` … ``EPUB``) need their converter (``ingest/convert.py``).
     """
     if not data.strip():
         raise InvalidInput(f"{filename!r} is empty (or only whitespace); nothing to ingest")
@@ -168,6 +230,10 @@ def detect_file_kind(data: bytes, filename: str, max_unpacked: int = 512 * 1024 
         return _sniff_zip(data, filename, max_unpacked)
     if head.startswith(_OLE_MAGIC):
         return _sniff_ole(data, filename)
+    if head.startswith(b"{\\rtf"):
+        return RTF
+    if (image := _sniff_image(head)) is not None:
+        return image
     if _looks_like_text(head):
         return _sniff_text(head, filename)
     raise UnsupportedFileType(

@@ -7,6 +7,8 @@ they were built from. A PDF that Unstructured cannot read is read from PDFium's 
 
 from __future__ import annotations
 
+import codecs
+import csv
 import functools
 import html
 import io
@@ -21,6 +23,9 @@ import core  # noqa: F401  (offline environment before unstructured is imported)
 from core.config import IngestionConfig
 from core.errors import DocumentParseError
 from core.filetypes import FileKind
+from core.settings import get_settings
+from ingest.convert import CONVERTED_KINDS, convert, converter_for
+from ingest.emails import email_parts
 
 if TYPE_CHECKING:
     from unstructured.documents.elements import Element
@@ -103,6 +108,8 @@ def _elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfi
         raise DocumentParseError(
             f"the {kind.kind.upper()} file is password-protected or encrypted; upload a decrypted copy"
         )
+    # An email's attachments are documents of their own (ingest/unpack.py): here only its body is read.
+    emails: dict[str, Any] = {"process_attachments": False} if kind.kind in ("eml", "msg") else {}
     try:
         return list(
             partition(
@@ -110,6 +117,7 @@ def _elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfi
                 content_type=kind.content_type,
                 metadata_filename=filename,
                 strategy=config.strategy,
+                **emails,
             )
         )
     except DocumentParseError:
@@ -330,6 +338,70 @@ def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
     return [e for e in elements if e.text and e.text.strip()]
 
 
+_BOM_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Text in any encoding: a byte-order mark, else UTF-8, else what charset-normalizer finds (else cp1252)."""
+    for bom, encoding in _BOM_ENCODINGS:
+        if data.startswith(bom):
+            return data.decode(encoding, "replace"), encoding
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    import charset_normalizer
+
+    best = charset_normalizer.from_bytes(data[: 1024 * 1024]).best()
+    encoding = best.encoding if best is not None else "cp1252"
+    return data.decode(encoding, "replace"), encoding
+
+
+def normalized_table(data: bytes, kind: FileKind) -> bytes:
+    """A CSV/TSV as UTF-8 with every row as wide as the widest, so that any encoding and ragged rows parse.
+
+    A row with more fields than the header keeps them (the other rows get empty cells); a
+    well-formed UTF-8 file is returned unchanged.
+    """
+    text, encoding = decode_text(data)
+    sample = text[:65536]
+    delimiter = "\t"
+    if kind.kind == "csv":
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    width = max((len(r) for r in rows), default=0)
+    if encoding == "utf-8" and all(len(r) == width for r in rows if r):
+        return data
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerows(r + [""] * (width - len(r)) for r in rows if r)
+    return out.getvalue().encode("utf-8")
+
+
+def _header_elements(data: bytes, filename: str, kind: FileKind) -> list[Element]:
+    """An email's headers (subject, sender, recipients, date) as a text element: its one text when the body is empty."""
+    from unstructured.documents.elements import ElementMetadata, Text
+
+    try:
+        parts = email_parts(data, kind)
+    except ValueError as exc:
+        raise DocumentParseError(f"the {kind.kind.upper()} file is damaged ({exc})") from exc
+    if parts.encrypted:
+        raise DocumentParseError(f"the {kind.kind.upper()} email is encrypted (S/MIME or PGP); upload a decrypted copy")
+    if not parts.header_text:
+        return []
+    return [Text(text=parts.header_text, metadata=ElementMetadata(filename=filename))]
+
+
 def _read_elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> tuple[list[Element], str]:
     """The document's non-empty elements and the parser that read them (``unstructured`` or ``pdfium``).
 
@@ -337,6 +409,13 @@ def _read_elements(data: bytes, filename: str, kind: FileKind, config: Ingestion
     empty is read again from PDFium's text layer before the document is given up.
     """
     failure: DocumentParseError | None = None
+    if kind.kind in ("eml", "msg"):
+        headers = _header_elements(data, filename, kind)
+        return headers + [
+            e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()
+        ], "unstructured"
+    if kind.kind in ("csv", "tsv"):
+        data = normalized_table(data, kind)
     try:
         elements = [e for e in _elements(data, filename, kind, config) if e.text and e.text.strip()]
     except DocumentParseError as exc:
@@ -365,7 +444,13 @@ def partition_document(
     if kind.kind == "pdf" and max_pdf_pages is not None and b"/Encrypt" not in data[:4096]:
         _check_pdf_pages(data, max_pdf_pages)
     _prepare_unstructured()
+    converter = None
+    if kind.kind in CONVERTED_KINDS:
+        limits = get_settings().limits
+        converter = converter_for(kind.kind)
+        data, kind = convert(data, kind, timeout_s=limits.convert_timeout_s, max_memory_mb=limits.max_parse_memory_mb)
     elements, parser = _read_elements(data, filename, kind, config)
+    parser = converter or parser
     if not elements:
         if kind.kind == "pdf" and b"/Encrypt" in data:
             raise DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")

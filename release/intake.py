@@ -19,11 +19,12 @@ from core import catalog
 from core.blobs import BlobStore
 from core.embedding import Embedder
 from core.errors import FileTooLarge, InvalidInput, RagkeepError, TooManyRequests
-from core.filetypes import FileKind, clean_filename, detect_file_kind
+from core.filetypes import clean_filename
 from core.models import Collection, DocumentRevision, DocumentStatus, Job, JobKind, JobStatus, utcnow
 from core.settings import Settings
 from ingest import pipeline
 from ingest.sandbox import Parser
+from ingest.unpack import AcceptedFile, RefusedFile, UnpackLimits, check_file, unpack
 from release.builds import request_build
 from release.dispatch import Audit, Enqueue, dispatch_parses
 
@@ -34,6 +35,7 @@ RESERVED_METADATA = frozenset(
     {
         "filename",
         "pii",
+        "parent",
         "page",
         "page_end",
         "section",
@@ -100,6 +102,7 @@ class UploadedFile:
 class Upload:
     job: Job
     outcomes: list[catalog.UploadOutcome]
+    refused: list[RefusedFile]  # members of archives and attachments of emails that were not taken, and why
 
 
 def _read_limited(upload: UploadedFile, filename: str, limit: int) -> bytes:
@@ -109,25 +112,44 @@ def _read_limited(upload: UploadedFile, filename: str, limit: int) -> bytes:
     return data
 
 
-def check_files(files: Sequence[UploadedFile], settings: Settings) -> list[tuple[str, bytes, FileKind]]:
-    """Every file read (within the size limit), named and typed; one bad file rejects them all."""
+def check_files(files: Sequence[UploadedFile], settings: Settings) -> tuple[list[AcceptedFile], list[RefusedFile]]:
+    """Every file read (within the size limit), named, typed and unpacked; one bad file rejects them all.
+
+    An uploaded file that fails its checks rejects the request; a member of an uploaded ZIP or
+    an attachment of an uploaded email that fails them is refused alone (``ingest.unpack``).
+    """
     if len(files) > settings.max_files_per_request:
         raise InvalidInput(f"at most {settings.max_files_per_request} files per request")
-    checked: list[tuple[str, bytes, FileKind]] = []
-    seen: set[str] = set()
+    limits = UnpackLimits(
+        settings.max_files_per_request, settings.max_upload_bytes, settings.limits.max_unpacked_mb * 1024 * 1024
+    )
+    accepted: list[AcceptedFile] = []
+    refused: list[RefusedFile] = []
     for upload in files:
         filename = clean_filename(upload.filename)
-        if filename in seen:
-            raise InvalidInput(f"{filename!r} appears twice in this upload")
-        seen.add(filename)
         data = _read_limited(upload, filename, settings.max_upload_bytes)
         try:
-            kind = detect_file_kind(data, filename, settings.limits.max_unpacked_mb * 1024 * 1024)
+            unpacked = unpack(filename, data, check_file(data, filename, limits), limits)
         except RagkeepError as exc:
             exc.detail = f"{exc.detail} (nothing from this upload was stored)"
             raise
-        checked.append((filename, data, kind))
-    return checked
+        accepted += unpacked.files
+        refused += unpacked.refused
+    _check_names(accepted, settings.max_files_per_request)
+    return accepted, refused
+
+
+def _check_names(accepted: Sequence[AcceptedFile], max_files: int) -> None:
+    seen: set[str] = set()
+    for item in accepted:
+        if item.filename in seen:
+            raise InvalidInput(f"{item.filename!r} appears twice in this upload (nothing from this upload was stored)")
+        seen.add(item.filename)
+    if len(accepted) > max_files:
+        raise InvalidInput(
+            f"this upload unpacks to {len(accepted)} documents; at most {max_files} per request "
+            "(RAGKEEP_MAX_FILES_PER_REQUEST; nothing from this upload was stored)"
+        )
 
 
 def check_quota(session: Session, collection: Collection, incoming_bytes: int, settings: Settings) -> None:
@@ -159,13 +181,22 @@ def upload(
     revision changes nothing. Committed here; the ingest job's id tracks the parsing.
     """
     extra = parse_metadata(metadata)
-    checked = check_files(files, settings)
-    check_quota(session, collection, sum(len(data) for _, data, _ in checked), settings)
+    checked, refused = check_files(files, settings)
+    check_quota(session, collection, sum(len(f.data) for f in checked), settings)
     incoming = [
-        catalog.IncomingFile(filename, blobs.put(collection.id, data), len(data), kind.kind, kind.content_type, extra)
-        for filename, data, kind in checked
+        catalog.IncomingFile(
+            f.filename,
+            blobs.put(collection.id, f.data),
+            len(f.data),
+            f.kind.kind,
+            f.kind.content_type,
+            {**extra, "parent": f.parent} if f.parent else extra,
+        )
+        for f in checked
     ]
     job = catalog.create_job(session, JobKind.ingest, collection.id)
+    if refused:  # recorded with the job: the upload's answer is not the only place they are told
+        job.result = {"refused": [{"filename": r.filename, "reason": r.reason} for r in refused]}
     outcomes = catalog.record_upload(session, collection, incoming, job)
     changed = [o.revision.id for o in outcomes if o.changed]
     job.progress_total = len(changed)
@@ -178,7 +209,7 @@ def upload(
     session.commit()
     if changed:
         dispatch_parses(session, enqueue, job.id, changed)
-    return Upload(job, outcomes)
+    return Upload(job, outcomes, refused)
 
 
 def delete_document(

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from core import catalog
 from core.models import Collection, Document, EvalRun, Job, Version
+from eval.unmeasured import judge_label
+from release.intake import Upload
 from service.schemas import (
     CollectionRead,
     DocumentRead,
@@ -17,7 +19,10 @@ from service.schemas import (
     InjectionFindings,
     JobRead,
     Progress,
+    RefusedFile,
     RevisionRead,
+    UploadAccepted,
+    UploadedDocument,
     VersionChanges,
     VersionRead,
 )
@@ -35,6 +40,24 @@ def collection_read(session: Session, collection: Collection) -> CollectionRead:
         document_count=count,
         created_at=collection.created_at,
         updated_at=collection.updated_at,
+    )
+
+
+def upload_accepted(uploaded: Upload) -> UploadAccepted:
+    return UploadAccepted(
+        job_id=uploaded.job.id,
+        documents=[
+            UploadedDocument(
+                id=o.document.id,
+                filename=o.document.filename,
+                sha256=o.revision.sha256,
+                revision=o.revision.number,
+                status=o.revision.status,
+                changed=o.changed,
+            )
+            for o in uploaded.outcomes
+        ],
+        refused=[RefusedFile(filename=r.filename, reason=r.reason) for r in uploaded.refused],
     )
 
 
@@ -134,6 +157,9 @@ def evaluation_read(session: Session, run: EvalRun, with_results: bool = False) 
         answer_mode=run.answer_mode,
         prompt_revision=run.prompt_revision,
         judge_model=run.judge_model,
+        judge_host=run.judge_host,
+        judge=judge_label(run.judge_model, run.judge_host),
+        calibration=run.calibration,
         judge_calls=run.judge_calls,
         judge_retries=run.judge_retries,
         warnings=run.warnings,

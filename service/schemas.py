@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from core.config import PROMPT_TEMPLATE_PATTERN, CollectionConfig, check_prompt_template
 from eval.stats import MetricDelta
 from query.engine import Citation
+from query.evidence import Evidence
+from query.grounding import Grounding
 
 CollectionName = Annotated[
     str, StringConstraints(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
@@ -66,9 +68,19 @@ class UploadedDocument(BaseModel):
     changed: bool = Field(description="False when the bytes repeat the current revision (a no-op).")
 
 
+class RefusedFile(BaseModel):
+    filename: str = Field(description="A member of an uploaded .zip (its path inside) or an email's attachment.")
+    reason: str
+
+
 class UploadAccepted(BaseModel):
     job_id: str
     documents: list[UploadedDocument]
+    refused: list[RefusedFile] = Field(
+        default_factory=list,
+        description="Archive members and email attachments that were not taken, each with its reason; "
+        "the rest of the upload went ahead.",
+    )
 
 
 class InjectionFindings(BaseModel):
@@ -246,11 +258,25 @@ class QueryRead(BaseModel):
     collection: str
     version: int
     answer: str
-    answer_mode: Literal["llm", "extractive", "none"]
+    answer_mode: Literal["llm", "extractive", "abstained", "none"] = Field(
+        description="abstained: the passages do not support an answer (the answer is a fixed statement saying so, "
+        "the closest passages are still cited)."
+    )
     citations: list[Citation]  # query.engine's own type, rendered as is
     usage: Usage
     latency_ms: Latency
     warnings: list[str] = []
+    confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="How strongly the retrieved passages support an answer (0-1)."
+    )
+    evidence: Evidence | None = Field(
+        default=None, description="The retrieval signals the confidence is computed from (query.evidence)."
+    )
+    grounding: Grounding = Field(
+        default_factory=Grounding,
+        description="Per answer sentence: supported by the passages it cites or not, how strongly, and the numbers "
+        "or names not found in them; score is the share of supported sentences (null: no answer to check).",
+    )
 
 
 class GoldenSetRead(BaseModel):
@@ -288,6 +314,11 @@ class EvalResultRead(BaseModel):
     scores: dict[str, float | None]
     not_measured: dict[str, str] = Field(default_factory=dict, description="Metric -> why its score is null.")
     judge_retries: int = 0
+    answerable: bool = Field(default=True, description="The golden line's label (false: the answer is to decline).")
+    answer_mode: str | None = Field(default=None, description="How it was answered (abstained: declined).")
+    confidence: float | None = Field(default=None, description="The answer's evidence strength (0-1).")
+    grounding_score: float | None = Field(default=None, description="Share of answer sentences supported.")
+    unsupported_sentences: int | None = None
 
 
 class EvaluationRead(BaseModel):
@@ -301,6 +332,16 @@ class EvaluationRead(BaseModel):
     answer_mode: str | None
     prompt_revision: int
     judge_model: str | None
+    judge_host: str | None = Field(default=None, description="Host of the judge's endpoint (null: no judge).")
+    judge: str = Field(
+        default="none",
+        description="Which judge scored the run's LLM metrics: 'model at host', or 'none' (no judge configured).",
+    )
+    calibration: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The abstention threshold this run's golden set supports (stored on the version), the rule, "
+        "and the shares answered/declined at it on this golden set; threshold null with a reason when unsupported.",
+    )
     judge_calls: int = Field(default=0, description="Requests sent to the judge.")
     judge_retries: int = Field(default=0, description="Judge answers that did not parse and were asked again.")
     warnings: list[str] = Field(
@@ -382,6 +423,11 @@ class FeedbackCreate(BaseModel):
     rating: Literal["up", "down"]
     comment: Annotated[str, StringConstraints(max_length=2000)] = ""
     expected_answer: Annotated[str, StringConstraints(min_length=1, max_length=20000)] | None = None
+    answerable: bool | None = Field(
+        default=None,
+        description="false: no document answers this question (a knowledge gap); it can become an "
+        "answerable: false golden line through /goldensets/from-feedback.",
+    )
 
 
 class FeedbackRead(BaseModel):
@@ -391,6 +437,7 @@ class FeedbackRead(BaseModel):
     rating: str
     comment: str
     expected_answer: str | None
+    answerable: bool | None = None
     question: str
     answer: str
     version: int

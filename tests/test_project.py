@@ -210,7 +210,10 @@ EXTERNAL_HOMES: dict[str, set[str]] = {
     "ragas": {"eval/ragas_adapter.py"},
     "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on
     "smtplib": {"core/email.py", "release/mail.py"},
-    "email": {"core/email.py", "release/mail.py"},
+    "email": {"core/email.py", "release/mail.py", "ingest/emails.py"},  # ingest/emails.py reads uploaded emails
+    "oxmsg": {"ingest/emails.py"},
+    "pypandoc": {"ingest/convert.py"},
+    "charset_normalizer": {"ingest/partition.py"},
 }
 
 

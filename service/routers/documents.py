@@ -10,7 +10,7 @@ from core import catalog
 from release import intake
 from service.access import GuardedRoute, ReadableCollection, WritableCollection
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
-from service.mappers import document_read
+from service.mappers import document_read, upload_accepted
 from service.routers.audit import auditor
 from service.schemas import (
     DocumentDeleted,
@@ -18,7 +18,6 @@ from service.schemas import (
     Offset,
     Page,
     UploadAccepted,
-    UploadedDocument,
     error_responses,
 )
 
@@ -40,7 +39,9 @@ def upload_documents(
     """Upload files; each new or changed file becomes a document revision that is parsed asynchronously.
 
     The whole request is checked before anything is stored: one oversized, empty or
-    unsupported file rejects the request and nothing else changes.
+    unsupported file rejects the request and nothing else changes. A .zip becomes one
+    document per member and an email one more per attachment; a member or attachment that
+    fails the same checks is listed in `refused` with its reason, and the rest go ahead.
     """
     uploaded = intake.upload(
         session,
@@ -52,20 +53,7 @@ def upload_documents(
         enqueue=state.tasks.enqueue,
         audit=auditor(request, session, principal, "documents.upload", collection.name),
     )
-    return UploadAccepted(
-        job_id=uploaded.job.id,
-        documents=[
-            UploadedDocument(
-                id=o.document.id,
-                filename=o.document.filename,
-                sha256=o.revision.sha256,
-                revision=o.revision.number,
-                status=o.revision.status,
-                changed=o.changed,
-            )
-            for o in uploaded.outcomes
-        ],
-    )
+    return upload_accepted(uploaded)
 
 
 @router.get("", responses=ERRORS)

@@ -1,0 +1,204 @@
+"""Containers at upload: a ``.zip`` becomes one document per member, an email one document per attachment.
+
+Every file that comes out of a container gets the same checks as a direct upload (size,
+type from its content, a converter for its type) and a link to its container (``parent``).
+A file that fails them is refused alone, with its reason; the others go ahead. Archives are
+unpacked one level deep (a ZIP inside the uploaded ZIP is unpacked, a ZIP inside that is
+refused). Member names are paths inside the archive, made safe: an absolute path or one
+with ``..`` is refused, never resolved. Sizes are checked against what the central
+directory declares before anything is inflated, and against what actually comes out while
+inflating (a member that inflates past its declared size is refused).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from core.errors import InvalidInput, RagkeepError, UnsupportedFileType
+from core.filetypes import EML, MSG, ZIP, FileKind, detect_file_kind
+from ingest.convert import missing_converter
+from ingest.emails import email_parts
+
+MAX_DEPTH = 1  # a ZIP inside the uploaded ZIP is unpacked; one inside that is refused
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_MAX_NAME_BYTES = 255
+_READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    max_files: int  # documents one upload may become (RAGKEEP_MAX_FILES_PER_REQUEST)
+    max_file_bytes: int  # per file, as a direct upload (RAGKEEP_MAX_UPLOAD_MB)
+    max_unpacked_bytes: int  # all members of one archive together (RAGKEEP_LIMITS__MAX_UNPACKED_MB)
+
+
+@dataclass(frozen=True)
+class AcceptedFile:
+    filename: str
+    data: bytes
+    kind: FileKind
+    parent: str | None = None  # the archive or email it came out of
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    filename: str
+    reason: str
+
+
+@dataclass
+class Unpacked:
+    files: list[AcceptedFile] = field(default_factory=list)
+    refused: list[RefusedFile] = field(default_factory=list)
+
+
+def check_file(data: bytes, filename: str, limits: UnpackLimits) -> FileKind:
+    """The checks every file gets, uploaded or unpacked: size, type, a converter. Raises a ``RagkeepError``."""
+    if len(data) > limits.max_file_bytes:
+        raise InvalidInput(f"{filename!r} is larger than the {limits.max_file_bytes // (1024 * 1024)} MiB upload limit")
+    kind = detect_file_kind(data, filename, limits.max_unpacked_bytes)
+    reason = missing_converter(kind.kind)
+    if reason is not None:
+        raise UnsupportedFileType(f"{filename!r}: {reason}")
+    return kind
+
+
+def member_name(raw: str) -> str | None:
+    """A member's path made safe to use as a document name; None for a path that escapes (absolute, ``..``)."""
+    path = raw.replace("\\", "/")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return None
+    parts = [_UNSAFE_CHARS.sub("", p).strip() for p in path.split("/")]
+    if any(p == ".." for p in parts):
+        return None
+    name = "/".join(p for p in parts if p and p != ".")
+    return name or None
+
+
+def _skipped(raw: str) -> bool:
+    """Folders, hidden files and macOS resource forks: not documents anyone uploaded on purpose."""
+    parts = [p for p in raw.replace("\\", "/").split("/") if p]
+    return raw.endswith(("/", "\\")) or not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """The member's bytes, never more than its declared size or ``limit`` (raises ``InvalidInput``)."""
+    if info.flag_bits & 0x1:
+        raise InvalidInput("it is encrypted (password-protected in the archive)")
+    allowed = min(info.file_size, limit)
+    out = io.BytesIO()
+    with archive.open(info) as member:
+        while chunk := member.read(min(_READ_CHUNK, allowed + 1 - out.tell())):
+            out.write(chunk)
+            if out.tell() > allowed:
+                raise InvalidInput("it inflates past its declared size or the limit (a possible ZIP bomb)")
+    return out.getvalue()
+
+
+def _members(data: bytes, archive_name: str, limits: UnpackLimits, result: Unpacked) -> Iterator[tuple[str, bytes]]:
+    """(safe name, bytes) of each member worth a document; refusals go to ``result``."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not _skipped(i.filename)]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
+        raise InvalidInput(f"{archive_name!r} is a damaged ZIP archive ({exc})") from None
+    if len(infos) > limits.max_files:
+        raise InvalidInput(
+            f"{archive_name!r} holds {len(infos)} files; an upload may hold at most {limits.max_files} "
+            "(RAGKEEP_MAX_FILES_PER_REQUEST)"
+        )
+    budget = limits.max_unpacked_bytes
+    for info in infos:
+        name = member_name(info.filename)
+        shown = f"{archive_name}/{info.filename}"
+        if name is None:
+            result.refused.append(RefusedFile(shown, "its path leaves the archive (absolute or '..'); not unpacked"))
+            continue
+        if info.file_size > limits.max_file_bytes:
+            mib = limits.max_file_bytes // (1024 * 1024)
+            result.refused.append(RefusedFile(shown, f"it would unpack to more than the {mib} MiB upload limit"))
+            continue
+        if info.file_size > budget:
+            result.refused.append(RefusedFile(shown, "the archive's members together exceed the unpacked-size limit"))
+            continue
+        try:
+            content = _read_member(archive, info, min(limits.max_file_bytes, budget))
+        except InvalidInput as exc:
+            result.refused.append(RefusedFile(shown, exc.detail))
+            continue
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+            result.refused.append(RefusedFile(shown, f"it is damaged in the archive ({type(exc).__name__}: {exc})"))
+            continue
+        budget -= len(content)
+        yield name, content
+
+
+def _unique(filename: str, result: Unpacked) -> str:
+    """Two attachments called ``image001.png``: the second becomes ``image001 (2).png``."""
+    taken = {f.filename for f in result.files}
+    if filename not in taken:
+        return filename
+    path = PurePosixPath(filename)
+    number = 2
+    while (candidate := str(path.with_name(f"{path.stem} ({number}){path.suffix}"))) in taken:
+        number += 1
+    return candidate
+
+
+def _add(filename: str, data: bytes, parent: str | None, depth: int, limits: UnpackLimits, result: Unpacked) -> None:
+    filename = _unique(filename, result)
+    if len(filename.encode("utf-8")) > _MAX_NAME_BYTES:
+        result.refused.append(RefusedFile(filename, f"its name is longer than {_MAX_NAME_BYTES} bytes"))
+        return
+    try:
+        kind = check_file(data, filename, limits)
+    except RagkeepError as exc:
+        result.refused.append(RefusedFile(filename, exc.detail))
+        return
+    _add_checked(filename, data, kind, parent, depth, limits, result)
+
+
+def _add_checked(
+    filename: str, data: bytes, kind: FileKind, parent: str | None, depth: int, limits: UnpackLimits, result: Unpacked
+) -> None:
+    if kind == ZIP:
+        if depth > MAX_DEPTH:
+            result.refused.append(
+                RefusedFile(filename, f"archives are unpacked {MAX_DEPTH} level deep; this one is deeper")
+            )
+            return
+        try:
+            for name, content in _members(data, filename, limits, result):
+                _add(f"{filename}/{name}" if depth else name, content, filename, depth + 1, limits, result)
+        except InvalidInput as exc:
+            if depth == 0:
+                raise
+            result.refused.append(RefusedFile(filename, exc.detail))
+        return
+    result.files.append(AcceptedFile(filename, data, kind, parent))
+    if kind in (EML, MSG) and depth <= MAX_DEPTH:
+        try:
+            parts = email_parts(data, kind)
+        except ValueError:
+            return  # the parser reports the damaged email as the document's failure
+        for attachment in parts.attachments:
+            name = member_name(attachment.filename) or "attachment"
+            _add(f"{filename}/{name}", attachment.data, filename, depth + 1, limits, result)
+
+
+def unpack(filename: str, data: bytes, kind: FileKind, limits: UnpackLimits) -> Unpacked:
+    """The documents an uploaded file becomes (itself, its members or its attachments) and what was refused.
+
+    ``kind`` is the upload's checked kind. Raises ``InvalidInput`` for an archive that is
+    damaged or holds more files than an upload may; a member or attachment that fails its
+    checks is refused alone.
+    """
+    result = Unpacked()
+    _add_checked(filename, data, kind, None, 0, limits, result)
+    return result
