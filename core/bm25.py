@@ -146,6 +146,21 @@ class BM25Index:
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in best if scores[i] > 0]
 
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many chunks hold each of ``terms`` (tokens as ``tokenize`` makes them), and the chunk count.
+
+        bm25s keeps one sparse column per term, holding a score for every chunk that has the
+        term: its length is the term's document frequency. A term the index never saw has 0.
+        """
+        if not self.ids:
+            return {term: 0 for term in terms}, 0
+        vocab, indptr = self.model.vocab_dict, self.model.scores["indptr"]
+        counts = {}
+        for term in terms:
+            position = vocab.get(term)
+            counts[term] = 0 if position is None else int(indptr[position + 1] - indptr[position])
+        return counts, len(self.ids)
+
     def dumps(self) -> bytes:
         empty = np.zeros(0, dtype=np.int32)
         scores = self.model.scores if self.ids else {}

@@ -82,7 +82,7 @@ class IngestionConfig(BaseModel):
 
 DEFAULT_PROMPT_TEMPLATE = """You answer questions for a knowledge base. Use only the numbered context passages below.
 Cite the passage numbers that support each statement in square brackets, like [1] or [2][3].
-If the passages do not contain the answer, say that the knowledge base does not answer it.
+If the passages do not contain the answer, reply with exactly NOT_IN_CONTEXT and nothing else.
 
 Context:
 {context}
@@ -142,6 +142,12 @@ METRICS = (
     "llm_context_recall",
     "faithfulness",
     "answer_relevancy",
+    # ragkeep's own, from each answer's confidence, abstention and grounding (eval.abstention)
+    "abstention_precision",
+    "abstention_recall",
+    "false_answer_rate",
+    "unsupported_answer_rate",
+    "groundedness",
 )
 Metric = Literal[
     "context_precision",
@@ -150,6 +156,11 @@ Metric = Literal[
     "llm_context_recall",
     "faithfulness",
     "answer_relevancy",
+    "abstention_precision",
+    "abstention_recall",
+    "false_answer_rate",
+    "unsupported_answer_rate",
+    "groundedness",
 ]
 
 
@@ -165,7 +176,20 @@ class EvaluationConfig(BaseModel):
     golden_set_revision: int | None = Field(default=None, ge=1, description="Pin a golden set; default the newest.")
     gate: dict[Metric, float] = Field(
         default_factory=_default_gate,
-        description="publish_policy gated: largest allowed drop of each metric against the live version.",
+        description="publish_policy gated: largest allowed drop of each metric against the live version (for "
+        "false_answer_rate and unsupported_answer_rate, lower is better: largest allowed rise).",
+    )
+
+
+class AnswerConfig(BaseModel):
+    """How /query answers: when it declines a question its knowledge does not cover (issue 18)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    abstain: Literal["auto", "never"] | Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = Field(
+        default="auto",
+        description="Decline (answer_mode abstained) when the answer's confidence is below a threshold: auto (the "
+        "version's calibrated threshold, else the built-in default), never, or a threshold in [0, 1].",
     )
 
 
@@ -193,6 +217,7 @@ class CollectionConfig(BaseModel):
         "gated: evaluated first, live only if no gated metric regresses.",
     )
     evaluation: EvaluationConfig = EvaluationConfig()
+    answer: AnswerConfig = AnswerConfig()
     keep_versions: int = Field(default=5, ge=0, le=1000, description="Non-live versions kept queryable.")
 
     @model_validator(mode="before")

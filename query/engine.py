@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +23,11 @@ from core.embedding import Embedder
 from core.errors import InvalidInput, NotFound, VersionDropped, VersionNotFound, VersionNotReady
 from core.models import Collection, Version, VersionState, new_id, utcnow
 from core.settings import Settings
+from query import evidence as evidence_model
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer, flagged
+from query.evidence import Evidence
+from query.grounding import Grounding, SentenceSupport
+from query.grounding import check as check_grounding
 from query.querylog import QueryLogWriter
 from query.retrieval import Base, Fusion, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
 
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Resolved (collection, version) pairs kept per process; each is a few KiB of detached rows.
 TARGET_CACHE_SIZE = 256
+DECLINED_CITATIONS = 3  # the closest passages a declined answer still cites
 
 Mode = Literal["answer", "retrieve"]
 
@@ -74,6 +79,11 @@ class QueryResult:
     model: str | None
     sources: list[Citation] = field(default_factory=list)  # every retrieved chunk, cited or not
     prompt_revision: int = 0
+    # How strongly the retrieved passages support an answer (0-1, query.evidence), and its signals.
+    confidence: float = 0.0
+    evidence: Evidence | None = None
+    # Per answer sentence, whether the passages it cites support it (query.grounding).
+    grounding: Grounding = field(default_factory=Grounding)
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class _Prepared:
     embedding_tokens: int
     started: float
     retrieve_ms: float
+    evidence: Evidence
 
 
 def _citation(n: int, hit: Hit) -> Citation:
@@ -229,10 +240,56 @@ class QueryEngine:
             fusion,
             wanted.max_chunks_per_document,
         )
-        return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000)
+        signals = evidence_model.evidence(question, [h.score for h in hits], [h.text for h in hits], index.bm25())
+        return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000, signals)
+
+    def _abstain_threshold(self, target: _Target) -> float | None:
+        """The confidence below which this version declines (None: never).
+
+        The one call site of ``abstain_threshold``: a version's threshold calibrated on its
+        golden set goes in as ``calibrated`` (stored by its evaluations, eval.abstention.calibrate).
+        """
+        return evidence_model.abstain_threshold(
+            target.config.answer.abstain, calibrated=target.version.calibrated_threshold
+        )
+
+    def _declined(self, question: str, prepared: _Prepared, reason: str) -> Answer:
+        """The fixed statement in the question's language, citing the closest passages for a person to check."""
+        closest = list(range(1, min(len(prepared.hits), DECLINED_CITATIONS) + 1))
+        return Answer(evidence_model.declined_text(question), "abstained", closest, warnings=[reason])
+
+    def _low_confidence(self, question: str, prepared: _Prepared) -> Answer | None:
+        """The declined answer when retrieval's evidence is below the threshold, else None."""
+        threshold = self._abstain_threshold(prepared.target)
+        if not prepared.hits or not evidence_model.declines(prepared.evidence, threshold):
+            return None
+        return self._declined(
+            question,
+            prepared,
+            f"declined: the retrieved passages do not support an answer (confidence "
+            f"{prepared.evidence.confidence:.2f} < threshold {threshold:.2f})",
+        )
+
+    def _sentinel(self, question: str, prepared: _Prepared, answer: Answer) -> Answer:
+        """The LLM said the context lacks the answer: declined, keeping its token counts."""
+        declined = self._declined(question, prepared, "declined: the LLM found no answer in the passages")
+        declined.prompt_tokens, declined.completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        return declined
+
+    def _grounding(self, prepared: _Prepared, answer: Answer) -> Grounding:
+        if answer.mode not in ("llm", "extractive") or not answer.text:
+            return Grounding()
+        embedder = self.embedder(prepared.target.version.embedding_model)
+        return check_grounding(answer.text, [h.text for h in prepared.hits], answer.cited, embedder.embed)
 
     def _prompt(self, prepared: _Prepared, question: str) -> str:
         return prepared.target.prompt[0].format(context=context_block(prepared.hits), question=question)
+
+    def _history(self, prepared: _Prepared, request: QueryRequest) -> Sequence[tuple[str, str]]:
+        """The conversation before the prompt; without the sentinel in the template, a system message asks for it."""
+        if evidence_model.SENTINEL in prepared.target.prompt[0]:
+            return request.history
+        return [("system", evidence_model.SENTINEL_INSTRUCTION), *request.history]
 
     def _finish(
         self, request: QueryRequest, prepared: _Prepared, answer: Answer | None, generate_ms: float
@@ -243,6 +300,9 @@ class QueryEngine:
             answer = Answer("", "none", [])
         else:
             citations = [sources[n - 1] for n in answer.cited]
+        grounding = self._grounding(prepared, answer)
+        if unsupported := grounding.unsupported:
+            answer.warnings.append(_unsupported_warning(unsupported))
         for citation in citations:
             if patterns := flagged(prepared.hits[citation.n - 1]):
                 answer.warnings.append(
@@ -278,6 +338,9 @@ class QueryEngine:
             model,
             sources,
             prepared.target.prompt[1],
+            round(prepared.evidence.confidence, 4),
+            prepared.evidence,
+            grounding,
         )
         if request.record:
             result.query_id = new_id()
@@ -299,6 +362,9 @@ class QueryEngine:
                 prompt_revision=prepared.target.prompt[1],
                 cost=usage["cost"],
                 client=request.client,
+                confidence=result.confidence,
+                grounding_score=grounding.score,
+                unsupported_sentences=len(grounding.unsupported),
             )
             self.query_log.submit(row)
         return result
@@ -322,12 +388,19 @@ class QueryEngine:
         started = time.perf_counter()
         answer: Answer | None = None
         if request.mode == "answer":
-            if self.llm is None or not prepared.hits:
+            answer = self._low_confidence(request.question, prepared)
+            if answer is not None:
+                pass  # declined before generating: nothing is sent to the LLM
+            elif self.llm is None or not prepared.hits:
                 answer = extractive_answer(request.question, prepared.hits)
             else:
                 try:
-                    answer = self.llm.answer(self._prompt(prepared, request.question), request.history, prepared.hits)
-                    if not answer.cited:
+                    answer = self.llm.answer(
+                        self._prompt(prepared, request.question), self._history(prepared, request), prepared.hits
+                    )
+                    if evidence_model.is_sentinel(answer.text):
+                        answer = self._sentinel(request.question, prepared, answer)
+                    elif not answer.cited:
                         answer.warnings.append("the LLM answer cites none of the retrieved passages")
                 except Exception as exc:  # timeouts, connection errors, 4xx/5xx of the endpoint
                     answer = self._fallback(request.question, prepared.hits, exc)
@@ -340,21 +413,32 @@ class QueryEngine:
         if request.mode == "retrieve":
             yield "done", self._finish(request, prepared, None, 0.0)
             return
-        if self.llm is None or not prepared.hits:
-            answer = extractive_answer(request.question, prepared.hits)
+        declined = self._low_confidence(request.question, prepared)
+        if declined is not None or self.llm is None or not prepared.hits:
+            answer = declined or extractive_answer(request.question, prepared.hits)
             if answer.text:
                 yield "token", answer.text
             yield "done", self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
             return
+        answer = yield from self._stream_llm(request, prepared)
+        yield "done", self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
+
+    def _stream_llm(self, request: QueryRequest, prepared: _Prepared) -> Generator[tuple[str, Any], None, Answer]:
+        """Stream the LLM's tokens (holding back a start that may be the sentinel); return its answer."""
+        assert self.llm is not None  # stream() checked
         prompt = self._prompt(prepared, request.question)
         parts: list[str] = []
+        sent = 0  # characters of ``parts`` sent: the start is held back while it may be the sentinel
         counts: dict[str, int] = {}
         try:
-            for delta, reported in self.llm.stream(prompt, request.history):
+            for delta, reported in self.llm.stream(prompt, self._history(prepared, request)):
                 counts.update(reported)
                 if delta:
                     parts.append(delta)
-                    yield "token", delta
+                    so_far = "".join(parts)
+                    if not evidence_model.could_become_sentinel(so_far):
+                        yield "token", so_far[sent:]
+                        sent = len(so_far)
             text = "".join(parts).strip()
             answer = Answer(
                 text,
@@ -367,11 +451,32 @@ class QueryEngine:
                 answer.prompt_tokens = _estimate_tokens(prompt)
                 answer.completion_tokens = _estimate_tokens(text)
                 answer.warnings.append("the endpoint reported no token usage; counts are estimated")
+            if evidence_model.is_sentinel(text):
+                answer = self._sentinel(request.question, prepared, answer)
+                yield "token", answer.text
+            elif sent < len("".join(parts)):  # a short answer that began like the sentinel
+                yield "token", "".join(parts)[sent:]
         except Exception as exc:
             answer = self._fallback(request.question, prepared.hits, exc)
-            if parts:
+            if sent:
                 answer.warnings.append("the streamed text was cut off; the final answer replaces it")
-        yield "done", self._finish(request, prepared, answer, (time.perf_counter() - started) * 1000)
+        return answer
+
+
+def _unsupported_warning(unsupported: Sequence[SentenceSupport]) -> str:
+    details = []
+    for sentence in unsupported[:3]:
+        quoted = sentence.text if len(sentence.text) <= 120 else sentence.text[:117] + "..."
+        missing = (
+            f" (not in the cited passages: {', '.join(sentence.unsupported_tokens)})"
+            if sentence.unsupported_tokens
+            else ""
+        )
+        details.append(f'"{quoted}"{missing}')
+    more = f" and {len(unsupported) - 3} more" if len(unsupported) > 3 else ""
+    return (
+        f"{len(unsupported)} answer sentence(s) not supported by the passages they cite: " + "; ".join(details) + more
+    )
 
 
 def _estimate_tokens(text: str) -> int:

@@ -41,12 +41,28 @@ QUERY_STAGE = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 TOKENS = Counter("ragkeep_llm_tokens_total", "LLM tokens", ["collection", "model", "direction"])
+# Issue 18: the share of answers with an unsupported sentence, and of declined questions, per
+# collection: outcome / sum over outcomes.
+ANSWERS = Counter(
+    "ragkeep_answers_total",
+    "Answers by outcome: supported (every sentence), unsupported (at least one sentence not), abstained (declined)",
+    ["collection", "outcome"],
+)
 
 
 def observe_query(
-    collection: str, answer_mode: str, model: str | None, usage: dict[str, Any], latency_ms: dict[str, float]
+    collection: str,
+    answer_mode: str,
+    model: str | None,
+    usage: dict[str, Any],
+    latency_ms: dict[str, float],
+    unsupported_sentences: int = 0,
 ) -> None:
     QUERIES.labels(collection, answer_mode).inc()
+    if answer_mode == "abstained":
+        ANSWERS.labels(collection, "abstained").inc()
+    elif answer_mode in ("llm", "extractive"):
+        ANSWERS.labels(collection, "unsupported" if unsupported_sentences else "supported").inc()
     QUERY_STAGE.labels("retrieve").observe(latency_ms.get("retrieve", 0.0) / 1000)
     if answer_mode != "none":
         QUERY_STAGE.labels("generate").observe(latency_ms.get("generate", 0.0) / 1000)
@@ -111,7 +127,7 @@ def build_registry(db: Database, queue_depths: Callable[[], dict[str, int]] | No
 
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        for metric in (REQUESTS, LATENCY, QUERIES, QUERY_STAGE, TOKENS):
+        for metric in (REQUESTS, LATENCY, QUERIES, QUERY_STAGE, TOKENS, ANSWERS):
             registry.register(metric)
     registry.register(CatalogCollector(db, queue_depths))
     return registry

@@ -2,7 +2,9 @@
 
 ``model`` is the collection name, or ``name@N`` to pin version N. The last user message
 is the question; earlier messages are passed to the LLM as conversation context.
-Citations come back in the extra ``citations`` field (and in the last stream chunk).
+Citations come back in the extra ``citations`` field, each answer sentence's support in the extra
+``grounding`` field, and the answer mode (``abstained`` when declined), ``confidence`` and its
+``evidence`` in ``ragkeep`` (all in the last stream chunk when streaming).
 """
 
 from __future__ import annotations
@@ -122,9 +124,20 @@ def _extras(result: QueryResult) -> dict[str, Any]:
     read = query_read(result).model_dump(mode="json")
     return {
         "citations": read["citations"],
+        "grounding": read["grounding"],
         "ragkeep": {
             key: read[key]
-            for key in ("query_id", "collection", "version", "answer_mode", "warnings", "latency_ms", "usage")
+            for key in (
+                "query_id",
+                "collection",
+                "version",
+                "answer_mode",
+                "warnings",
+                "latency_ms",
+                "usage",
+                "confidence",
+                "evidence",
+            )
         },
     }
 

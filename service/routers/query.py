@@ -21,7 +21,14 @@ router = APIRouter(tags=["query"], route_class=GuardedRoute)
 
 def query_read(result: QueryResult) -> QueryRead:
     """The response body of a finished query; also counts it in the Prometheus metrics (once per query)."""
-    metrics.observe_query(result.collection, result.answer_mode, result.model, result.usage, result.latency_ms)
+    metrics.observe_query(
+        result.collection,
+        result.answer_mode,
+        result.model,
+        result.usage,
+        result.latency_ms,
+        len(result.grounding.unsupported),
+    )
     return QueryRead.model_validate(result, from_attributes=True)  # reads the dataclasses without copying them
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core import catalog, chroma
-from core.blobs import BlobStore
+from core.blobs import LocalBlobStore
 from core.config import CollectionConfig
 from core.db import Database, create_schema
 from core.embedding import Embedder
@@ -49,7 +49,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, chroma_server: str) -> Pa
     folder = tmp_path_factory.mktemp("injection-kb")
     db = Database(f"sqlite:///{folder / 'catalog.sqlite'}")
     create_schema(db.engine)
-    blobs, client, embedder = BlobStore(folder / "blobs"), chroma.connect(chroma_server), Embedder(batch_size=16)
+    blobs, client, embedder = LocalBlobStore(folder / "blobs"), chroma.connect(chroma_server), Embedder(batch_size=16)
     with db.sessions() as session:
         collection = catalog.create_collection(session, "handbook", "", [], CollectionConfig())
         config = catalog.collection_config(collection).ingestion
@@ -93,7 +93,7 @@ def engines(data_dir: Path, chroma_server: str, fake_llm: FakeLLMServer) -> Iter
         QueryEngine(
             _settings(data_dir, chroma_server, llm),
             db,
-            BlobStore(data_dir / "blobs"),
+            LocalBlobStore(data_dir / "blobs"),
             chroma.connect(chroma_server),
             lambda _: embedder,
         )
@@ -106,7 +106,8 @@ def engines(data_dir: Path, chroma_server: str, fake_llm: FakeLLMServer) -> Iter
 
 
 def _injection_warnings(warnings: list[str]) -> list[str]:
-    return [w for w in warnings if "possible prompt injection" in w]
+    # Not the grounding warning (issue 18): it quotes the fake LLM's answer, which repeats the fence's words.
+    return [w for w in warnings if "possible prompt injection" in w and w.startswith("passage [")]
 
 
 def test_the_llm_gets_a_flagged_chunk_as_fenced_untrusted_data(
