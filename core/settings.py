@@ -61,7 +61,9 @@ class JudgeSettings(BaseModel):
     """The judge LLM for RAGAS's LLM metrics (faithfulness, answer relevancy, LLM context precision/recall)."""
 
     base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint; unset: LLM metrics not measured."
+        default=None,
+        description="OpenAI-compatible endpoint; unset: the answering LLM (RAGKEEP_LLM__*) judges, or, without one, "
+        "LLM metrics are not measured.",
     )
     model: str | None = Field(default=None, description="Judge model name.")
     api_key: str = Field(default="", description="Bearer key for the judge endpoint.")
@@ -79,6 +81,10 @@ class JudgeSettings(BaseModel):
         le=5,
         description="Times a judge answer that does not parse is asked again (per judge call); every retry is "
         "counted on the evaluation.",
+    )
+    use_llm: bool = Field(
+        default=True,
+        description="With no judge endpoint set, the answering LLM (RAGKEEP_LLM__*) is the judge; false: no judge.",
     )
 
     @property
@@ -179,6 +185,21 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per model, JSON: {"gpt-4o-mini": {"input_per_1k": 0.00015, "output_per_1k": 0.0006}}.',
     )
+
+    @property
+    def resolved_judge(self) -> JudgeSettings:
+        """The judge evaluations use: RAGKEEP_JUDGE__* when set; else the answering LLM (its endpoint, model,
+        key and timeout), unless ``judge.use_llm`` is false; else no judge (LLM metrics not measured)."""
+        if self.judge.configured or not self.judge.use_llm or not self.llm.configured:
+            return self.judge
+        return self.judge.model_copy(
+            update={
+                "base_url": self.llm.base_url,
+                "model": self.llm.model,
+                "api_key": self.llm.api_key,
+                "timeout_s": max(self.judge.timeout_s, self.llm.timeout_s),
+            }
+        )
 
     def cost(self, model: str | None, input_tokens: int, output_tokens: int) -> float:
         """Estimated cost of one call; models without a price cost 0."""

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
 from sqlalchemy.orm import Session
 
 from core import catalog
@@ -29,6 +29,8 @@ class GoldenItemIn(BaseModel):
     reference_contexts: Annotated[list[Text], Field(max_length=50)] = []
     reference_documents: Annotated[list[Text], Field(max_length=50)] = []
     tags: Annotated[list[Text], Field(max_length=50)] = []
+    # false: no document answers it (a reference answer is then not needed); the right outcome is to decline
+    answerable: StrictBool = True
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,16 @@ def from_feedback(
     session: Session, collection: Collection, feedback_ids: list[str], base_revision: int | None
 ) -> tuple[GoldenSet, GoldenSet | None]:
     """A new golden-set revision: the base revision's questions (default: the newest) plus the chosen
-    feedback's questions, each with its expected answer as the reference. Returns it and its base."""
+    feedback's questions, each with its expected answer as the reference, or, for feedback marked
+    ``answerable: false`` (a knowledge gap the next version must decline), as an unanswerable line.
+    Returns it and its base."""
     chosen = catalog.feedback_with_queries(session, collection, feedback_ids)
-    without = [feedback.id for feedback, _ in chosen if not feedback.expected_answer]
+    without = [f.id for f, _ in chosen if not f.expected_answer and f.answerable is not False]
     if without:
-        raise InvalidInput(f"feedback {', '.join(without)} has no expected_answer to use as a reference")
+        raise InvalidInput(
+            f"feedback {', '.join(without)} has no expected_answer to use as a reference "
+            "(or answerable: false, for a question no document answers)"
+        )
     sets = catalog.list_golden_sets(session, collection)
     base: GoldenSet | None = sets[0] if sets else None
     if base_revision is not None:
@@ -139,6 +146,7 @@ def from_feedback(
             "reference_contexts": i.reference_contexts,
             "reference_documents": i.reference_documents,
             "tags": i.tags,
+            "answerable": i.answerable,
         }
         for i in (base.items if base is not None else [])
     ]
@@ -149,10 +157,11 @@ def from_feedback(
             items.append(
                 {
                     "question": query.question,
-                    "reference_answer": feedback.expected_answer,
+                    "reference_answer": feedback.expected_answer or "",
                     "reference_contexts": [],
                     "reference_documents": [],
-                    "tags": ["feedback"],
+                    "tags": ["feedback"] if feedback.answerable is not False else ["feedback", "gap"],
+                    "answerable": feedback.answerable is not False,
                 }
             )
     return catalog.create_golden_set(session, collection, "from-feedback", "feedback", items), base

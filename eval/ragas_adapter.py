@@ -4,7 +4,8 @@ Without a judge LLM only the LLM-free metrics run: string-similarity context
 precision/recall against reference contexts, or ID-based precision/recall against
 reference documents (the retrieved chunks' filenames). With a judge endpoint
 (``RAGKEEP_JUDGE__*``) faithfulness, answer relevancy and the LLM context
-precision/recall run too, through RAGAS's own prompts. A metric that cannot be
+precision/recall run too, through RAGAS's own prompts; without one the answering LLM
+(``RAGKEEP_LLM__*``) judges (``Settings.resolved_judge``). A metric that cannot be
 computed for a question is ``None`` ("not measured"), never 0 or 1, and carries the
 reason (``eval.unmeasured``): no judge, nothing to judge, or how the judge failed
 (timeout, output cut off at ``max_tokens``, output that did not parse after the bounded
@@ -22,6 +23,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import core  # noqa: F401  (RAGAS_DO_NOT_TRACK before ragas is imported)
 from core.embedding import Embedder
@@ -192,6 +194,14 @@ class RagasScorer:
     @property
     def judge_model(self) -> str | None:
         return self.judge.model if self._llm_metrics else None
+
+    @property
+    def judge_host(self) -> str | None:
+        """Host (and port) of the judge's endpoint, without credentials or path; None without a judge."""
+        if not self._llm_metrics or not self.judge.base_url:
+            return None
+        parts = urlsplit(self.judge.base_url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
 
     @staticmethod
     def _judge_metrics(judge: JudgeSettings, embedder: Embedder) -> dict[str, Any]:

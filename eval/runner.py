@@ -2,8 +2,10 @@
 
 Each golden question goes through the same retrieval and answer path as ``/query``
 (``QueryEngine``), pinned to the version under test; RAGAS then scores the retrieved
-contexts and the answer. Per-question rows and aggregates with 95% bootstrap
-intervals are stored on the run.
+contexts and the answer, and ``eval.abstention`` scores whether it declined the right
+questions and how well its passages support it. Per-question rows and aggregates with 95%
+bootstrap intervals are stored on the run, and the abstention threshold the golden set
+supports on the version (``answer.abstain: auto`` uses it).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from core.models import (
     VersionState,
     utcnow,
 )
-from eval import unmeasured
-from eval.ragas_adapter import LLM_METRICS, RagasScorer, Sample
-from eval.stats import MetricDelta, aggregate, paired_delta
-from query.engine import QueryEngine, QueryRequest
+from eval import abstention, unmeasured
+from eval.ragas_adapter import LLM_METRICS, RagasScorer, Sample, Scored
+from eval.stats import MetricDelta, aggregate, paired_delta, worsening
+from query.engine import QueryEngine, QueryRequest, QueryResult
 
 
 def golden_items(session: Session, run: EvalRun) -> Sequence[GoldenItem]:
@@ -56,7 +58,7 @@ def run_evaluation(
     if not items:
         raise InvalidInput("the golden set has no questions")
     samples: list[Sample] = []
-    answered: list[tuple[GoldenItem, Any]] = []
+    answered: list[tuple[GoldenItem, QueryResult]] = []
     modes: Counter[str] = Counter()
     for done, item in enumerate(items, start=1):
         result = engine.query(
@@ -79,7 +81,10 @@ def run_evaluation(
             on_progress(done, len(items) * 2)
     version = session.get(Version, run.version_id)
     piece_chars = int((version.config if version else {}).get("max_characters", 1000))
-    scored = scorer.score(samples, piece_chars)
+    scored = [
+        _with_abstention(row, item, result)
+        for (item, result), row in zip(answered, scorer.score(samples, piece_chars), strict=True)
+    ]
     catalog.clear_eval_results(session, run.id)  # a retried run starts clean
     for (item, result), row in zip(answered, scored, strict=True):
         session.add(
@@ -93,8 +98,16 @@ def run_evaluation(
                 scores=row.scores,
                 not_measured=row.not_measured,
                 judge_retries=row.judge_retries,
+                answerable=item.answerable,
+                answer_mode=result.answer_mode,
+                confidence=result.confidence,
+                grounding_score=result.grounding.score,
+                unsupported_sentences=len(result.grounding.unsupported),
             )
         )
+    calibration = abstention.calibrate([(result.confidence, item.answerable) for item, result in answered])
+    run.calibration = calibration.as_json()
+    catalog.set_calibrated_threshold(session, run.version_id, calibration.threshold)
     reasons = [row.not_measured for row in scored]
     run.metrics = {
         metric: {
@@ -106,6 +119,7 @@ def run_evaluation(
     run.answer_mode = modes.most_common(1)[0][0]
     run.prompt_revision = answered[0][1].prompt_revision
     run.judge_model = scorer.judge_model
+    run.judge_host = scorer.judge_host
     run.judge_calls = sum(row.judge_calls for row in scored)
     run.judge_retries = sum(row.judge_retries for row in scored)
     run.warnings = unmeasured.judge_warnings(scorer.judge_model, reasons, LLM_METRICS)
@@ -113,6 +127,19 @@ def run_evaluation(
     run.finished_at = utcnow()
     if on_progress:
         on_progress(len(items) * 2, len(items) * 2)
+
+
+def _with_abstention(row: Scored, item: GoldenItem, result: QueryResult) -> Scored:
+    """RAGAS's scores of one question plus its abstention and groundedness values (eval.abstention)."""
+    outcome = abstention.Outcome(
+        answerable=item.answerable,
+        abstained=result.answer_mode == "abstained",
+        confidence=result.confidence,
+        grounding_score=result.grounding.score,
+        unsupported_sentences=len(result.grounding.unsupported),
+    )
+    scores, reasons = abstention.question_scores(outcome)
+    return Scored({**row.scores, **scores}, {**row.not_measured, **reasons}, row.judge_calls, row.judge_retries)
 
 
 def scores_by_position(session: Session, run: EvalRun, metric: str) -> dict[int, float | None]:
@@ -147,11 +174,11 @@ def compare_runs(session: Session, base: EvalRun, candidate: EvalRun, samples: i
         if before is None:
             continue
         drops = {
-            metric: round(float(before.scores[metric]) - float(row.scores[metric]), 4)
+            metric: round(worse_by, 4)
             for metric in METRICS
             if before.scores.get(metric) is not None
             and row.scores.get(metric) is not None
-            and float(row.scores[metric]) < float(before.scores[metric])
+            and (worse_by := worsening(metric, float(row.scores[metric]) - float(before.scores[metric]))) > 0
         }
         if drops:
             worse.append(

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from eval.abstention import LOWER_IS_BETTER
+
 CONFIDENCE = 0.95
 
 
@@ -73,20 +75,26 @@ def paired_delta(
     )
 
 
+def worsening(metric: str, delta: float) -> float:
+    """How much worse a change of ``delta`` is (positive: worse): a drop, or a rise for lower-is-better metrics."""
+    return delta if metric in LOWER_IS_BETTER else -delta
+
+
 def gate_decision(deltas: Sequence[MetricDelta], thresholds: Mapping[str, float]) -> tuple[bool, list[str]]:
-    """Pass unless a gated metric's mean drops by more than its threshold."""
-    reasons = []
+    """Pass unless a gated metric worsens by more than its threshold (drops; rises for a rate of failures)."""
+    reasons, failed = [], False
     for delta in deltas:
         limit = thresholds.get(delta.metric)
         if limit is None:
             continue
         if delta.delta is None:
             reasons.append(f"{delta.metric}: not measured on both versions (not gated)")
-        elif delta.delta < -limit:
+        elif worsening(delta.metric, delta.delta) > limit:
+            failed = True
+            moved = "rose" if delta.metric in LOWER_IS_BETTER else "dropped"
             reasons.append(
-                f"{delta.metric} dropped {abs(delta.delta):.3f} (from {delta.base_mean:.3f} to "
+                f"{delta.metric} {moved} {abs(delta.delta):.3f} (from {delta.base_mean:.3f} to "
                 f"{delta.candidate_mean:.3f}, 95% CI {delta.ci_low:+.3f}..{delta.ci_high:+.3f}), "
                 f"more than the allowed {limit:.3f}"
             )
-    failed = [r for r in reasons if "dropped" in r]
     return not failed, reasons

@@ -18,6 +18,10 @@ NO_CONTEXTS = "no_contexts"
 NO_REFERENCE = "no_reference"
 NO_REFERENCE_ANSWER = "no_reference_answer"
 NO_ANSWER = "no_answer"
+# Questions an abstention metric does not count (eval.abstention): not a failure of anything.
+NOT_DECLINED = "not_declined"
+ANSWERABLE = "answerable"
+DECLINED = "declined"
 # Reasons for a judge (or RAGAS) that was asked and failed.
 JUDGE_TIMEOUT = "judge_timeout"
 JUDGE_TRUNCATED = "judge_truncated"
@@ -31,13 +35,18 @@ REASONS: dict[str, str] = {
     NO_REFERENCE: "no reference contexts or documents",
     NO_REFERENCE_ANSWER: "no reference answer",
     NO_ANSWER: "no answer",
+    NOT_DECLINED: "answered (counts declined questions only)",
+    ANSWERABLE: "answerable (counts unanswerable questions only)",
+    DECLINED: "declined (no answer to check)",
     JUDGE_TIMEOUT: "judge timed out",
     JUDGE_TRUNCATED: "judge output truncated",
     JUDGE_UNPARSABLE: "judge output did not parse",
     JUDGE_ERROR: "judge error",
     NAN: "RAGAS returned NaN",
 }
-_NOTHING_TO_JUDGE = frozenset({NO_JUDGE, NO_CONTEXTS, NO_REFERENCE, NO_REFERENCE_ANSWER, NO_ANSWER})
+_NOTHING_TO_JUDGE = frozenset(
+    {NO_JUDGE, NO_CONTEXTS, NO_REFERENCE, NO_REFERENCE_ANSWER, NO_ANSWER, NOT_DECLINED, ANSWERABLE, DECLINED}
+)
 
 
 def is_failure(reason: str) -> bool:
@@ -92,3 +101,10 @@ def judge_warnings(
             f"{judge} failed on every judged question ({failed} of {judged}), no judge metric was measured: {details}"
         ]
     return [f"{judge} failed on {failed} of {judged} judged questions: {details}"]
+
+
+def judge_label(model: str | None, host: str | None) -> str:
+    """Which judge scored a run, as the API and reports say it: ``model at host``, or ``none``."""
+    if not model:
+        return "none"
+    return f"{model} at {host}" if host else model

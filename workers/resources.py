@@ -62,7 +62,7 @@ class Resources:
     @property
     def scorer(self) -> RagasScorer:
         if self._scorer is None:
-            self._scorer = RagasScorer(self.settings.judge, self.embedder(DEFAULT_EMBEDDING_MODEL))
+            self._scorer = RagasScorer(self.settings.resolved_judge, self.embedder(DEFAULT_EMBEDDING_MODEL))
         return self._scorer
 
     def embedder(self, model_id: str) -> Embedder:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
@@ -32,7 +32,13 @@ def get_query(session: Session, query_id: str) -> QueryLog:
 
 
 def add_feedback(
-    session: Session, query: QueryLog, rating: str, comment: str, expected_answer: str | None, key_id: str | None
+    session: Session,
+    query: QueryLog,
+    rating: str,
+    comment: str,
+    expected_answer: str | None,
+    key_id: str | None,
+    answerable: bool | None = None,
 ) -> Feedback:
     row = Feedback(
         query_id=query.id,
@@ -41,6 +47,7 @@ def add_feedback(
         comment=comment,
         expected_answer=expected_answer,
         key_id=key_id,
+        answerable=answerable,
     )
     session.add(row)
     session.flush()
@@ -110,6 +117,54 @@ def down_votes(session: Session, collection_id: str, since: datetime) -> Sequenc
         )
         .tuples()
         .all()
+    )
+
+
+def gap_queries(
+    session: Session, collection_id: str, since: datetime, until: datetime, below: float, limit: int
+) -> Sequence[QueryLog]:
+    """Answer-mode queries in [since, until) that were declined or answered with confidence below ``below``,
+    newest first (at most ``limit``)."""
+    return session.scalars(
+        select(QueryLog)
+        .where(
+            QueryLog.collection_id == collection_id,
+            QueryLog.created_at >= since,
+            QueryLog.created_at < until,
+            QueryLog.mode == "answer",
+            or_(QueryLog.answer_mode == "abstained", QueryLog.confidence < below),
+        )
+        .order_by(QueryLog.created_at.desc())
+        .limit(limit)
+    ).all()
+
+
+def unsupported_answers(session: Session, collection_id: str, since: datetime, limit: int) -> Sequence[QueryLog]:
+    """Answers since ``since`` with at least one sentence their passages do not support, newest first."""
+    return session.scalars(
+        select(QueryLog)
+        .where(
+            QueryLog.collection_id == collection_id,
+            QueryLog.created_at >= since,
+            QueryLog.unsupported_sentences > 0,
+        )
+        .order_by(QueryLog.created_at.desc())
+        .limit(limit)
+    ).all()
+
+
+def unsupported_answer_count(session: Session, collection_id: str, since: datetime) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(QueryLog)
+            .where(
+                QueryLog.collection_id == collection_id,
+                QueryLog.created_at >= since,
+                QueryLog.unsupported_sentences > 0,
+            )
+        )
+        or 0
     )
 
 

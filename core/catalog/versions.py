@@ -51,10 +51,17 @@ def collection_and_version(session: Session, name: str, number: int | None) -> t
     return row[0], row[1]
 
 
-def _version_stamp_query(pinned: bool) -> Select[str, datetime, str, str, datetime | None]:
+def _version_stamp_query(pinned: bool) -> Select[str, datetime, str, str, datetime | None, float | None]:
     which = Version.number == bindparam("number") if pinned else Version.id == Collection.live_version_id
     return (
-        select(Collection.id, Collection.updated_at, Version.id, Version.state, Version.dropped_at)
+        select(
+            Collection.id,
+            Collection.updated_at,
+            Version.id,
+            Version.state,
+            Version.dropped_at,
+            Version.calibrated_threshold,
+        )
         .outerjoin(Version, and_(Version.collection_id == Collection.id, which))
         .where(Collection.name == bindparam("name"))
     )
@@ -66,14 +73,20 @@ _VERSION_STAMP = {pinned: _version_stamp_query(pinned) for pinned in (False, Tru
 def version_stamp(connection: Connection, name: str, number: int | None) -> tuple[Any, ...] | None:
     """A few columns that change whenever ``collection_and_version(name, number)`` would answer
     differently for a query: the collection's ``updated_at`` (its config, its live pointer) and
-    the version's id, state and drop time. None if there is no such collection.
+    the version's id, state, drop time and calibrated abstention threshold (an evaluation sets
+    it). None if there is no such collection.
 
-    Cheap (a Core select of five columns, no ORM objects): readers cache what they resolved
+    Cheap (a Core select of six columns, no ORM objects): readers cache what they resolved
     and re-read it only when the stamp changes.
     """
     params: dict[str, Any] = {"name": name} if number is None else {"name": name, "number": number}
     row = connection.execute(_VERSION_STAMP[number is not None], params).first()
     return None if row is None else tuple(row)
+
+
+def set_calibrated_threshold(session: Session, version_id: str, threshold: float | None) -> None:
+    """Store the abstention threshold calibrated on the version's golden set (None: none supported)."""
+    session.execute(update(Version).where(Version.id == version_id).values(calibrated_threshold=threshold))
 
 
 def version_for_job(session: Session, job_id: str) -> Version | None:

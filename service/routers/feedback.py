@@ -33,6 +33,7 @@ def _read(feedback: Feedback, query: QueryLog, collection: Collection) -> Feedba
         rating=feedback.rating,
         comment=feedback.comment,
         expected_answer=feedback.expected_answer,
+        answerable=feedback.answerable,
         question=query.question,
         answer=query.answer,
         version=query.version_number,
@@ -48,7 +49,9 @@ def give_feedback(
     state.flush_query_log()  # an answer of this process may be a few milliseconds from the log
     query = catalog.get_query(session, body.query_id)
     ensure_visible(session, principal, query.collection_id, catalog.query_missing(body.query_id))
-    feedback = catalog.add_feedback(session, query, body.rating, body.comment, body.expected_answer, principal.key_id)
+    feedback = catalog.add_feedback(
+        session, query, body.rating, body.comment, body.expected_answer, principal.key_id, body.answerable
+    )
     collection = catalog.get_collection_by_id(session, query.collection_id)
     assert collection is not None
     record(request, session, principal, "feedback.create", collection.name, feedback.id, rating=body.rating)
@@ -76,7 +79,7 @@ def golden_set_from_feedback(
     principal: PrincipalDep,
     request: Request,
 ) -> GoldenSetRead:
-    """A new golden-set revision: the base revision's questions plus the chosen feedback with expected answers."""
+    """A new golden-set revision: the base revision's questions plus the chosen feedback (expected answers, or gaps)."""
     golden, base = goldensets.from_feedback(session, collection, list(body.feedback_ids), body.base_revision)
     record(
         request,
