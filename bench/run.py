@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import datasets, ingestion, latency, quality  # noqa: E402
+from bench import abstention, datasets, ingestion, latency, quality  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
 from bench.stack import ragkeep_up, tree_cpu_seconds  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
@@ -252,10 +252,25 @@ def financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> Non
         )
 
 
+def abstention_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    """Issue 18: unanswerable questions (their documents removed) declined, answerable ones answered."""
+    log("abstention: ARAGOG + Solana, each half of the documents its own collection")
+    abstention.section(stack, ["aragog+solana"], results)
+    log(f"  {abstention.markdown(results['abstention']['report'])}")
+
+
+def abstention_financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    log("abstention: financebench-subset, each half of the filings its own collection")
+    abstention.section(stack, ["financebench"], results)
+    log(f"  {abstention.markdown(results['abstention']['report'])}")
+
+
 SECTIONS: dict[str, Callable[[Any, Plan, dict[str, Any]], None]] = {
     "aragog": aragog_section,
     "jsquad": jsquad_section,
     "financebench": financebench_section,
+    "abstention": abstention_section,
+    "abstention-financebench": abstention_financebench_section,
 }
 
 
