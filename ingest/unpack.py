@@ -84,7 +84,11 @@ def member_name(raw: str) -> str | None:
 def _skipped(raw: str) -> bool:
     """Folders, hidden files and macOS resource forks: not documents anyone uploaded on purpose."""
     parts = [p for p in raw.replace("\\", "/").split("/") if p]
-    return raw.endswith(("/", "\\")) or not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return (
+        raw.endswith(("/", "\\"))
+        or not parts
+        or any((p.startswith(".") and p not in (".", "..")) or p == "__MACOSX" for p in parts)
+    )
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
