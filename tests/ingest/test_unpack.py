@@ -177,12 +177,14 @@ def test_a_multipart_digest_is_read_and_its_messages_become_emails() -> None:
 
 
 def test_same_named_attachments_get_distinct_names() -> None:
+    note = b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="note.txt"\r\n\r\n'
     email = (
         b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Two notes\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nBody text.\r\n'
-        b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="note.txt"\r\n\r\nFirst note.\r\n'
-        b'--XX\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="note.txt"\r\n\r\nSecond note.\r\n'
-        b"--XX--\r\n"
+        + note
+        + b"First note.\r\n"
+        + note
+        + b"Second note.\r\n--XX--\r\n"
     )
     result = unpack("two.eml", email, EML, LIMITS)
     assert [f.filename for f in result.files] == ["two.eml", "two.eml/note.txt", "two.eml/note (2).txt"]
