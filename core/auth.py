@@ -128,7 +128,13 @@ def authenticate(session: Session, presented: str | None, env_admin_key: str | N
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     if admin := env_admin(presented, env_admin_key):
         return admin
-    digest = key_hash(presented)
+    return authenticate_digest(session, key_hash(presented), None)
+
+
+def authenticate_digest(session: Session, digest: str, env_admin_key: str | None) -> Principal:
+    """The principal for a key known only by its SHA-256 (what a console session keeps); 401 as above."""
+    if env_admin_key and hmac.compare_digest(digest, key_hash(env_admin_key)):
+        return Principal(ENV_ADMIN_ID, "RAGKEEP_ADMIN_API_KEY", "admin", None)
     row = catalog.key_by_hash(session, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid API key")

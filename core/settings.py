@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535, description="API port (`--port` overrides).")
     max_upload_mb: int = Field(default=100, ge=1, description="Largest accepted file, in MiB (413 above).")
     max_files_per_request: int = Field(default=100, ge=1, description="Files accepted in one upload request.")
+    console_session_hours: int = Field(
+        default=12, ge=1, le=720, description="How long a web console sign-in lasts (it ends sooner with its key)."
+    )
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one object per line with request_id; text: for reading by eye."
     )

@@ -19,6 +19,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logs
@@ -44,6 +45,7 @@ from service.routers import (
     versions,
 )
 from service.schemas import ErrorBody
+from service.ui import routes as console_routes
 from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
@@ -295,6 +297,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         feedback.router,
         prompts.router,
+        console_routes.router,
     ):
         app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=console_routes.STATIC), name="console-static")
     return app

@@ -103,6 +103,12 @@ from core.catalog.querylog import (
     unsupported_answers,
 )
 from core.catalog.reports import get_report, last_sent_report_at, list_reports
+from core.catalog.sessions import (
+    add_console_session,
+    delete_console_session,
+    delete_expired_console_sessions,
+    get_console_session,
+)
 from core.catalog.usage import costliest_queries, total_cost, usage_rows
 from core.catalog.versions import (
     clear_version_documents,
@@ -134,6 +140,7 @@ __all__ = [
     "active_admin_key_count",
     "add_cached_chunks",
     "add_cached_vectors",
+    "add_console_session",
     "add_feedback",
     "advance_job",
     "alive_elsewhere",
@@ -162,6 +169,8 @@ __all__ = [
     "create_version",
     "current_revision",
     "delete_collection",
+    "delete_console_session",
+    "delete_expired_console_sessions",
     "delta_base",
     "document_count",
     "down_votes",
@@ -178,6 +187,7 @@ __all__ = [
     "get_api_key",
     "get_collection",
     "get_collection_by_id",
+    "get_console_session",
     "get_document",
     "get_eval_run",
     "get_job",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+import core.models
+
 revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels = None
@@ -23,8 +25,8 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(64), nullable=False, index=True),
         sa.Column("key_id", sa.String(32), nullable=False),
         sa.Column("csrf_token", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", core.models.UTCDateTime(timezone=True), nullable=False),
     )
 
 

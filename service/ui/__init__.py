@@ -1,0 +1,1 @@
+"""The web console (``/ui``): Jinja2 pages, htmx for partial updates, inline SVG charts."""

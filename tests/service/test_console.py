@@ -1,0 +1,158 @@
+"""The web console's sessions, CSRF, access rules and escaping, through the real app (no browser).
+
+The scripted browser session against a real ``ragkeep up`` is tests/integration/test_console.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from core.settings import Settings
+from service.app import create_app
+
+ADMIN = "rk_admin-key-for-console-tests"
+
+
+@pytest.fixture
+def client(tmp_path: Path, chroma_server: str) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path, chroma_url=chroma_server, admin_api_key=ADMIN, query={"warm_on_start": False}
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _csrf(page: Response) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def _sign_in(client: TestClient, key: str) -> str:
+    response = client.post("/ui/login", data={"key": key}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return _csrf(client.get("/ui/collections"))
+
+
+def _alerts(page: Response) -> list[str]:
+    return re.findall(r'role="alert"[^>]*>([^<]*)<', page.text)
+
+
+def _new_key(client: TestClient, csrf: str, role: str, collections: str) -> str:
+    created = client.post(
+        "/ui/keys", data={"csrf_token": csrf, "name": f"{role}-1", "role": role, "collections": collections}
+    )
+    assert created.status_code == 201, _alerts(created)
+    found = re.search(r'class="secret">([^<]+)<', created.text)
+    assert found
+    return found.group(1)
+
+
+def test_pages_need_a_session_and_a_wrong_key_is_refused_with_its_reason(client: TestClient) -> None:
+    response = client.get("/ui/collections", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ui/login?next=/ui/collections"
+    refused = client.post("/ui/login", data={"key": "rk_nope"})
+    assert refused.status_code == 401 and "invalid API key" in refused.text
+    assert "rk_console" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_session_cookie_is_httponly_strict_and_expiring(client: TestClient) -> None:
+    response = client.post("/ui/login", data={"key": ADMIN}, follow_redirects=False)
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43" in cookie  # 12 h by default
+    assert "Secure" not in cookie, "plain HTTP here; Secure is set when the console is served over HTTPS"
+    page = client.get("/ui/collections")
+    assert page.status_code == 200 and "Start here" in page.text, "the first screen says where to begin"
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_every_post_needs_the_sessions_csrf_token(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    assert client.post("/ui/collections", data={"name": "hr-docs"}).status_code == 403
+    assert client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": "forged"}).status_code == 403
+    assert (
+        client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf}, follow_redirects=False).status_code
+        == 303
+    )
+    assert client.post("/ui/logout").status_code == 403
+
+
+def test_a_reader_sees_no_write_controls_and_its_writes_are_refused(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    for name in ("hr-docs", "finance"):
+        client.post("/ui/collections", data={"name": name, "csrf_token": csrf})
+    reader = _new_key(client, csrf, "reader", "hr-docs")
+    client.cookies.clear()
+    csrf = _sign_in(client, reader)
+    page = client.get("/ui/c/hr-docs/documents")
+    assert page.status_code == 200 and "Upload files" not in page.text and "Delete" not in page.text
+    assert "Build a version now" not in client.get("/ui/c/hr-docs/versions").text
+    forged = client.post("/ui/c/hr-docs/documents", data={"csrf_token": csrf}, files=[("files", ("a.txt", b"x"))])
+    assert forged.status_code == 403
+    assert client.post("/ui/c/hr-docs/versions", data={"csrf_token": csrf}).status_code == 403
+    assert client.get("/ui/keys").status_code == 403
+    hidden, missing = client.get("/ui/c/finance/documents"), client.get("/ui/c/nothing-here/documents")
+    assert hidden.status_code == missing.status_code == 404, "another collection does not exist for this key"
+    assert "finance" not in client.get("/ui/collections").text
+
+
+def test_revoking_the_key_ends_its_console_sessions(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    writer = _new_key(client, csrf, "writer", "*")
+    keys_page = client.get("/ui/keys").text
+    key_id = re.findall(r'action="/ui/keys/([0-9a-f]+)/revoke"', keys_page)
+    assert len(key_id) == 1
+    with TestClient(client.app) as other:
+        _sign_in(other, writer)
+        assert other.get("/ui/collections").status_code == 200
+        assert client.post(f"/ui/keys/{key_id[0]}/revoke", data={"csrf_token": csrf}).status_code == 200
+        assert other.get("/ui/collections", follow_redirects=False).status_code == 303
+
+
+def test_uploads_report_each_file_and_user_strings_are_escaped(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf})
+    files = [
+        ("files", ("<img src=x onerror=alert(1)>.txt", b"Leave policy. New hires get twenty days of leave.")),
+        ("files", ("empty.txt", b"")),
+    ]
+    page = client.post("/ui/c/hr-docs/documents", data={"csrf_token": csrf}, files=files)
+    assert page.status_code == 200
+    assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;.txt" in page.text
+    assert re.search(r'class="refused"><strong>empty\.txt</strong>:\s*refused \(422\)', page.text)
+    assert re.search(r'class="ok"><strong>&lt;img src=x', page.text)
+
+
+def test_settings_are_validated_as_patch_validates_them_and_shown_inline(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf})
+    bad = client.post(
+        "/ui/c/hr-docs/settings", data={"csrf_token": csrf, "config": '{"retrieval": {"top_k": 0}}', "owners": ""}
+    )
+    assert bad.status_code == 422 and _alerts(bad) and _alerts(bad)[0].startswith("config.retrieval.top_k")
+    owners = client.post("/ui/c/hr-docs/settings", data={"csrf_token": csrf, "config": "{}", "owners": "nobody"})
+    assert owners.status_code == 422 and "owners" in _alerts(owners)[0]
+    good = client.post(
+        "/ui/c/hr-docs/settings",
+        data={
+            "csrf_token": csrf,
+            "config": '{"retrieval": {"top_k": 7}}',
+            "owners": "hr@example.com",
+            "description": "HR",
+        },
+        follow_redirects=False,
+    )
+    assert good.status_code == 303
+    read = client.get("/collections/hr-docs", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert (
+        read["config"]["retrieval"]["top_k"] == 7
+        and read["owners"] == ["hr@example.com"]
+        and read["description"] == "HR"
+    )
