@@ -129,7 +129,7 @@ def _prepare(settings: Settings) -> None:
         db.dispose()
 
 
-def _bootstrap_admin_key(settings: Settings) -> None:
+def _bootstrap_admin_key(settings: Settings, console_url: str) -> None:
     """First start without RAGKEEP_ADMIN_API_KEY: create an admin key, store its hash, print it once."""
     if settings.auth == "disabled":
         typer.echo("WARNING: RAGKEEP_AUTH=disabled: the API accepts every request as admin.", err=True)
@@ -148,14 +148,24 @@ def _bootstrap_admin_key(settings: Settings) -> None:
         db.dispose()
     typer.echo(
         f"\nCreated the first admin API key (shown only now, store it):\n\n    {secret}\n\n"
+        f"Sign in to the web console with it: {console_url}\n"
         "Use it as 'Authorization: Bearer <key>'; create more with POST /keys.\n"
     )
     sys.stdout.flush()
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The parts' environment. Logs are text when a person reads them (stderr is a terminal) and
+    RAGKEEP_LOG_FORMAT does not say otherwise; JSON lines for everything else (files, collectors)."""
+    env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
+    if "RAGKEEP_LOG_FORMAT" not in os.environ and sys.stderr.isatty():
+        env["RAGKEEP_LOG_FORMAT"] = "text"  # the parts inherit this stderr
+    return env
+
+
 def _parts(settings: Settings, host: str | None, port: int | None) -> list[Part]:
     """The children of ``ragkeep up``, in start order (each restarted as a fresh command)."""
-    env = dict(os.environ, RAGKEEP_DATA_DIR=str(settings.resolved_data_dir))
+    env = _child_env(settings)
     parts: list[Part] = []
 
     def spawn(command: list[str], child_env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -195,7 +205,8 @@ def up(port: PortOption = None, host: HostOption = None) -> None:
     """
     settings = get_settings()
     _prepare(settings)
-    _bootstrap_admin_key(settings)
+    api_url = f"http://{host or settings.api_host}:{port or settings.api_port}"
+    _bootstrap_admin_key(settings, f"{api_url}/ui")
     supervisor = Supervisor(_parts(settings, host, port), echo=lambda message: typer.echo(message, err=True))
     stopping = False
     failure: str | None = None
@@ -208,8 +219,10 @@ def up(port: PortOption = None, host: HostOption = None) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         supervisor.start_all()
-        api_url = f"http://{host or settings.api_host}:{port or settings.api_port}"
-        typer.echo(f"ragkeep is starting: API {api_url} (docs at {api_url}/docs), data in {settings.resolved_data_dir}")
+        typer.echo(
+            f"ragkeep is starting: API {api_url} (docs at {api_url}/docs), web console {api_url}/ui, "
+            f"data in {settings.resolved_data_dir}"
+        )
         while not stopping and failure is None:
             failure = supervisor.check()
             time.sleep(0.5)
