@@ -98,6 +98,10 @@ class ServiceUnavailable(RagkeepError):
         self.retry_after = retry_after
 
 
+class BlobStoreUnavailable(ServiceUnavailable):
+    """The object store holding uploaded files is unreachable, refuses ragkeep's credentials or lacks its bucket."""
+
+
 class DocumentParseError(RagkeepError):
     """A document that cannot be turned into chunks; fails that document alone."""
 

@@ -16,6 +16,31 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class BlobSettings(BaseModel):
+    """Where uploaded files (and each version's BM25 index) are kept: a local folder, or an S3-compatible bucket."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="s3://bucket/prefix: an S3-compatible object store shared by every host; "
+        "unset: the folder `blobs` in data_dir.",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="The store's endpoint, e.g. http://minio:9000; unset: AWS S3 in `region`."
+    )
+    region: str = Field(default="us-east-1", description="Region the requests are signed for.")
+    access_key_id: str = Field(
+        default="", description="Access key; empty: boto3's own chain (AWS_* variables, ~/.aws, an instance role)."
+    )
+    secret_access_key: str = Field(default="", description="Secret of the access key.")
+    path_style: bool = Field(
+        default=True,
+        description="Address the bucket in the path (http://host/bucket/key), as most S3-compatible servers "
+        "expect; false: virtual-hosted (http://bucket.host/key).",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Connect and read timeout per request to the store.")
+
+
 class WorkerSettings(BaseModel):
     concurrency: int = Field(default=2, ge=1, description="Celery worker processes per host.")
     torch_threads: int = Field(
@@ -177,6 +202,7 @@ class Settings(BaseSettings):
         default="INFO", description="Least severe level logged."
     )
     queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
+    blobs: BlobSettings = BlobSettings()
     worker: WorkerSettings = WorkerSettings()
     llm: LLMSettings = LLMSettings()
     query: QuerySettings = QuerySettings()
@@ -238,6 +264,7 @@ class Settings(BaseSettings):
 
     @property
     def blob_dir(self) -> Path:
+        """The local blob folder (the embedded default; unused when ``blobs.url`` names a bucket)."""
         return self.resolved_data_dir / "blobs"
 
     @property

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logs
-from core.blobs import BlobStore
+from core.blobs import open_blob_store
 from core.db import OVERLOAD_ERRORS, Database, create_schema, overloaded
 from core.errors import RagkeepError, ServiceUnavailable, TooManyRequests, Unauthorized
 from core.ratelimit import RateLimiter
@@ -197,7 +197,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         state = AppState(
             settings=settings,
             db=db,
-            blobs=BlobStore(settings.blob_dir),
+            blobs=open_blob_store(settings),
             tasks=tasks,
             limiter=RateLimiter(settings.limits.requests_per_minute, settings.redis_url),
             registry=metrics.build_registry(db, tasks.queue_depths),

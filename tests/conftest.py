@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from core.db import Database
+    from tests.s3server import S3Server
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "netguard"))
@@ -83,3 +84,14 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process, url = start_chroma(tmp_path_factory.mktemp("chroma"))
     yield url
     stop(process)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible object store (SeaweedFS) for the session; each test makes its own bucket."""
+    from tests.s3server import start_seaweedfs
+
+    process, server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    process.kill()  # a throwaway store: SIGTERM would wait ~15 s for its parts to hand over
+    process.wait()

@@ -211,6 +211,8 @@ EXTERNAL_HOMES: dict[str, set[str]] = {
     "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on
     "smtplib": {"core/email.py", "release/mail.py"},
     "email": {"core/email.py", "release/mail.py", "ingest/emails.py"},  # ingest/emails.py reads uploaded emails
+    "boto3": {"core/s3.py"},  # the S3-compatible blob store
+    "botocore": {"core/s3.py"},
     "oxmsg": {"ingest/emails.py"},
     "pypandoc": {"ingest/convert.py"},
     "charset_normalizer": {"ingest/partition.py"},

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from core import chroma
-from core.blobs import BlobStore
+from core.blobs import BlobStore, open_blob_store
 from core.chroma import ChromaClient
 from core.config import DEFAULT_EMBEDDING_MODEL
 from core.db import Database
@@ -86,7 +86,7 @@ def init_resources(settings: Settings | None = None, warm: bool = True) -> Resou
     _resources = Resources(
         settings=settings,
         db=Database(settings.resolved_database_url),
-        blobs=BlobStore(settings.blob_dir),
+        blobs=open_blob_store(settings),
         tasks=TaskClient(settings),
     )
     if warm:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core import catalog, email
 from core import chroma as chroma_access
-from core.errors import DocumentParseError
+from core.errors import DocumentParseError, ServiceUnavailable
 from core.models import (
     Collection,
     DocumentRevision,
@@ -43,8 +43,8 @@ from workers.resources import Resources, close_resources, init_resources, resour
 
 log = logging.getLogger(__name__)
 
-# Errors that may succeed on a later attempt: the catalog or Chroma briefly unreachable.
-RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, TimeoutError)
+# Errors that may succeed on a later attempt: the catalog, Chroma or the blob store briefly unreachable.
+RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, TimeoutError, ServiceUnavailable)
 MAX_RETRIES = 5
 
 
@@ -323,7 +323,7 @@ def send_report(self: Task[Any, Any], job_id: str) -> None:
         job, collection = opened
         with res.heartbeat.running(job.id):
             try:
-                reports.deliver(session, job, collection, res.settings)
+                reports.deliver(session, job, collection, res.settings, res.embedder)
             except email.SEND_ERRORS as exc:
                 delay = reports.retry_delay(res.settings, self.request.retries)
                 if delay is None:

@@ -32,7 +32,7 @@ def prometheus_metrics(state: StateDep) -> Response:
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
 def readyz(state: StateDep) -> Any:
-    """Catalog, broker and Chroma are reachable."""
+    """Catalog, broker, Chroma and the blob store are reachable."""
 
     def catalog() -> None:
         ping(state.db.engine)
@@ -40,7 +40,12 @@ def readyz(state: StateDep) -> Any:
     def chroma_server() -> None:
         chroma.heartbeat(state.chroma)
 
-    probes: dict[str, Callable[[], None]] = {"catalog": catalog, "broker": state.tasks.ping, "chroma": chroma_server}
+    probes: dict[str, Callable[[], None]] = {
+        "catalog": catalog,
+        "broker": state.tasks.ping,
+        "chroma": chroma_server,
+        "blobs": state.blobs.ping,
+    }
     checks: dict[str, str] = {}
     for name, check in probes.items():
         try:

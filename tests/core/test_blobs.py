@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from core.blobs import BlobStore, sha256_hex
+from core.blobs import LocalBlobStore, sha256_hex
 from core.errors import NotFound
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     digest = store.put("c1", b"hello")
     assert digest == sha256_hex(b"hello")
     assert store.put("c1", b"hello") == digest
@@ -18,7 +18,7 @@ def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
 
 
 def test_namespaces_are_deleted_whole(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     kept, gone = store.put("keep", b"x"), store.put("drop", b"x")
     store.delete_namespace("drop")
     assert store.exists("keep", kept)
@@ -28,4 +28,4 @@ def test_namespaces_are_deleted_whole(tmp_path: Path) -> None:
 
 def test_rejects_non_digest_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        BlobStore(tmp_path).get("c1", "../../etc/passwd")
+        LocalBlobStore(tmp_path).get("c1", "../../etc/passwd")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import catalog, chroma
-from core.blobs import BlobStore
+from core.blobs import BlobStore, LocalBlobStore
 from core.bm25 import BM25Index
 from core.config import CollectionConfig, IngestionConfig
 from core.db import Database, create_schema
@@ -39,7 +39,7 @@ def env(tmp_path: Path, chroma_server: str) -> Iterator[tuple[Session, BlobStore
     db = Database(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     create_schema(db.engine)
     with db.sessions() as session:
-        yield session, BlobStore(tmp_path / "blobs"), chroma.connect(chroma_server)
+        yield session, LocalBlobStore(tmp_path / "blobs"), chroma.connect(chroma_server)
     db.dispose()
 
 

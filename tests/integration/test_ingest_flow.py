@@ -11,7 +11,7 @@ import chromadb
 import pytest
 
 from core import catalog, chroma
-from core.blobs import BlobStore
+from core.blobs import LocalBlobStore
 from core.db import Database
 from core.models import JobKind, utcnow
 from core.settings import Settings
@@ -177,7 +177,12 @@ def test_reconciler_dispatches_a_job_whose_message_was_lost(redis_stack: Stack) 
             collection,
             [
                 catalog.IncomingFile(
-                    "a.txt", BlobStore(settings.blob_dir).put(collection.id, data), len(data), "txt", "text/plain", {}
+                    "a.txt",
+                    LocalBlobStore(settings.blob_dir).put(collection.id, data),
+                    len(data),
+                    "txt",
+                    "text/plain",
+                    {},
                 )
             ],
             job,

@@ -15,8 +15,9 @@ from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.blobs import BlobStore
+from core.blobs import LocalBlobStore
 from core.config import CollectionConfig
+from core.embedding import Embedder
 from core.errors import FileTooLarge, InvalidInput, TooManyRequests
 from core.models import (
     Collection,
@@ -75,7 +76,7 @@ def _upload(
         [intake.UploadedFile(name, io.BytesIO(data)) for name, data in files.items()],
         metadata,
         settings=settings,
-        blobs=BlobStore(settings.blob_dir),
+        blobs=LocalBlobStore(settings.blob_dir),
         enqueue=sent,
         audit=audited,
     )
@@ -89,7 +90,7 @@ def test_an_upload_stores_bytes_records_revisions_and_sends_one_parse_per_change
     uploaded, sent, audited = _upload(session, collection, settings, {"leave.txt": PDF_FREE_TEXT}, '{"team": "hr"}')
     [outcome] = uploaded.outcomes
     assert outcome.changed and outcome.revision.upload_metadata == {"team": "hr"}
-    assert BlobStore(settings.blob_dir).get(collection.id, outcome.revision.sha256) == PDF_FREE_TEXT
+    assert LocalBlobStore(settings.blob_dir).get(collection.id, outcome.revision.sha256) == PDF_FREE_TEXT
     assert sent.steps == [(Step.parse, outcome.revision.id, None)]
     assert audited.entries[0][0] == uploaded.job.id and audited.entries[0][1]["files"] == [
         {"filename": "leave.txt", "sha256": outcome.revision.sha256, "changed": True}
@@ -140,7 +141,7 @@ def test_a_report_is_built_once_and_sent_to_the_owners(session: Session, setting
         job = reports.request_report(session, collection, sent)
         assert sent.steps == [(Step.report, job.id, None)]
         catalog.start_job(session, job)
-        assert reports.deliver(session, job, collection, settings) == ReportStatus.sent
+        assert reports.deliver(session, job, collection, settings, Embedder) == ReportStatus.sent
     finally:
         controller.stop()
     report = session.get(Report, job.result["report_id"])
@@ -157,7 +158,7 @@ def test_a_failed_send_keeps_the_report_and_gives_up_after_the_retries(session: 
     job = catalog.create_job(session, JobKind.report, collection.id, total=1)
     session.commit()
     with pytest.raises(OSError):
-        reports.deliver(session, job, collection, settings)
+        reports.deliver(session, job, collection, settings, Embedder)
     assert reports.retry_delay(settings, 0) == settings.smtp.retry_delay_s
     assert reports.retry_delay(settings, settings.smtp.retries) is None
     reports.give_up(session, job, collection)
@@ -170,7 +171,7 @@ def test_a_report_without_owners_is_kept_and_not_sent(session: Session, settings
     collection = _collection(session)
     job = catalog.create_job(session, JobKind.report, collection.id, total=1)
     session.commit()
-    assert reports.deliver(session, job, collection, settings) == ReportStatus.no_recipients
+    assert reports.deliver(session, job, collection, settings, Embedder) == ReportStatus.no_recipients
     assert session.get(Job, job.id) is job and job.result["status"] == "no_recipients"
 
 

@@ -176,7 +176,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok"}
+    assert ready.json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok", "blobs": "ok"}
 
 
 def test_readiness_reports_an_unreachable_chroma(tmp_path: Path) -> None:
