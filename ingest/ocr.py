@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 
 # Image formats ragkeep accepts for OCR: FileKind.kind -> what a person calls it.
 IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP", "webp": "WebP", "heic": "HEIC"}
-# Pages rendered at this resolution: 200 dpi makes 10-point text about 28 px high, where the
-# recogniser (48 px line height) reads it well; more costs time without reading better.
-RENDER_DPI = 200
+# Pages are rendered at OcrOptions.dpi (200 by default): 10-point text becomes about 28 px
+# high, which the recogniser (48 px line input) reads well; more costs time without reading better.
 # A page or image is scaled down so that its longer side is at most this (PP-OCR's own default
 # limit); keeps a poster-sized page from needing gigabytes.
 MAX_SIDE_PX = 4000
@@ -91,6 +90,22 @@ class OcrPage:
 
 PageProgress = Callable[[int, int], None]
 """Called after each page with (pages done, pages to do)."""
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """How a parse may OCR: ONNX Runtime threads (0: its default, the cores) and the PDF rendering resolution."""
+
+    threads: int = 0
+    dpi: int = 200
+
+
+class OcrNeeded(DocumentParseError):
+    """The document needs OCR and this parse may not run it: its parse moves to the ``ocr`` queue."""
+
+    def __init__(self, pages: int, what: str) -> None:
+        super().__init__(f"{what} needs OCR ({pages} page{'s' if pages != 1 else ''})")
+        self.pages = pages
 
 
 # ------------------------------------------------------------------ the engine
@@ -428,7 +443,7 @@ def ocr_pdf_pages(
     pages: Iterable[int] | None = None,
     *,
     threads: int = 0,
-    dpi: int = RENDER_DPI,
+    dpi: int = 200,
     on_page: PageProgress | None = None,
 ) -> Iterator[OcrPage]:
     """Render and OCR the given 1-based ``pages`` of a PDF (all when None), one page at a time."""
@@ -452,3 +467,33 @@ def ocr_pdf_pages(
                 on_page(done, len(wanted))
     finally:
         document.close()
+
+
+# ------------------------------------------------------------ office pictures
+
+_OFFICE_MEDIA = ("word/media/", "ppt/media/")
+_OFFICE_PICTURES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def office_pictures(data: bytes, max_pictures: int, max_bytes: int) -> list[tuple[str, bytes]]:
+    """The raster pictures inside a DOCX or PPTX (name, bytes), in archive order; vector ones (EMF, SVG) are skipped.
+
+    Raises ``DocumentParseError`` when there are more than ``max_pictures`` or they unpack to more than ``max_bytes``.
+    """
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return []
+    with archive:
+        members = [
+            info
+            for info in archive.infolist()
+            if info.filename.startswith(_OFFICE_MEDIA) and info.filename.lower().endswith(_OFFICE_PICTURES)
+        ]
+        if len(members) > max_pictures:
+            raise DocumentParseError(f"the file has {len(members)} pictures to OCR; the limit is {max_pictures}")
+        if sum(info.file_size for info in members) > max_bytes:
+            raise DocumentParseError("the file's pictures unpack to more than the parse memory limit")
+        return [(info.filename.rsplit("/", 1)[-1], archive.read(info)) for info in members]

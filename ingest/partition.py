@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import core  # noqa: F401  (offline environment before unstructured is imported)
 from core.config import IngestionConfig
 from core.errors import DocumentParseError
-from core.filetypes import FileKind
+from core.filetypes import IMAGE_KINDS, FileKind
 from core.settings import get_settings
+from ingest import ocr as ocr_reader
 from ingest.convert import CONVERTED_KINDS, convert, converter_for
 from ingest.emails import email_parts
 
@@ -402,6 +403,139 @@ def _header_elements(data: bytes, filename: str, kind: FileKind) -> list[Element
     return [Text(text=parts.header_text, metadata=ElementMetadata(filename=filename))]
 
 
+# ------------------------------------------------------------------------ OCR
+
+OcrConfidence = dict[str, float]
+"""The recogniser's confidence for each element (by id) that OCR read."""
+
+
+def _ocr_elements(pages: Iterable[ocr_reader.OcrPage], filename: str) -> tuple[list[Element], OcrConfidence]:
+    """OCR'd pages as Unstructured text elements (one per paragraph), with each one's page confidence."""
+    from unstructured.partition.text import partition_text
+
+    elements: list[Element] = []
+    confidence: OcrConfidence = {}
+    for page in pages:
+        paragraphs = page.result.paragraphs()
+        if not paragraphs or page.result.confidence is None:
+            continue
+        for element in partition_text(text="\n\n".join(paragraphs), metadata_filename=filename):
+            if not element.text.strip():
+                continue
+            element.metadata.page_number = page.number
+            confidence[element.id] = page.result.confidence
+            elements.append(element)
+    return elements, confidence
+
+
+def _elements_by_page(elements: Sequence[Element]) -> dict[int, str]:
+    texts: dict[int, list[str]] = {}
+    for element in elements:
+        if element.metadata.page_number is not None:
+            texts.setdefault(element.metadata.page_number, []).append(element.text)
+    return {page: "\n".join(parts) for page, parts in texts.items()}
+
+
+def _ocr_pdf(
+    data: bytes, filename: str, elements: list[Element], ocr: ocr_reader.OcrOptions | None, on_page: OcrProgress
+) -> tuple[list[Element], OcrConfidence]:
+    """The PDF's elements with its scanned pages (no usable text layer, an image drawn) read by OCR."""
+    try:
+        pages = ocr_reader.pages_needing_ocr(data, _elements_by_page(elements))
+    except DocumentParseError:  # PDFium cannot open it (pdfminer could): nothing to render
+        pages = []
+    if not pages:
+        return elements, {}
+    if ocr is None:
+        raise ocr_reader.OcrNeeded(len(pages), "this PDF")
+    scanned = set(pages)
+    read, confidence = _ocr_elements(
+        ocr_reader.ocr_pdf_pages(data, pages, threads=ocr.threads, dpi=ocr.dpi, on_page=on_page), filename
+    )
+    kept = [e for e in elements if e.metadata.page_number not in scanned]
+    merged = sorted(kept + read, key=lambda e: e.metadata.page_number or 0)  # stable: page order, then reading order
+    return merged, confidence
+
+
+def _ocr_image(
+    data: bytes, filename: str, ocr: ocr_reader.OcrOptions | None, on_page: OcrProgress, max_pages: int | None
+) -> tuple[list[Element], OcrConfidence]:
+    if ocr is None:
+        raise ocr_reader.OcrNeeded(ocr_reader.image_page_count(data), "an image")
+    pages = ocr_reader.ocr_image_pages(data, threads=ocr.threads, max_pages=max_pages, on_page=on_page)
+    return _ocr_elements(pages, filename)
+
+
+def _ocr_office_pictures(
+    data: bytes, filename: str, ocr: ocr_reader.OcrOptions | None, on_page: OcrProgress, max_pages: int | None
+) -> tuple[list[Element], OcrConfidence]:
+    """A DOCX or PPTX without text: its pictures read by OCR (slides or pages that are scanned images)."""
+    pictures = ocr_reader.office_pictures(data, max_pages or 2000, 512 * 1024 * 1024)
+    if not pictures:
+        return [], {}
+    if ocr is None:
+        raise ocr_reader.OcrNeeded(len(pictures), "a document whose only content is pictures")
+    read: list[ocr_reader.OcrPage] = []
+    for number, (_, picture) in enumerate(pictures, start=1):
+        try:
+            read.append(ocr_reader.OcrPage(number, ocr_reader.ocr_image(picture, threads=ocr.threads)))
+        except DocumentParseError as exc:  # one damaged picture does not lose the others
+            log.info("%s: picture %d not read: %s", filename, number, exc.detail)
+        if on_page is not None:
+            on_page(number, len(pictures))
+    elements, confidence = _ocr_elements(read, filename)
+    for element in elements:
+        element.metadata.page_number = None  # picture order is not page order
+    return elements, confidence
+
+
+OcrProgress = ocr_reader.PageProgress | None
+
+
+def _read_with_ocr(
+    data: bytes,
+    filename: str,
+    kind: FileKind,
+    config: IngestionConfig,
+    ocr: ocr_reader.OcrOptions | None,
+    on_page: OcrProgress,
+    max_pages: int | None,
+) -> tuple[list[Element], str, OcrConfidence]:
+    """The document's elements, its parser, and which of them OCR read (with ``ocr`` None, ``OcrNeeded`` instead).
+
+    Images are read by OCR; a PDF's scanned pages, and a DOCX/PPTX that is only pictures, too.
+    """
+    if kind.kind in IMAGE_KINDS:
+        elements, confidence = _ocr_image(data, filename, ocr, on_page, max_pages)
+        return elements, "ocr", confidence
+    try:
+        elements, parser = _read_elements(data, filename, kind, config)
+    except DocumentParseError as exc:
+        # pdfminer and PDFium found no text in a PDF PDFium can open: maybe it is scanned.
+        if kind.kind != "pdf" or exc.detail.startswith("the PDF is password-protected"):
+            raise
+        elements, parser = [], "unstructured"
+        try:
+            scanned = ocr_reader.pages_needing_ocr(data)
+        except DocumentParseError:
+            raise exc from None
+        if not scanned:
+            raise
+    if kind.kind == "pdf":
+        elements, confidence = _ocr_pdf(data, filename, elements, ocr, on_page)
+        return elements, parser if not confidence or len(confidence) < len(elements) else "ocr", confidence
+    if kind.kind in ("docx", "pptx") and not elements:
+        elements, confidence = _ocr_office_pictures(data, filename, ocr, on_page, max_pages)
+        return elements, "ocr" if elements else parser, confidence
+    return elements, parser, {}
+
+
+def _ocr_metadata(originals: Sequence[Element], confidence: OcrConfidence) -> dict[str, bool | float]:
+    """``ocr``: the chunk has text OCR read; ``ocr_confidence``: the lowest confidence among its OCR'd pages."""
+    scores = [confidence[e.id] for e in originals if e.id in confidence]
+    return {"ocr": True, "ocr_confidence": round(min(scores), 4)} if scores else {}
+
+
 def _read_elements(data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> tuple[list[Element], str]:
     """The document's non-empty elements and the parser that read them (``unstructured`` or ``pdfium``).
 
@@ -434,10 +568,19 @@ def _read_elements(data: bytes, filename: str, kind: FileKind, config: Ingestion
 
 
 def partition_document(
-    data: bytes, filename: str, kind: FileKind, config: IngestionConfig, max_pdf_pages: int | None = None
+    data: bytes,
+    filename: str,
+    kind: FileKind,
+    config: IngestionConfig,
+    max_pdf_pages: int | None = None,
+    *,
+    ocr: ocr_reader.OcrOptions | None = None,
+    on_page: OcrProgress = None,
 ) -> list[Chunk]:
     """Parse ``data`` with Unstructured and cut it into chunks according to ``config``.
 
+    Images, scanned PDF pages and picture-only DOCX/PPTX files are read by OCR when ``ocr``
+    is given (``on_page`` hears of each page read); without it they raise ``OcrNeeded``.
     Raises ``DocumentParseError`` with a reason a person can act on when the file is
     corrupt, encrypted, longer than ``max_pdf_pages``, or yields no text.
     """
@@ -449,14 +592,15 @@ def partition_document(
         limits = get_settings().limits
         converter = converter_for(kind.kind)
         data, kind = convert(data, kind, timeout_s=limits.convert_timeout_s, max_memory_mb=limits.max_parse_memory_mb)
-    elements, parser = _read_elements(data, filename, kind, config)
+    elements, parser, ocr_confidence = _read_with_ocr(data, filename, kind, config, ocr, on_page, max_pdf_pages)
     parser = converter or parser
     if not elements:
         if kind.kind == "pdf" and b"/Encrypt" in data:
             raise DocumentParseError("the PDF is password-protected or encrypted; upload a decrypted copy")
         raise DocumentParseError(
             f"no text could be extracted from this {kind.kind.upper()} file"
-            + (" (scanned or image-only PDFs need OCR, which is not installed)" if kind.kind == "pdf" else "")
+            + (" (no text layer, and OCR read nothing on its pages)" if kind.kind == "pdf" else "")
+            + (" (OCR found no text in it)" if kind.kind in IMAGE_KINDS else "")
         )
     sections = _sections(elements)
     title = document_title(data, filename, kind, elements)
@@ -469,6 +613,7 @@ def partition_document(
         metadata = {k: _flat(v) for k, v in _chunk_metadata(filename, title, originals, sections).items()}
         if parser != "unstructured":
             metadata["parser"] = parser
+        metadata.update(_ocr_metadata(originals, ocr_confidence))
         chunks.append(Chunk(text=cleaned, metadata=metadata))
     if not chunks:
         raise DocumentParseError(f"the {kind.kind.upper()} file contains no text to index")

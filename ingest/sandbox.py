@@ -19,18 +19,37 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from core.config import IngestionConfig
 from core.errors import DocumentParseError
 from core.filetypes import FileKind
+from ingest.ocr import OcrNeeded, OcrOptions, PageProgress
 from ingest.partition import Chunk, partition_document
 
 log = logging.getLogger(__name__)
 
-Parser = Callable[[bytes, str, FileKind, IngestionConfig], list[Chunk]]
+
+class Parser(Protocol):
+    """Bytes -> chunks (``partition_document``, or it in a ``ParseSandbox``).
+
+    With ``ocr`` it reads images and scanned pages by OCR, telling ``on_page`` of each page;
+    without, such a document raises ``OcrNeeded`` (its parse belongs on the ``ocr`` queue).
+    """
+
+    def __call__(
+        self,
+        data: bytes,
+        filename: str,
+        kind: FileKind,
+        config: IngestionConfig,
+        *,
+        ocr: OcrOptions | None = None,
+        on_page: PageProgress | None = None,
+    ) -> list[Chunk]: ...
+
+
 POLL_S = 0.05
 START_TIMEOUT_S = 180.0
 _WARM = IngestionConfig()
@@ -54,14 +73,20 @@ def _serve(requests: Connection, replies: Connection, max_pdf_pages: int | None)
         with contextlib.suppress(DocumentParseError):  # the blank PDF has no text: loading the PDF stack is the point
             partition_document(data, name, kind, _WARM)
     replies.send(("ready", _rss_mb(os.getpid())))
+
+    def progress(done: int, total: int) -> None:
+        replies.send(("progress", done, total))
+
     while True:
         try:
-            data, filename, kind, config = requests.recv()
+            data, filename, kind, config, ocr = requests.recv()
         except (EOFError, OSError):
             return
         reply: tuple[Any, ...]
         try:
-            reply = ("ok", partition_document(data, filename, kind, config, max_pdf_pages))
+            reply = ("ok", partition_document(data, filename, kind, config, max_pdf_pages, ocr=ocr, on_page=progress))
+        except OcrNeeded as exc:
+            reply = ("needs_ocr", exc.pages, exc.detail)
         except DocumentParseError as exc:
             reply = ("parse_error", exc.detail)
         except MemoryError:
@@ -129,25 +154,22 @@ class ParseSandbox:
             raise
         return self._process, self._send, self._recv
 
-    def __call__(self, data: bytes, filename: str, kind: FileKind, config: IngestionConfig) -> list[Chunk]:
+    def __call__(
+        self,
+        data: bytes,
+        filename: str,
+        kind: FileKind,
+        config: IngestionConfig,
+        *,
+        ocr: OcrOptions | None = None,
+        on_page: PageProgress | None = None,
+    ) -> list[Chunk]:
         process, send, recv = self._start()
         before = self.peak_rss_mb = _rss_mb(process.pid)
         finished = False
         try:
-            send.send((data, filename, kind, config))
-            while not recv.poll(POLL_S):
-                if process.poll() is not None:
-                    raise DocumentParseError(
-                        f"the parser stopped (exit code {process.returncode}) while reading this file"
-                    )
-                rss = _rss_mb(process.pid)
-                self.peak_rss_mb = max(self.peak_rss_mb, rss)
-                if rss - before > self.max_memory_mb:
-                    raise DocumentParseError(
-                        f"parsing this file needed more than {self.max_memory_mb} MiB of memory and was stopped "
-                        "(RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB)"
-                    )
-            reply = recv.recv()
+            send.send((data, filename, kind, config, ocr))
+            reply = self._wait(process, recv, before, on_page)
             finished = True
         except (EOFError, OSError) as exc:
             raise DocumentParseError(f"the parser stopped while reading this file ({type(exc).__name__})") from exc
@@ -164,11 +186,36 @@ class ParseSandbox:
             return chunks
         if status == "parse_error":
             raise DocumentParseError(rest[0])
+        if status == "needs_ocr":
+            raise OcrNeeded(rest[0], "this file")
         if status == "memory":
             self.close()
             raise DocumentParseError("the parser ran out of memory reading this file")
         log.warning("parser failed on %s: %s", filename, rest[1])
         raise DocumentParseError(f"the file could not be parsed ({rest[0]})")
+
+    def _wait(
+        self, process: subprocess.Popen[bytes], recv: Connection, before: float, on_page: PageProgress | None
+    ) -> tuple[Any, ...]:
+        """The helper's reply, watching its memory meanwhile; page progress goes to ``on_page`` on the way."""
+        while True:
+            while not recv.poll(POLL_S):
+                if process.poll() is not None:
+                    raise DocumentParseError(
+                        f"the parser stopped (exit code {process.returncode}) while reading this file"
+                    )
+                rss = _rss_mb(process.pid)
+                self.peak_rss_mb = max(self.peak_rss_mb, rss)
+                if rss - before > self.max_memory_mb:
+                    raise DocumentParseError(
+                        f"parsing this file needed more than {self.max_memory_mb} MiB of memory and was stopped "
+                        "(RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB)"
+                    )
+            reply: tuple[Any, ...] = recv.recv()
+            if reply[0] != "progress":
+                return reply
+            if on_page is not None:
+                on_page(reply[1], reply[2])
 
     def close(self) -> None:
         """Stop the helper (killed if it is busy)."""
