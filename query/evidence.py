@@ -37,6 +37,16 @@ SENTINEL_INSTRUCTION = (
 _SENTINEL_RE = re.compile(rf"\b{SENTINEL}\b", re.IGNORECASE)
 
 AGREEMENT_PASSAGES = 3  # the best passages whose coverage and agreement count
+# Words that shape a question rather than name its subject: documents rarely contain them, so
+# as rare terms they would count as missing evidence in every question that uses them.
+QUESTION_WORDS = frozenset(
+    tokenize(
+        "much many describe explain mention mentioned discuss discussed give list tell according "
+        "main purpose role significance significant way ways used use using does do did paper "
+        "document study authors author provide provided example examples specific specifically key",
+        drop_stopwords=False,
+    )
+)
 
 # Logistic model over (top_score, gap, coverage, agreement), fitted by `python -m bench.abstention
 # --fit` (Newton's method, L2 0.1, on standardised signals, un-standardised here) on the TRAIN
@@ -71,7 +81,7 @@ def idf(df: int, documents: int) -> float:
 
 def term_weights(question: str, index: BM25Index | None, passages: Sequence[str]) -> dict[str, float]:
     """The question's terms weighted by rarity in the version (or, without a BM25 index, among ``passages``)."""
-    terms = list(dict.fromkeys(tokenize(question)))
+    terms = [t for t in dict.fromkeys(tokenize(question)) if t not in QUESTION_WORDS]
     if not terms:
         return {}
     if index is not None and index.ids:

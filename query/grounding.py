@@ -35,7 +35,7 @@ SIMILARITY_MIN = 0.7
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z0-9])|(?<=[\u3002\uff01\uff1f])|\n+")
 _CITATION = re.compile(r"\s*\[(\d{1,3})\]")
 # Numbers, with thousands separators, decimals, and a trailing percent sign.
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[,.]\d+)*")
+_NUMBER = re.compile(r"(?<![\d.,])\d+(?:[,.]\d+)*")
 # Proper names and identifiers: a capital inside or at the end (BERT, DistilBERT, GPT-4, iPhone),
 # or a capitalised word that does not start the sentence.
 _CAPITALISED = re.compile(r"\b[A-Za-z][\w\-]*\b")

@@ -1,0 +1,129 @@
+"""Evidence signals, the confidence model, the abstention threshold and the LLM sentinel (issue 18)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.bm25 import BM25Index
+from core.config import DEFAULT_PROMPT_TEMPLATE, CollectionConfig
+from query import evidence
+from query.evidence import Evidence, abstain_threshold, declined_text, declines, is_sentinel, language
+
+PASSAGES = [
+    "DistilBERT is a distilled version of BERT: 40% smaller and 60% faster, keeping 97% of its performance.",
+    "Knowledge distillation trains a small student model to reproduce the outputs of a larger teacher model.",
+    "BERT is pre-trained with masked language modelling and next sentence prediction on BooksCorpus.",
+]
+CORPUS = [
+    *PASSAGES,
+    "RoBERTa removes next sentence prediction and trains longer with larger batches.",
+    "HellaSwag is a commonsense inference benchmark built with adversarial filtering.",
+]
+
+
+@pytest.fixture(scope="module")
+def index() -> BM25Index:
+    return BM25Index.build([f"c{i}" for i in range(len(CORPUS))], CORPUS)
+
+
+def test_rare_terms_weigh_more_than_common_ones(index: BM25Index) -> None:
+    weights = evidence.term_weights("How does DistilBERT compare to BERT?", index, PASSAGES)
+    assert weights["distilbert"] > weights["bert"] > 0
+
+
+def test_a_term_no_chunk_holds_weighs_the_most(index: BM25Index) -> None:
+    weights = evidence.term_weights("What does the --frobnicate flag of BERT do?", index, PASSAGES)
+    assert weights["frobnic"] == max(weights.values())
+
+
+def test_coverage_is_high_when_the_best_passage_holds_the_rare_terms(index: BM25Index) -> None:
+    covered = evidence.evidence("How much smaller is DistilBERT than BERT?", [0.7, 0.5, 0.4], PASSAGES, index)
+    missing = evidence.evidence("How much smaller is GLM-130B than BERT?", [0.7, 0.5, 0.4], PASSAGES, index)
+    assert covered.coverage > 0.9 and missing.coverage < 0.6
+    assert covered.confidence > missing.confidence
+
+
+def test_agreement_counts_terms_held_by_several_passages(index: BM25Index) -> None:
+    agreed = evidence.evidence("BERT next sentence prediction", [0.6, 0.6, 0.6], PASSAGES, index)
+    single = evidence.evidence("adversarial filtering", [0.6, 0.6, 0.6], PASSAGES, index)
+    assert agreed.agreement > 0 and single.agreement == 0
+
+
+def test_cjk_questions_are_covered_by_character_bigrams() -> None:
+    passages = ["東京タワーは1958年に完成した電波塔である。", "富士山は日本で最も高い山である。"]
+    index = BM25Index.build(["a", "b"], passages)
+    found = evidence.evidence("東京タワーはいつ完成しましたか", [0.3, 0.2], passages, index)
+    absent = evidence.evidence("大阪城はいつ建てられましたか", [0.3, 0.2], passages, index)
+    assert found.coverage > absent.coverage
+
+
+def test_gap_is_the_lead_of_the_best_score() -> None:
+    signals = evidence.evidence("BERT", [0.5, 0.8, 0.3], PASSAGES, None)
+    assert signals.top_score == 0.5 and signals.gap == pytest.approx(0.3)
+
+
+def test_no_passages_mean_no_confidence() -> None:
+    assert evidence.evidence("anything", [], [], None).confidence == 0.0
+
+
+def test_confidence_grows_with_every_signal() -> None:
+    base = evidence.confidence(0.5, 0.05, 0.5, 0.2)
+    assert 0 < base < 1
+    assert evidence.confidence(0.7, 0.05, 0.5, 0.2) > base
+    assert evidence.confidence(0.5, 0.05, 0.9, 0.2) > base
+
+
+def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
+    assert abstain_threshold("auto", 0.31) == 0.31
+    assert abstain_threshold("auto", None) == evidence.DEFAULT_ABSTAIN_THRESHOLD
+    assert abstain_threshold("never", 0.31) is None
+    assert abstain_threshold(0.7, 0.31) == 0.7
+    assert abstain_threshold(0.0, None) == 0.0
+
+
+def test_declines_below_the_threshold_only() -> None:
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, confidence=0.4)
+    assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
+
+
+@pytest.mark.parametrize("value", ["sometimes", -0.1, 1.5, float("nan"), True and "yes"])
+def test_config_refuses_a_bad_abstain_value(value: object) -> None:
+    with pytest.raises(ValidationError):
+        CollectionConfig.model_validate({"answer": {"abstain": value}})
+
+
+def test_config_accepts_auto_never_and_thresholds() -> None:
+    assert CollectionConfig().answer.abstain == "auto"
+    assert CollectionConfig.model_validate({"answer": {"abstain": "never"}}).answer.abstain == "never"
+    assert CollectionConfig.model_validate({"answer": {"abstain": 0.4}}).answer.abstain == 0.4
+
+
+def test_the_default_prompt_asks_for_the_sentinel() -> None:
+    assert evidence.SENTINEL in DEFAULT_PROMPT_TEMPLATE
+
+
+@pytest.mark.parametrize("text", ["NOT_IN_CONTEXT", " not_in_context. ", "`NOT_IN_CONTEXT`", "NOT_IN_CONTEXT [1]"])
+def test_the_sentinel_is_recognised(text: str) -> None:
+    assert is_sentinel(text)
+
+
+@pytest.mark.parametrize("text", ["", "DistilBERT is 40% smaller [1].", "NOT_IN_CONTEXT " + "but here is a guess " * 5])
+def test_an_answer_is_not_the_sentinel(text: str) -> None:
+    assert not is_sentinel(text)
+
+
+def test_streamed_text_is_held_back_only_while_it_may_be_the_sentinel() -> None:
+    assert evidence.could_become_sentinel("") and evidence.could_become_sentinel("NOT_")
+    assert evidence.could_become_sentinel("NOT_IN_CONTEXT")
+    assert not evidence.could_become_sentinel("Not") or evidence.could_become_sentinel("NOT")  # case-insensitive
+    assert not evidence.could_become_sentinel("DistilBERT")
+
+
+@pytest.mark.parametrize(
+    ("question", "code"),
+    [("What is BERT?", "en"), ("BERTとは何ですか", "ja"), ("什么是BERT", "zh"), ("BERT가 무엇입니까", "ko")],
+)
+def test_the_declined_statement_is_in_the_questions_language(question: str, code: str) -> None:
+    assert language(question) == code
+    assert declined_text(question) == evidence.DECLINED[code]
