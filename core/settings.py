@@ -67,6 +67,19 @@ class WorkerSettings(BaseModel):
     metrics_host: str = Field(default="127.0.0.1", description="Bind address of the worker's metrics.")
 
 
+class OcrSettings(BaseModel):
+    """OCR of images and scanned pages (``ingest/ocr.py``), run by workers of the ``ocr`` queue."""
+
+    concurrency: int = Field(
+        default=1, ge=1, description="Processes of the OCR worker that `ragkeep up` runs (it consumes only `ocr`)."
+    )
+    threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per OCR process; 0 = cores / concurrency.")
+    dpi: int = Field(default=200, ge=72, le=600, description="Resolution scanned PDF pages are rendered at for OCR.")
+    soft_time_limit_s: int = Field(
+        default=3600, ge=30, description="A document whose OCR (all its pages) takes longer fails alone."
+    )
+
+
 class LLMSettings(BaseModel):
     """An OpenAI-compatible chat endpoint for answers; without base_url answers are extractive."""
 
@@ -204,6 +217,7 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="", description="Prefix for Celery queue names (lets tests share a broker).")
     blobs: BlobSettings = BlobSettings()
     worker: WorkerSettings = WorkerSettings()
+    ocr: OcrSettings = OcrSettings()
     llm: LLMSettings = LLMSettings()
     query: QuerySettings = QuerySettings()
     judge: JudgeSettings = JudgeSettings()
@@ -279,6 +293,11 @@ class Settings(BaseSettings):
         if self.worker.torch_threads:
             return self.worker.torch_threads
         return max(1, (os.cpu_count() or 1) // self.worker.concurrency)
+
+    def ocr_threads(self) -> int:
+        if self.ocr.threads:
+            return self.ocr.threads
+        return max(1, (os.cpu_count() or 1) // self.ocr.concurrency)
 
 
 @lru_cache(maxsize=1)
