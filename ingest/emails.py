@@ -27,6 +27,7 @@ class Attachment:
 
     filename: str
     data: bytes
+    content_type: str = "application/octet-stream"  # as the sender declared it
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _collect(part: Message, found: list[Attachment]) -> None:
         inner = payload[0] if isinstance(payload, list) and payload else None
         if isinstance(inner, Message):
             subject = _text(inner.get("Subject")) or f"message-{len(found) + 1}"
-            found.append(Attachment(f"{subject[:80]}.eml", inner.as_bytes()))
+            found.append(Attachment(f"{subject[:80]}.eml", inner.as_bytes(), "message/rfc822"))
         return
     if part.is_multipart():
         for sub in part.get_payload():
@@ -68,7 +69,7 @@ def _collect(part: Message, found: list[Attachment]) -> None:
     ):
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes) and payload:
-            found.append(Attachment(name or f"attachment-{len(found) + 1}", payload))
+            found.append(Attachment(name or f"attachment-{len(found) + 1}", payload, part.get_content_type()))
 
 
 def _eml_attachments(message: Message) -> list[Attachment]:
@@ -114,7 +115,7 @@ def _msg(data: bytes) -> EmailParts:
         ("Date", headers.get("Date") or message.sent_date),
     ]
     attachments = [
-        Attachment(a.file_name or f"attachment-{n}", a.file_bytes)
+        Attachment(a.file_name or f"attachment-{n}", a.file_bytes, a.mime_type or "application/octet-stream")
         for n, a in enumerate(message.attachments)
         if not encrypted and a.file_bytes
     ]

@@ -143,6 +143,31 @@ def _members(data: bytes, archive_name: str, limits: UnpackLimits, result: Unpac
         yield name, content
 
 
+_SIGNATURES = ("application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature")
+_VIDEO_BRANDS = (b"isom", b"iso2", b"mp41", b"mp42", b"qt  ", b"M4V ", b"avc1", b"3gp4", b"3gp5", b"3g2a", b"dash")
+_EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe")
+_MEDIA_MAGIC = (b"ID3", b"fLaC", b"OggS", b"\x1aE\xdf\xa3")  # MP3 (tagged), FLAC, Ogg, Matroska/WebM
+
+
+def skip_reason(data: bytes, content_type: str = "") -> str | None:
+    """Why an attachment or member is not a document at all (audio, video, programs, signatures), or None."""
+    major = content_type.split("/", 1)[0].lower()
+    if content_type.lower() in _SIGNATURES:
+        return "a digital signature (S/MIME or PGP), not a document"
+    riff = data[8:12] if data.startswith(b"RIFF") else b""
+    brand = data[8:12] if data[4:8] == b"ftyp" else b""  # ISO media; HEIC images share the container
+    if major == "audio" or riff == b"WAVE" or data.startswith(_MEDIA_MAGIC[:2]) or brand in (b"M4A ", b"M4B "):
+        return "audio: ragkeep ingests text and does no speech-to-text"
+    if major == "video" or riff == b"AVI " or data.startswith(_MEDIA_MAGIC[2:]) or brand in _VIDEO_BRANDS:
+        return "video: ragkeep ingests text and does no speech-to-text"
+    if data.startswith(_EXECUTABLE_MAGIC) or content_type.lower() in (
+        "application/x-msdownload",
+        "application/x-executable",
+    ):
+        return "an executable program, not a document"
+    return None
+
+
 def _unique(filename: str, result: Unpacked) -> str:
     """Two attachments called ``image001.png``: the second becomes ``image001 (2).png``."""
     taken = {f.filename for f in result.files}
@@ -155,10 +180,21 @@ def _unique(filename: str, result: Unpacked) -> str:
     return candidate
 
 
-def _add(filename: str, data: bytes, parent: str | None, depth: int, limits: UnpackLimits, result: Unpacked) -> None:
+def _add(
+    filename: str,
+    data: bytes,
+    parent: str | None,
+    depth: int,
+    limits: UnpackLimits,
+    result: Unpacked,
+    declared: str = "",
+) -> None:
     filename = _unique(filename, result)
     if len(filename.encode("utf-8")) > _MAX_NAME_BYTES:
         result.refused.append(RefusedFile(filename, f"its name is longer than {_MAX_NAME_BYTES} bytes"))
+        return
+    if reason := skip_reason(data, declared):
+        result.refused.append(RefusedFile(filename, f"skipped: {reason}"))
         return
     try:
         kind = check_file(data, filename, limits)
@@ -193,7 +229,7 @@ def _add_checked(
             return  # the parser reports the damaged email as the document's failure
         for attachment in parts.attachments:
             name = member_name(attachment.filename) or "attachment"
-            _add(f"{filename}/{name}", attachment.data, filename, depth + 1, limits, result)
+            _add(f"{filename}/{name}", attachment.data, filename, depth + 1, limits, result, attachment.content_type)
 
 
 def unpack(filename: str, data: bytes, kind: FileKind, limits: UnpackLimits) -> Unpacked:

@@ -12,7 +12,7 @@ from core.config import IngestionConfig
 from core.errors import InvalidInput
 from core.filetypes import EML, MSG, ZIP, detect_file_kind
 from ingest.partition import partition_document
-from ingest.unpack import UnpackLimits, member_name, unpack
+from ingest.unpack import UnpackLimits, member_name, skip_reason, unpack
 from tests.conftest import EXAMPLE_DOCS
 
 LIMITS = UnpackLimits(max_files=20, max_file_bytes=2 * 1024 * 1024, max_unpacked_bytes=8 * 1024 * 1024)
@@ -68,7 +68,25 @@ def test_members_get_the_checks_of_a_direct_upload() -> None:
     wav = (EXAMPLE_DOCS / "CantinaBand3.wav").read_bytes()
     files, refused = _unpack("bundle.zip", _zip({"ok.txt": b"fine text", "empty.txt": b"  \n", "sound.wav": wav}))
     assert files == {"ok.txt": "bundle.zip"}
-    assert "empty" in refused["empty.txt"] and "not a supported document type" in refused["sound.wav"]
+    assert "empty" in refused["empty.txt"] and "audio" in refused["sound.wav"]
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "cause"),
+    [
+        (b"MZ\x90\x00" + b"\0" * 200, "application/octet-stream", "executable"),
+        (b"\x7fELF\x02\x01\x01" + b"\0" * 200, "", "executable"),
+        (b"\0\0\0\x18ftypmp42" + b"\0" * 200, "", "video"),
+        (b"<SIGNATURE>", "application/pkcs7-signature", "signature"),
+        (b"ID3\x03" + b"\0" * 200, "audio/mpeg", "speech-to-text"),
+    ],
+)
+def test_programs_media_and_signatures_are_skipped_with_their_reason(
+    data: bytes, content_type: str, cause: str
+) -> None:
+    assert cause in (skip_reason(data, content_type) or "")
+    heic = (EXAMPLE_DOCS / "img" / "DA-1p.heic").read_bytes()
+    assert skip_reason(heic, "image/heic") is None  # an image (OCR) shares the ISO media container
 
 
 def test_a_member_over_the_file_limit_is_refused_before_it_is_inflated() -> None:
@@ -143,7 +161,7 @@ def test_an_audio_attachment_is_skipped_with_its_reason_and_the_body_is_kept() -
     result = unpack("mail.eml", data, EML, LIMITS)
     assert [f.filename for f in result.files] == ["mail.eml"]
     [refused] = result.refused
-    assert refused.filename == "mail.eml/sample-3s.mp3" and "not a supported document type" in refused.reason
+    assert refused.filename == "mail.eml/sample-3s.mp3" and "no speech-to-text" in refused.reason
     chunks = partition_document(data, "mail.eml", EML, IngestionConfig())
     assert "Email with MP3 Attachment" in chunks[0].text
 
