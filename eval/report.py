@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core import catalog
 from core.config import METRICS
+from core.embedding import Embedder
 from core.models import (
     Collection,
     EvalResult,
@@ -22,9 +24,12 @@ from core.models import (
 )
 from core.settings import EvalSettings
 from eval import unmeasured
+from eval.abstention import ABSTENTION_METRICS, LOWER_IS_BETTER
+from eval.gaps import find_gaps
 from eval.ragas_adapter import LLM_METRICS
 from eval.runner import scores_by_position
 from eval.stats import paired_delta
+from eval.unmeasured import judge_label
 
 CHART_CID = "trend-chart@ragkeep"
 _TEMPLATES = Environment(
@@ -83,9 +88,67 @@ def _chart(runs: list[EvalRun]) -> bytes | None:
     return buffer.getvalue()
 
 
-def build_report(session: Session, collection: Collection, settings: EvalSettings) -> RenderedReport:
-    """Gather everything the owners should know since the last sent report and render it."""
+# How the report names a metric; ragkeep's own checks say so, so they never read as RAGAS scores.
+LABELS = {
+    "groundedness": "groundedness (ragkeep's own check, not RAGAS)",
+    "abstention_precision": "abstention precision (declined questions that no document answers)",
+    "abstention_recall": "abstention recall (unanswerable questions declined)",
+    "false_answer_rate": "false-answer rate (unanswerable questions answered; lower is better)",
+    "unsupported_answer_rate": "unsupported-answer rate (answers with an unsupported sentence; lower is better)",
+}
+GAP_CLUSTERS = 5
+
+
+def _gaps(
+    session: Session, collection: Collection, embedder: Callable[[str], Embedder], since: datetime, now: datetime
+) -> dict[str, Any]:
+    found = find_gaps(session, collection, embedder, since, now, limit=GAP_CLUSTERS)
+    return {
+        "questions": found.questions,
+        "declined": found.declined,
+        "below": found.low_confidence_below,
+        "clusters": [
+            {
+                "count": c.count,
+                "examples": [q.question for q in c.examples],
+                "query_ids": [q.query_id for q in c.examples],
+                "documents": c.closest_documents,
+            }
+            for c in found.clusters
+        ],
+    }
+
+
+def _unsupported(session: Session, collection: Collection, since: datetime, limit: int) -> dict[str, Any]:
+    rows = catalog.unsupported_answers(session, collection.id, since, limit)
+    return {
+        "total": catalog.unsupported_answer_count(session, collection.id, since),
+        "latest": [
+            {
+                "question": q.question,
+                "answer": q.answer[:300],
+                "version": q.version_number,
+                "sentences": q.unsupported_sentences,
+                "warning": next((w for w in q.warnings if "not supported" in w), ""),
+            }
+            for q in rows
+        ],
+    }
+
+
+def build_report(
+    session: Session,
+    collection: Collection,
+    settings: EvalSettings,
+    embedder: Callable[[str], Embedder] | None = None,
+) -> RenderedReport:
+    """Gather everything the owners should know since the last sent report and render it.
+
+    ``embedder`` (a model id -> the embedder) groups the knowledge-gap questions; without it the
+    gap section lists no groups, only how many questions there were.
+    """
     since = _since(session, collection)
+    now = utcnow()
     live = session.get(Version, collection.live_version_id) if collection.live_version_id else None
     runs_desc = catalog.succeeded_eval_runs(session, collection.id, settings.trend_runs)
     live_run = next((r for r in runs_desc if live is not None and r.version_id == live.id), None)
@@ -103,6 +166,8 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             metrics.append(
                 {
                     "name": metric,
+                    "label": LABELS.get(metric, metric),
+                    "lower_is_better": metric in LOWER_IS_BETTER,
                     "mean": stats.get("mean"),
                     "ci_low": stats.get("ci_low"),
                     "ci_high": stats.get("ci_high"),
@@ -121,8 +186,8 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
             )
         rows = catalog.eval_results(session, live_run.id)
 
-        def badness(row: EvalResult) -> float:
-            values = [float(v) for v in row.scores.values() if v is not None]
+        def badness(row: EvalResult) -> float:  # RAGAS's scores (abstention values are 0/1 in both directions)
+            values = [float(v) for k, v in row.scores.items() if v is not None and k not in ABSTENTION_METRICS]
             return min(values) if values else 2.0
 
         for row in sorted(rows, key=badness)[: settings.worst_questions]:
@@ -130,7 +195,7 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
                 {
                     "question": row.question,
                     "answer": row.answer[:400],
-                    "scores": {k: v for k, v in row.scores.items() if v is not None},
+                    "scores": {k: v for k, v in row.scores.items() if v is not None and k not in ABSTENTION_METRICS},
                     "sources": list(dict.fromkeys(f for f in row.retrieved_filenames if f)),
                 }
             )
@@ -180,10 +245,15 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         "top": [{"question": q.question, "cost": q.cost, "model": q.model} for q in costly],
     }
     runs = list(reversed(runs_desc))
+    gaps = (
+        _gaps(session, collection, embedder, since, now)
+        if embedder is not None
+        else {"questions": 0, "declined": 0, "below": None, "clusters": []}
+    )
     context = {
         "collection": collection,
         "since": since,
-        "generated_at": utcnow(),
+        "generated_at": now,
         "live": live,
         "live_run": live_run,
         "metrics": metrics,
@@ -196,6 +266,11 @@ def build_report(session: Session, collection: Collection, settings: EvalSetting
         "query_volume": {"total": sum(volume.values()), "by_mode": volume},
         "negative_feedback": negative_feedback,
         "cost": cost,
+        "gaps": gaps,
+        "unsupported": _unsupported(session, collection, since, settings.worst_questions),
+        "judge": judge_label(live_run.judge_model, live_run.judge_host) if live_run else None,
+        "groundedness": next((m for m in metrics if m["name"] == "groundedness"), None),
+        "faithfulness": next((m for m in metrics if m["name"] == "faithfulness"), None),
         "chart_cid": CHART_CID,
     }
     chart = _chart(runs)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
 from core import catalog, email
+from core.embedding import Embedder
 from core.models import Collection, Job, JobKind, Report, ReportStatus, utcnow
 from core.settings import Settings
 from eval.report import CHART_CID, build_report
 from release.dispatch import Audit, Enqueue, Step, dispatch
+
+Embedders = Callable[[str], Embedder]  # a model id -> its embedder (the worker's or the API engine's)
 
 
 def request_report(session: Session, collection: Collection, enqueue: Enqueue, audit: Audit | None = None) -> Job:
@@ -27,18 +31,18 @@ def inline_chart(html: str, chart: bytes | None) -> str:
     return html.replace(f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(chart).decode())
 
 
-def current_page(session: Session, collection: Collection, settings: Settings) -> str:
+def current_page(session: Session, collection: Collection, settings: Settings, embedder: Embedders) -> str:
     """The owners' report as of now, as one HTML page (its chart inline)."""
-    rendered = build_report(session, collection, settings.eval)
+    rendered = build_report(session, collection, settings.eval, embedder)
     return inline_chart(rendered.html, rendered.chart_png)
 
 
-def _report_of(session: Session, job: Job, collection: Collection, settings: Settings) -> Report:
+def _report_of(session: Session, job: Job, collection: Collection, settings: Settings, embedder: Embedders) -> Report:
     """The job's report: built once, kept (a retried send mails the same report)."""
     report = session.get(Report, job.result["report_id"]) if job.result.get("report_id") else None
     if report is not None:
         return report
-    rendered = build_report(session, collection, settings.eval)
+    rendered = build_report(session, collection, settings.eval, embedder)
     report = Report(
         collection_id=collection.id,
         subject=rendered.subject,
@@ -55,12 +59,15 @@ def _report_of(session: Session, job: Job, collection: Collection, settings: Set
     return report
 
 
-def deliver(session: Session, job: Job, collection: Collection, settings: Settings) -> ReportStatus:
+def deliver(
+    session: Session, job: Job, collection: Collection, settings: Settings, embedder: Embedders
+) -> ReportStatus:
     """Build (once) and email the report of an opened report job; raises one of ``email.SEND_ERRORS`` when SMTP fails.
 
-    The caller retries a failed send later (``defer``) or gives up (``give_up``).
+    ``embedder`` (model id -> embedder) groups the knowledge-gap questions. The caller retries a
+    failed send later (``defer``) or gives up (``give_up``).
     """
-    report = _report_of(session, job, collection, settings)
+    report = _report_of(session, job, collection, settings, embedder)
     if not report.recipients:
         report.status = ReportStatus.no_recipients
         catalog.finish_job(session, job, result={"report_id": report.id, "status": report.status})

@@ -9,6 +9,7 @@ from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from core.config import PROMPT_TEMPLATE_PATTERN, CollectionConfig, check_prompt_template
+from eval.gaps import GapCluster
 from eval.stats import MetricDelta
 from query.engine import Citation
 from query.evidence import Evidence
@@ -359,6 +360,23 @@ class ComparisonRead(BaseModel):
     candidate: EvaluationRead
     deltas: list[MetricDelta]  # eval.stats' own type, rendered as is
     worse_questions: list[dict[str, Any]]
+
+
+class GapsRead(BaseModel):
+    collection: str
+    since: datetime = Field(description="Start of the window (the request's `from`).")
+    until: datetime = Field(description="End of the window (the request's `to`).")
+    low_confidence_below: float = Field(
+        description="Answered questions below this confidence count as gaps (the live version's abstention "
+        "threshold plus a margin)."
+    )
+    questions: int = Field(description="Questions declined or answered with low confidence in the window.")
+    declined: int
+    clusters: list[GapCluster] = Field(
+        description="Groups of similar questions (embedding clusters), most asked first: count, example questions "
+        "with their query ids (POST /feedback takes them, with answerable: false or an expected_answer), and "
+        "the documents their closest passages came from."
+    )  # eval.gaps' own type, rendered as is
 
 
 class ReportAccepted(BaseModel):

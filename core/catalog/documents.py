@@ -222,3 +222,15 @@ def revision_counts(session: Session) -> Sequence[tuple[str, int]]:
     return (
         session.execute(select(DocumentRevision.status, func.count()).group_by(DocumentRevision.status)).tuples().all()
     )
+
+
+def filenames_of_revisions(session: Session, revision_ids: Sequence[str]) -> dict[str, str]:
+    """Revision id -> its document's filename (chunk ids start with the revision id)."""
+    if not revision_ids:
+        return {}
+    rows = session.execute(
+        select(DocumentRevision.id, Document.filename)
+        .join(Document, Document.id == DocumentRevision.document_id)
+        .where(DocumentRevision.id.in_(set(revision_ids)))
+    ).tuples()
+    return dict(rows.all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -9,11 +10,11 @@ from fastapi.responses import HTMLResponse
 
 from core import catalog
 from core.errors import InvalidInput
-from eval import runner
+from eval import gaps, runner
 from eval.goldensets import parse_golden_set
 from release import evaluations, reports
 from service.access import GuardedRoute, ReadableCollection, WritableCollection, ensure_visible, record
-from service.deps import PrincipalDep, SessionDep, SettingsDep, StateDep
+from service.deps import EngineDep, PrincipalDep, SessionDep, SettingsDep, StateDep
 from service.mappers import evaluation_read
 from service.routers.audit import auditor
 from service.routers.versions import VersionNumber
@@ -22,6 +23,7 @@ from service.schemas import (
     ComparisonRead,
     EvaluationAccepted,
     EvaluationRead,
+    GapsRead,
     GoldenSetRead,
     Offset,
     Page,
@@ -132,10 +134,29 @@ def compare(
     )
 
 
+@router.get("/collections/{name}/gaps", responses=ERRORS)
+def knowledge_gaps(
+    collection: ReadableCollection,
+    session: SessionDep,
+    engine: EngineDep,
+    state: StateDep,
+    since: Annotated[datetime | None, Query(alias="from", description="ISO time; default 7 days before `to`.")] = None,
+    until: Annotated[datetime | None, Query(alias="to", description="ISO time; default now.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Most groups returned.")] = 20,
+) -> GapsRead:
+    """What users asked that the knowledge base does not answer: declined or low-confidence questions, grouped."""
+    state.flush_query_log()  # an answer of this process may be a few milliseconds from the log
+    start, end = gaps.window(since, until)
+    found = gaps.find_gaps(session, collection, engine.embedder, start, end, limit)
+    return GapsRead.model_validate({"collection": collection.name, **found.__dict__})
+
+
 @router.get("/collections/{name}/reports/latest", response_class=HTMLResponse, responses=PAGE_ERRORS)
-def latest_report(collection: ReadableCollection, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def latest_report(
+    collection: ReadableCollection, session: SessionDep, settings: SettingsDep, engine: EngineDep
+) -> HTMLResponse:
     """The owners' report as a page, as of now."""
-    return HTMLResponse(reports.current_page(session, collection, settings))
+    return HTMLResponse(reports.current_page(session, collection, settings, engine.embedder))
 
 
 @router.post("/collections/{name}/reports/send", status_code=202, responses=ERRORS)

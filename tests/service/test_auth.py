@@ -86,6 +86,7 @@ def test_a_scoped_key_never_sees_other_collections(client: TestClient) -> None:
         "/collections/finance/evaluations",
         "/collections/finance/goldensets",
         "/collections/finance/reports/latest",
+        "/collections/finance/gaps",
     ):
         assert client.get(path, headers=reader).status_code == 404, path
     query = client.post("/query", json={"collection": "finance", "question": "x"}, headers=reader)
