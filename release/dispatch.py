@@ -14,13 +14,15 @@ from sqlalchemy.orm import Session
 
 from core import catalog
 from core.errors import DocumentParseError
-from core.models import Collection, Job, JobStatus
+from core.filetypes import IMAGE_KINDS
+from core.models import Collection, DocumentRevision, Job, JobStatus
 
 
 class Step(StrEnum):
     """A unit of asynchronous work; the worker side maps each to its Celery task."""
 
     parse = "parse"  # argument: a document revision id
+    ocr = "ocr"  # argument: a document revision id that needs OCR (parsed on the ``ocr`` queue)
     build = "build"  # argument: a build job id
     evaluate = "evaluate"  # argument: an evaluation run id
     report = "report"  # argument: a report job id
@@ -57,11 +59,19 @@ def dispatch(
     return enqueue(step, arg)
 
 
+def parse_step(revision: DocumentRevision | None) -> Step:
+    """Where a revision is parsed: images, and documents a parse found to need OCR, on the ``ocr`` queue."""
+    if revision is not None and (revision.kind in IMAGE_KINDS or revision.ocr_pages_total is not None):
+        return Step.ocr
+    return Step.parse
+
+
 def dispatch_parses(session: Session, enqueue: Enqueue, job_id: str, revision_ids: Sequence[str]) -> bool:
     """Commit the ingest job as dispatched, then send one parse per revision; False if any was not sent."""
+    steps = [(parse_step(session.get(DocumentRevision, revision_id)), revision_id) for revision_id in revision_ids]
     catalog.mark_dispatched(session, [job_id])
     session.commit()
-    return all([enqueue(Step.parse, revision_id) for revision_id in revision_ids])
+    return all([enqueue(step, revision_id) for step, revision_id in steps])
 
 
 def open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:

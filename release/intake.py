@@ -7,6 +7,7 @@ nothing left to parse, its next build is requested (``release.builds.request_bui
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -23,10 +24,11 @@ from core.filetypes import clean_filename
 from core.models import Collection, DocumentRevision, DocumentStatus, Job, JobKind, JobStatus, utcnow
 from core.settings import Settings
 from ingest import pipeline
+from ingest.ocr import OcrNeeded, OcrOptions, PageProgress
 from ingest.sandbox import Parser
 from ingest.unpack import AcceptedFile, RefusedFile, UnpackLimits, check_file, unpack
 from release.builds import request_build
-from release.dispatch import Audit, Enqueue, dispatch_parses
+from release.dispatch import Audit, Enqueue, Step, dispatch_parses
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,9 @@ class ParseTools:
     parse: Parser
     enqueue: Enqueue
     build_debounce_s: float
+    # Set where this process reads by OCR (the ``ocr`` queue's workers); None: a document that
+    # needs OCR is handed over to that queue.
+    ocr: OcrOptions | None = None
 
 
 def claim_parse(
@@ -273,15 +278,50 @@ def claim_parse(
     return revision
 
 
+def _page_progress(session: Session, revision: DocumentRevision) -> PageProgress:
+    """Record each page OCR has read on the revision (its job's page progress sums them)."""
+
+    def record(done: int, total: int) -> None:
+        revision.ocr_pages_done, revision.ocr_pages_total = done, total
+        session.commit()
+
+    return record
+
+
+def hand_over_to_ocr(session: Session, revision: DocumentRevision, pages: int, enqueue: Enqueue) -> None:
+    """A parse found that the revision needs OCR: queue it again, for the ``ocr`` queue (committed, then sent).
+
+    ``ocr_pages_total`` marks it as an OCR document, so a re-dispatch (the reconciler) sends it there too.
+    """
+    revision.status = DocumentStatus.queued
+    revision.ocr_pages_done, revision.ocr_pages_total = 0, pages
+    session.commit()
+    log.info("revision %s needs OCR (%d pages): sent to the ocr queue", revision.id, pages)
+    enqueue(Step.ocr, revision.id)
+
+
 def parse(session: Session, revision: DocumentRevision, tools: ParseTools) -> None:
-    """Parse, chunk and embed a claimed revision into the caches; record it ready (raises on failure)."""
+    """Parse, chunk and embed a claimed revision into the caches; record it ready (raises on failure).
+
+    Without ``tools.ocr``, a document that needs OCR is handed over to the ``ocr`` queue instead.
+    """
     collection = catalog.get_collection_by_id(session, revision.collection_id)
     if collection is None:
         return
     config = catalog.collection_config(collection).ingestion
-    chunks, embedded, found = pipeline.prepare_revision(
-        session, tools.blobs, tools.embedder(config.embedding_model), collection, revision, config, tools.parse
-    )
+    parser: Parser = tools.parse
+    if tools.ocr is not None:
+        parser = functools.partial(tools.parse, ocr=tools.ocr, on_page=_page_progress(session, revision))
+    try:
+        chunks, embedded, found = pipeline.prepare_revision(
+            session, tools.blobs, tools.embedder(config.embedding_model), collection, revision, config, parser
+        )
+    except OcrNeeded as needed:
+        if tools.ocr is not None:
+            raise
+        session.rollback()
+        hand_over_to_ocr(session, revision, needed.pages, tools.enqueue)
+        return
     revision.status = DocumentStatus.ready
     revision.chunk_count = chunks
     revision.embedded_count = embedded
@@ -316,8 +356,8 @@ def after_parse(session: Session, revision_id: str, tools: ParseTools) -> None:
     that sees the ingest job finished also sees which build will include its documents.
     """
     revision = session.get(DocumentRevision, revision_id)
-    if revision is None:
-        return
+    if revision is None or revision.status not in (DocumentStatus.ready, DocumentStatus.failed):
+        return  # not parsed (handed over to the ocr queue): counted when it is
     job = session.get(Job, revision.job_id) if revision.job_id else None
     open_job = job is not None and job.status not in (JobStatus.succeeded, JobStatus.failed)
     if job is not None and open_job:

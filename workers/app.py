@@ -38,6 +38,10 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
             "soft_time_limit": limits.parse_soft_time_limit_s,
             "time_limit": limits.parse_soft_time_limit_s + 60,
         },
+        TaskName.ocr_document: {
+            "soft_time_limit": settings.ocr.soft_time_limit_s,
+            "time_limit": settings.ocr.soft_time_limit_s + 60,
+        },
         TaskName.build_version: {
             "soft_time_limit": limits.build_soft_time_limit_s,
             "time_limit": limits.build_soft_time_limit_s + 120,
@@ -81,8 +85,8 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
     return app
 
 
-def all_queues(settings: Settings) -> list[str]:
-    return [queue_name(q, settings.queue_prefix) for q in Queue]
+def all_queues(settings: Settings, without: tuple[Queue, ...] = ()) -> list[str]:
+    return [queue_name(q, settings.queue_prefix) for q in Queue if q not in without]
 
 
 app = create_celery(get_settings(), include_tasks=True)

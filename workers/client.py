@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STEP_TASKS: dict[Step, TaskName] = {
     Step.parse: TaskName.parse_document,
+    Step.ocr: TaskName.ocr_document,
     Step.build: TaskName.build_version,
     Step.evaluate: TaskName.evaluate,
     Step.report: TaskName.send_report,

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class TaskName(StrEnum):
     parse_document = "ingest.parse_document"
+    ocr_document = "ingest.ocr_document"
     build_version = "ingest.build_version"
     reconcile = "maintenance.reconcile"
     prune_query_log = "maintenance.prune_query_log"
@@ -18,6 +19,7 @@ class TaskName(StrEnum):
 
 class Queue(StrEnum):
     ingest = "ingest"
+    ocr = "ocr"  # images and scanned pages: a 300-page scan never holds up text documents
     build = "build"
     maintenance = "maintenance"
     eval = "eval"
@@ -25,6 +27,7 @@ class Queue(StrEnum):
 
 ROUTES: dict[TaskName, Queue] = {
     TaskName.parse_document: Queue.ingest,
+    TaskName.ocr_document: Queue.ocr,
     TaskName.build_version: Queue.build,
     TaskName.reconcile: Queue.maintenance,
     TaskName.prune_query_log: Queue.maintenance,

@@ -7,6 +7,7 @@ choice, reports) live in ``release/``. Every task is idempotent: a redelivered m
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from datetime import timedelta
@@ -34,6 +35,7 @@ from core.models import (
     VersionState,
 )
 from ingest import pipeline
+from ingest.ocr import OcrOptions
 from release import builds, evaluations, gate, intake, reports
 from release.dispatch import dispatch_parses, open_job, reason
 from workers.app import app
@@ -84,9 +86,10 @@ def _retry_if_transient(task: Task[Any, Any], exc: Exception) -> None:
         raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
 
 
-def _parse_tools(res: Resources) -> intake.ParseTools:
+def _parse_tools(res: Resources, ocr: bool = False) -> intake.ParseTools:
+    options = OcrOptions(res.settings.ocr_threads(), res.settings.ocr.dpi) if ocr else None
     return intake.ParseTools(
-        res.blobs, res.embedder, res.parser, res.tasks.enqueue, res.settings.worker.build_debounce_s
+        res.blobs, res.embedder, res.parser, res.tasks.enqueue, res.settings.worker.build_debounce_s, options
     )
 
 
@@ -95,8 +98,10 @@ def _build_tools(res: Resources) -> builds.BuildTools:
         session: Session, collection: Collection, version: Version, progress: builds.Progress
     ) -> pipeline.BuildResult:
         embedder = res.embedder(version.embedding_model)
+        # A document parsed again under a new chunking config is read as its parse read it, OCR included.
+        parse = functools.partial(res.parser, ocr=OcrOptions(res.settings.torch_threads(), res.settings.ocr.dpi))
         return pipeline.build_version(
-            session, res.chroma, res.blobs, embedder, collection, version, on_progress=progress, parse=res.parser
+            session, res.chroma, res.blobs, embedder, collection, version, on_progress=progress, parse=parse
         )
 
     def drop(name: str) -> bool:
@@ -114,7 +119,10 @@ def _eval_tools(res: Resources) -> evaluations.EvalTools:
 # -------------------------------------------------------------------- parsing
 
 
-def _parse_failure(exc: BaseException, revision_id: str, res: Resources) -> str:
+def _parse_failure(exc: BaseException, revision_id: str, res: Resources, ocr: bool = False) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded) and ocr:
+        limit = res.settings.ocr.soft_time_limit_s
+        return f"OCR took longer than {limit} s and was stopped (RAGKEEP_OCR__SOFT_TIME_LIMIT_S)"
     if isinstance(exc, SoftTimeLimitExceeded):
         return f"parsing took longer than {res.settings.worker.parse_soft_time_limit_s} s and was stopped"
     if not isinstance(exc, RETRYABLE):  # a retryable error that outlasted the retries was logged by Celery
@@ -129,11 +137,21 @@ def _parse_failure(exc: BaseException, revision_id: str, res: Resources) -> str:
 
 @app.task(name=TaskName.parse_document, bind=True, max_retries=MAX_RETRIES)
 def parse_document(self: Task[Any, Any], revision_id: str) -> None:
-    """Parse, chunk and embed one uploaded document revision."""
+    """Parse, chunk and embed one uploaded document revision (one that needs OCR moves to the ocr queue)."""
+    _parse_revision(self, revision_id, ocr=False)
+
+
+@app.task(name=TaskName.ocr_document, bind=True, max_retries=MAX_RETRIES)
+def ocr_document(self: Task[Any, Any], revision_id: str) -> None:
+    """Parse a revision that needs OCR (an image, a scanned PDF) page by page, on the ocr queue."""
+    _parse_revision(self, revision_id, ocr=True)
+
+
+def _parse_revision(task: Task[Any, Any], revision_id: str, ocr: bool) -> None:
     res = resources()
-    tools = _parse_tools(res)
+    tools = _parse_tools(res, ocr)
     with res.db.session() as session:
-        revision = intake.claim_parse(session, revision_id, tools, lambda job: _duplicate(self, job))
+        revision = intake.claim_parse(session, revision_id, tools, lambda job: _duplicate(task, job))
         if revision is None:
             return
         try:
@@ -141,8 +159,8 @@ def parse_document(self: Task[Any, Any], revision_id: str) -> None:
                 intake.parse(session, revision, tools)
         except Exception as exc:
             session.rollback()
-            _retry_if_transient(self, exc)
-            intake.fail_revision(session, revision_id, _parse_failure(exc, revision_id, res))
+            _retry_if_transient(task, exc)
+            intake.fail_revision(session, revision_id, _parse_failure(exc, revision_id, res, ocr))
         parsed = session.get(DocumentRevision, revision_id)
         if parsed is not None and parsed.status in (DocumentStatus.ready, DocumentStatus.failed):
             DOCUMENTS.labels(parsed.status).inc()
