@@ -190,16 +190,18 @@ def _add(
     declared: str = "",
 ) -> None:
     filename = _unique(filename, result)
+    # A refusal names the container too ("bundle.zip/a.wav"): the member's own name may be anywhere.
+    shown = f"{parent}/{filename}" if parent and not filename.startswith(f"{parent}/") else filename
     if len(filename.encode("utf-8")) > _MAX_NAME_BYTES:
-        result.refused.append(RefusedFile(filename, f"its name is longer than {_MAX_NAME_BYTES} bytes"))
+        result.refused.append(RefusedFile(shown, f"its name is longer than {_MAX_NAME_BYTES} bytes"))
         return
     if reason := skip_reason(data, declared):
-        result.refused.append(RefusedFile(filename, f"skipped: {reason}"))
+        result.refused.append(RefusedFile(shown, f"skipped: {reason}"))
         return
     try:
         kind = check_file(data, filename, limits)
     except RagkeepError as exc:
-        result.refused.append(RefusedFile(filename, exc.detail))
+        result.refused.append(RefusedFile(shown, exc.detail))
         return
     _add_checked(filename, data, kind, parent, depth, limits, result)
 
