@@ -76,6 +76,42 @@ def _worker_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
+def _main_queues(settings: Settings) -> str:
+    """Every queue but ``ocr``: what the main worker of ``ragkeep up`` consumes."""
+    from workers.app import all_queues
+    from workers.names import Queue
+
+    return ",".join(all_queues(settings, without=(Queue.ocr,)))
+
+
+# ``ragkeep up`` runs OCR in a worker of its own, consuming only the ``ocr`` queue: a 300-page
+# scan then holds one OCR process for its minutes, while the main worker's processes keep
+# parsing text documents and building versions. (One worker consuming every queue would let
+# two scans take both of its processes.)
+def _ocr_worker_command(settings: Settings) -> list[str]:
+    from workers.names import Queue, queue_name
+
+    return _worker_command(settings, settings.ocr.concurrency, queue_name(Queue.ocr, settings.queue_prefix))
+
+
+def _ocr_worker_settings(settings: Settings) -> Settings:
+    """The OCR worker's metrics listen on the next port (both workers run on this host)."""
+    port = settings.worker.metrics_port
+    return settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"metrics_port": port + 1 if port else 0})}
+    )
+
+
+def _ocr_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """Its metrics port, and its process count as the worker's (the embedding model's threads are cores / that)."""
+    port = _ocr_worker_settings(settings).worker.metrics_port
+    return {
+        **env,
+        "RAGKEEP_WORKER__METRICS_PORT": str(port),
+        "RAGKEEP_WORKER__CONCURRENCY": str(settings.ocr.concurrency),
+    }
+
+
 def _beat_command(settings: Settings) -> list[str]:
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     return [
@@ -189,7 +225,16 @@ def _parts(settings: Settings, host: str | None, port: int | None) -> list[Part]
         )
         env["RAGKEEP_CHROMA_URL"] = url
     parts += [
-        Part("worker", lambda: spawn(_worker_command(settings, None, None), _worker_env(settings, env))),
+        Part(
+            "worker",
+            lambda: spawn(_worker_command(settings, None, _main_queues(settings)), _worker_env(settings, env)),
+        ),
+        Part(
+            "ocr-worker",
+            lambda: spawn(
+                _ocr_worker_command(settings), _worker_env(_ocr_worker_settings(settings), _ocr_env(settings, env))
+            ),
+        ),
         Part("beat", lambda: spawn(_beat_command(settings), env)),
         Part("api", lambda: spawn(_api_command(settings, host, port), env)),
     ]

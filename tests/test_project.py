@@ -33,13 +33,28 @@ def _compose() -> dict[str, Any]:
 
 
 def test_compose_has_every_part_of_the_service() -> None:
-    assert set(_compose()["services"]) == {"api", "worker", "beat", "redis", "postgres", "chroma"}
+    assert set(_compose()["services"]) == {"api", "worker", "ocr-worker", "beat", "redis", "postgres", "chroma"}
+
+
+def test_compose_workers_consume_every_queue_and_ocr_has_its_own() -> None:
+    """Issue 19: OCR runs on its own queue and worker, so a long scan never holds up text documents."""
+    from workers.names import Queue
+
+    services = _compose()["services"]
+
+    def queues(name: str) -> set[str]:
+        command = services[name]["command"]
+        return set(command[command.index("--queues") + 1].split(","))
+
+    assert queues("ocr-worker") == {Queue.ocr.value}
+    assert Queue.ocr.value not in queues("worker")
+    assert queues("worker") | queues("ocr-worker") == {q.value for q in Queue}
 
 
 def test_compose_environment_names_real_settings_and_points_at_its_services() -> None:
     services = _compose()["services"]
     known = _env_names()
-    for name in ("api", "worker", "beat"):
+    for name in ("api", "worker", "ocr-worker", "beat"):
         env = services[name]["environment"]
         unknown = {k for k in env if k.startswith("RAGKEEP_")} - known
         assert not unknown, f"{name} sets settings that do not exist: {unknown}"
@@ -66,7 +81,7 @@ def test_compose_environment_names_real_settings_and_points_at_its_services() ->
 def test_compose_commands_are_real_cli_commands() -> None:
     commands = {c.name or (c.callback.__name__ if c.callback else "") for c in cli_app.registered_commands}
     services = _compose()["services"]
-    for name in ("api", "worker", "beat"):
+    for name in ("api", "worker", "ocr-worker", "beat"):
         command = services[name]["command"]
         assert command[0] == "ragkeep" and command[1] in commands
     assert services["api"]["ports"] == ["8000:8000"]
