@@ -103,8 +103,13 @@ def documents(session: Session, collection: Collection, status: str | None) -> D
     everything = _documents(session, collection)
     counts = Counter(d.status for d in everything)
     newest = catalog.latest_version(session, collection.id, list(VersionState))
-    building = newest is not None and newest.state == VersionState.building
-    busy = any(d.status in IN_PROGRESS for d in everything) or building
+    building = collection.pending_build_job_id is not None or (
+        newest is not None and newest.state == VersionState.building
+    )
+    # Between the last parse and the build's start the first version is still to come.
+    first_to_come = collection.live_version_id is None and (newest is None or newest.state != VersionState.failed)
+    ready = any(d.status == DocumentStatus.ready for d in everything)
+    busy = any(d.status in IN_PROGRESS for d in everything) or building or (first_to_come and ready)
     return DocumentsView(
         documents=[d for d in everything if status in (None, "", d.status)],
         counts={s: counts.get(s, 0) for s in STATUSES},
