@@ -69,7 +69,8 @@ def run_evaluation(
         samples.append(
             Sample(
                 question=item.question,
-                answer=result.answer,
+                # a declined question's fixed statement is no answer to judge for faithfulness or relevancy
+                answer="" if result.answer_mode == "abstained" else result.answer,
                 retrieved_contexts=[source.text for source in result.sources],
                 retrieved_documents=[source.filename or "" for source in result.sources],
                 reference_answer=item.reference_answer,
@@ -139,6 +140,8 @@ def _with_abstention(row: Scored, item: GoldenItem, result: QueryResult) -> Scor
         unsupported_sentences=len(result.grounding.unsupported),
     )
     scores, reasons = abstention.question_scores(outcome)
+    if outcome.abstained:
+        reasons.update({m: unmeasured.DECLINED for m, r in row.not_measured.items() if r == unmeasured.NO_ANSWER})
     return Scored({**row.scores, **scores}, {**row.not_measured, **reasons}, row.judge_calls, row.judge_retries)
 
 
