@@ -63,6 +63,9 @@ class Citation:
     chunk_id: str
     score: float
     text: str
+    # The passage's text was read by OCR (an image, a scanned page), with the recogniser's confidence (0-1).
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
 
 @dataclass
@@ -108,6 +111,7 @@ class _Prepared:
 
 def _citation(n: int, hit: Hit) -> Citation:
     page = hit.metadata.get("page")
+    confidence = hit.metadata.get("ocr_confidence")
     return Citation(
         n=n,
         document_id=hit.metadata.get("document_id"),
@@ -117,6 +121,8 @@ def _citation(n: int, hit: Hit) -> Citation:
         chunk_id=hit.chunk_id,
         score=hit.score,
         text=hit.text,
+        ocr=bool(hit.metadata.get("ocr")),
+        ocr_confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
     )
 
 

@@ -43,6 +43,8 @@ RESERVED_METADATA = frozenset(
         "section",
         "element_types",
         "parser",
+        "ocr",
+        "ocr_confidence",
         "document_title",
         "section_path",
         "injection",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.models import Collection, Document, EvalRun, Job, Version
+from core.models import Collection, Document, EvalRun, Job, JobKind, Version
 from eval.unmeasured import judge_label
 from release.intake import Upload
 from service.schemas import (
@@ -99,6 +99,7 @@ def document_read(session: Session, document: Document, with_revisions: bool = F
 
 
 def job_read(session: Session, job: Job) -> JobRead:
+    pages = catalog.ocr_page_progress(session, job.id) if job.kind == JobKind.ingest else None
     collection = session.get(Collection, job.collection_id) if job.collection_id else None
     return JobRead(
         id=job.id,
@@ -106,6 +107,7 @@ def job_read(session: Session, job: Job) -> JobRead:
         collection=collection.name if collection else None,
         status=job.status,
         progress=Progress(done=job.progress_done, total=job.progress_total),
+        ocr_pages=Progress(done=pages[0], total=pages[1]) if pages else None,
         error=job.error,
         result=job.result,
         trigger=job.trigger,

@@ -138,6 +138,10 @@ class JobRead(BaseModel):
     collection: str | None
     status: str
     progress: Progress
+    ocr_pages: Progress | None = Field(
+        default=None,
+        description="Ingest jobs with images or scanned pages: pages OCR has read, of the pages it has to read.",
+    )
     error: str | None
     result: dict[str, Any]
     trigger: str | None = Field(default=None, description="What started it: 'change' or 'manual' for builds.")

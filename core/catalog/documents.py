@@ -234,3 +234,13 @@ def filenames_of_revisions(session: Session, revision_ids: Sequence[str]) -> dic
         .where(DocumentRevision.id.in_(set(revision_ids)))
     ).tuples()
     return dict(rows.all())
+
+
+def ocr_page_progress(session: Session, job_id: str) -> tuple[int, int] | None:
+    """Pages OCR has read and pages it has to read, over an ingest job's revisions; None when none needs OCR."""
+    done, total = session.execute(
+        select(func.sum(DocumentRevision.ocr_pages_done), func.sum(DocumentRevision.ocr_pages_total)).where(
+            DocumentRevision.job_id == job_id, DocumentRevision.ocr_pages_total.is_not(None)
+        )
+    ).one()
+    return None if total is None else (int(done or 0), int(total))
