@@ -43,7 +43,7 @@ def sparkline(values: Sequence[float | None], width: int = 96, height: int = 24,
 
 def trend(title: str, points: Sequence[Point], width: int = 560, height: int = 200) -> Markup:
     """A line per metric over evaluation runs, with the 95% interval as a band, y from 0 to 1."""
-    left, right, top, bottom = 40, 12, 12, 44
+    left, right, top, bottom = 72, 48, 12, 44
     inner_w, inner_h = width - left - right, height - top - bottom
     step = inner_w / max(1, len(points) - 1)
 
@@ -56,8 +56,8 @@ def trend(title: str, points: Sequence[Point], width: int = 560, height: int = 2
     ]
     for tick in (0.0, 0.5, 1.0):
         parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>'
-            f'<text class="axis" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.1f}</text>'
+            f'<line class="grid" x1="{left - 16}" x2="{width - right + 16}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>'
+            f'<text class="axis" x="{left - 22}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.1f}</text>'
         )
     band_top = [(i, p) for i, p in enumerate(points) if p.low is not None and p.high is not None]
     if len(band_top) >= 2:
@@ -68,6 +68,7 @@ def trend(title: str, points: Sequence[Point], width: int = 560, height: int = 2
     if len(known) >= 2:
         line = " ".join(f"{left + i * step:.1f},{y(v):.1f}" for i, v in known)
         parts.append(f'<polyline class="line" points="{line}" fill="none" stroke-width="2"/>')
+    every = max(1, -(-len(points) // 6))  # at most about six x labels
     for i, p in enumerate(points):
         x = left + i * step
         if p.value is not None:
@@ -76,9 +77,11 @@ def trend(title: str, points: Sequence[Point], width: int = 560, height: int = 2
                 f'<circle class="dot" cx="{x:.1f}" cy="{y(p.value):.1f}" r="3.5">'
                 f"<title>{escape(p.label)}: {p.value:.3f}{escape(interval)}</title></circle>"
             )
-        parts.append(
-            f'<text class="axis" x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(p.label)}</text>'
-        )
+        if i % every == 0 or i == len(points) - 1:
+            parts.append(
+                f'<text class="axis" x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+                f"{escape(p.label)}</text>"
+            )
     parts.append("</svg>")
     return Markup("".join(parts))
 

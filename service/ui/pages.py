@@ -30,6 +30,8 @@ from service.ui import charts
 
 STATUSES = tuple(DocumentStatus)
 IN_PROGRESS = (DocumentStatus.queued, DocumentStatus.parsing)
+# The metric a collection's sparkline follows: the first of these that its latest run measured.
+PREFERRED = ("faithfulness", "answer_relevancy", "context_recall", "context_precision")
 
 
 def _mean(metric: object) -> float | None:
@@ -48,7 +50,9 @@ class CollectionRow:
     description: str
     live_version: int | None
     counts: dict[str, int]
-    scores: dict[str, float | None]
+    scores: dict[str, float | None]  # the latest run's measured metrics
+    unmeasured: int
+    trend_metric: str | None
     sparkline: Markup
     queries_7d: int
 
@@ -70,7 +74,8 @@ def overview(session: Session, principal: Principal) -> list[CollectionRow]:
     for collection in items:
         runs = _runs(session, collection, 12)
         last = runs[-1].metrics if runs else {}
-        first_metric = next(iter(sorted(last)), None)
+        measured = [m for m in sorted(last) if _mean(last[m]) is not None]
+        first_metric = next((m for m in PREFERRED if m in measured), measured[0] if measured else None)
         counts = Counter(d.status for d in _documents(session, collection))
         rows.append(
             CollectionRow(
@@ -78,7 +83,9 @@ def overview(session: Session, principal: Principal) -> list[CollectionRow]:
                 description=collection.description,
                 live_version=live.number if (live := _live(session, collection)) else None,
                 counts={s: counts.get(s, 0) for s in STATUSES},
-                scores={name: _mean(value) for name, value in sorted(last.items())},
+                scores={name: _mean(last[name]) for name in measured},
+                unmeasured=len(last) - len(measured),
+                trend_metric=first_metric,
                 sparkline=charts.sparkline(
                     [_mean(r.metrics.get(first_metric)) for r in runs] if first_metric else [],
                     title=f"{first_metric} over the last {len(runs)} evaluations",
@@ -252,8 +259,16 @@ class Worst:
 
 
 @dataclass(frozen=True)
+class MetricTrend:
+    metric: str
+    latest: float | None
+    chart: Markup | None  # None: never measured in these runs
+    not_measured: dict[str, int]  # the latest run's reasons, e.g. {"no_judge": 2}
+
+
+@dataclass(frozen=True)
 class QualityView:
-    charts: list[Markup]
+    charts: list[MetricTrend]
     latest: EvalRun | None
     worst: list[Worst]
     golden_sets: list[Any]
@@ -264,6 +279,7 @@ def quality(session: Session, collection: Collection) -> QualityView:
     """A trend chart per metric across succeeded runs (95% intervals), and the latest run's worst questions."""
     runs = _runs(session, collection)
     metrics = sorted({m for r in runs for m in r.metrics})
+    latest = runs[-1] if runs else None
     drawn = []
     for metric in metrics:
         points = []
@@ -271,8 +287,10 @@ def quality(session: Session, collection: Collection) -> QualityView:
             value = run.metrics.get(metric) or {}
             label = f"v{run.version_number} {run.created_at:%m-%d %H:%M}"
             points.append(charts.Point(label, _mean(value), value.get("ci_low"), value.get("ci_high")))
-        drawn.append(charts.trend(f"{metric} by evaluation run", points))
-    latest = runs[-1] if runs else None
+        last = (latest.metrics.get(metric) if latest else None) or {}
+        measured = any(p.value is not None for p in points)
+        chart = charts.trend(f"{metric} by evaluation run", points) if measured else None
+        drawn.append(MetricTrend(metric, _mean(last), chart, dict(last.get("not_measured_reasons") or {})))
     worst: list[Worst] = []
     if latest is not None:
         for row in catalog.eval_results(session, latest.id):

@@ -43,12 +43,12 @@ GOLDEN = [
     {
         "question": "Which animals are the best?",
         "reference_answer": "Dogs are the best.",
-        "reference_contexts": ["Important points: Hamburgers are delicious. Dogs are the best. I love fuzzy blankets"],
+        "reference_contexts": [FILES[0].read_text(encoding="utf-8")],
     },
     {
         "question": "Where is the test document from?",
         "reference_answer": "Doylestown, PA 18901",
-        "reference_contexts": ["This is a test document to use for unit tests. Doylestown, PA 18901"],
+        "reference_contexts": [FILES[0].read_text(encoding="utf-8")],
     },
 ]
 SLOW = 180_000  # ms: parsing, building and evaluating on two shared cores
@@ -221,6 +221,8 @@ def test_an_owner_runs_a_collection_from_the_console(
     failed = page.locator("tr", has=page.locator(".badge.failed"))
     expect(failed.locator(".reason")).to_contain_text("password-protected")
     ui.check("documents-live")
+    ui.go("/ui/c/handbook/documents")
+    ui.check("documents")
     page.click("#documents a:has-text('rc4-40.pdf')")
     expect(page.locator("h2", has_text="Revisions")).to_be_visible()
     ui.check("document-revisions")
