@@ -34,7 +34,8 @@ from eval.unmeasured import judge_label
 CHART_CID = "trend-chart@ragkeep"
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html", "j2"]),
+    # HTML only: the plain-text e-mail part must show a question's apostrophe, not &#39;
+    autoescape=select_autoescape(["html", "html.j2"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -96,6 +97,7 @@ LABELS = {
     "false_answer_rate": "false-answer rate (unanswerable questions answered; lower is better)",
     "unsupported_answer_rate": "unsupported-answer rate (answers with an unsupported sentence; lower is better)",
 }
+SHORT = {"groundedness": "ragkeep groundedness"}  # in the subject line
 GAP_CLUSTERS = 5
 
 
@@ -278,7 +280,7 @@ def build_report(
     headline = "no evaluation yet"
     if live_run is not None:
         shown = [m for m in metrics if m["mean"] is not None][:2]
-        headline = ", ".join(f"{m['name']} {m['mean']:.2f}" for m in shown) or "nothing measured"
+        headline = ", ".join(f"{SHORT.get(m['name'], m['name'])} {m['mean']:.2f}" for m in shown) or "nothing measured"
         if live_run.warnings:  # the judge failed: the subject must not read like a success
             judged = [m for m in metrics if m["name"] in LLM_METRICS]
             everywhere = all(m["mean"] is None for m in judged)

@@ -12,7 +12,7 @@ from core.config import CollectionConfig
 from core.db import Database
 from core.embedding import Embedder
 from core.errors import InvalidInput
-from core.models import Collection, DocumentStatus, JobKind, QueryLog, utcnow
+from core.models import Collection, DocumentStatus, EvalTrigger, JobKind, JobStatus, QueryLog, VersionState, utcnow
 from core.settings import EvalSettings
 from eval.gaps import find_gaps, window
 from eval.report import build_report
@@ -122,3 +122,33 @@ def test_report_names_the_gaps_and_the_unsupported_answers(db: Database, embedde
         assert "What is the travel budget?" in rendering and "9000 euros" in rendering
         assert "How many vacation days" not in rendering
     assert "asked 3 times" in report.text and "Possibly unsupported answers" in report.html
+
+
+def test_without_a_judge_the_report_shows_groundedness_as_ragkeeps_own_check(db: Database) -> None:
+    """Issue 18 §3: faithfulness 'not measured (no judge configured)' beside ragkeep's groundedness, never as RAGAS."""
+    with db.sessions() as session:
+        collection = catalog.create_collection(session, "plain", "", [], CollectionConfig())
+        job = catalog.create_job(session, JobKind.build, collection.id)
+        version = catalog.create_version(session, collection, job.id, lambda name, n: f"rk_{name}_v{n}")
+        version.state = VersionState.ready
+        session.flush()
+        catalog.publish(session, collection, version)
+        golden = catalog.create_golden_set(session, collection, "g.jsonl", "jsonl", [{"question": "q?"}])
+        run = catalog.create_eval_run(session, collection, version, golden, EvalTrigger.manual, job)
+        unmeasured = {"mean": None, "ci_low": None, "ci_high": None, "measured": 0, "not_measured": 4}
+        run.metrics = {
+            "faithfulness": {**unmeasured, "not_measured_reasons": {"no_judge": 4}},
+            "groundedness": {"mean": 0.75, "ci_low": 0.5, "ci_high": 1.0, "measured": 4, "not_measured": 0},
+        }
+        run.status = JobStatus.succeeded
+        session.commit()
+        report = build_report(session, collection, EvalSettings())
+    assert "judge: none" in report.text and report.subject.endswith("ragkeep groundedness 0.75")
+    assert "faithfulness: not measured (no judge configured)" in report.text
+    assert (
+        "ragkeep's own groundedness (share of answer sentences their passages support; not RAGAS): 0.750" in report.text
+    )
+    assert "- groundedness (ragkeep's own check, not RAGAS): 0.750" in report.text
+    assert (
+        "not measured (no judge configured)" in report.html and "groundedness (ragkeep&#39;s own check" in report.html
+    )
