@@ -62,6 +62,8 @@ def check_file(data: bytes, filename: str, limits: UnpackLimits) -> FileKind:
     """The checks every file gets, uploaded or unpacked: size, type, a converter. Raises a ``RagkeepError``."""
     if len(data) > limits.max_file_bytes:
         raise InvalidInput(f"{filename!r} is larger than the {limits.max_file_bytes // (1024 * 1024)} MiB upload limit")
+    if reason := skip_reason(data):
+        raise UnsupportedFileType(f"{filename!r} is {reason}")
     kind = detect_file_kind(data, filename, limits.max_unpacked_bytes)
     reason = missing_converter(kind.kind)
     if reason is not None:
@@ -157,9 +159,9 @@ def skip_reason(data: bytes, content_type: str = "") -> str | None:
     riff = data[8:12] if data.startswith(b"RIFF") else b""
     brand = data[8:12] if data[4:8] == b"ftyp" else b""  # ISO media; HEIC images share the container
     if major == "audio" or riff == b"WAVE" or data.startswith(_MEDIA_MAGIC[:2]) or brand in (b"M4A ", b"M4B "):
-        return "audio: ragkeep ingests text and does no speech-to-text"
+        return "audio (ragkeep ingests text and does no speech-to-text)"
     if major == "video" or riff == b"AVI " or data.startswith(_MEDIA_MAGIC[2:]) or brand in _VIDEO_BRANDS:
-        return "video: ragkeep ingests text and does no speech-to-text"
+        return "video (ragkeep ingests text and does no speech-to-text)"
     if data.startswith(_EXECUTABLE_MAGIC) or content_type.lower() in (
         "application/x-msdownload",
         "application/x-executable",
