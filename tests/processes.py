@@ -58,11 +58,13 @@ def start_chroma(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def start_worker(env: Mapping[str, str], log_path: Path, concurrency: int = 1) -> subprocess.Popen[bytes]:
-    """A worker; its metrics server stays off unless ``env`` gives it a port."""
+def start_worker(
+    env: Mapping[str, str], log_path: Path, concurrency: int = 1, queues: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A worker of every queue, or of the comma-separated ``queues``; metrics stay off unless ``env`` gives a port."""
     log = log_path.open("wb")
     return subprocess.Popen(
-        [str(BIN / "ragkeep"), "worker", "--concurrency", str(concurrency)],
+        [str(BIN / "ragkeep"), "worker", "--concurrency", str(concurrency), *(["--queues", queues] if queues else [])],
         env=child_env({"RAGKEEP_WORKER__METRICS_PORT": "0", **env}),
         stdout=log,
         stderr=subprocess.STDOUT,
