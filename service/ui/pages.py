@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from core import auth, catalog
 from core.auth import Principal
+from core.embedding import Embedder
 from core.errors import InvalidInput, RagkeepError, VersionNotReady
 from core.models import Collection, DocumentStatus, EvalRun, JobStatus, Version, VersionState
 from core.settings import Settings
+from eval import gaps
 from release import collections as release_collections
 from release import intake
 from release.dispatch import Audit, Enqueue
@@ -55,6 +57,7 @@ class CollectionRow:
     trend_metric: str | None
     sparkline: Markup
     queries_7d: int
+    gaps_7d: int  # questions declined or answered with low confidence (open knowledge gaps)
 
 
 def _live(session: Session, collection: Collection) -> Version | None:
@@ -64,6 +67,13 @@ def _live(session: Session, collection: Collection) -> Version | None:
 def _documents(session: Session, collection: Collection) -> list[DocumentRead]:
     items, _ = catalog.list_documents(session, collection, 0, 1000)
     return [document_read(session, d) for d in items]
+
+
+def _gap_count(session: Session, collection: Collection) -> int:
+    """Questions of the last 7 days that ``eval.gaps`` counts as knowledge gaps (no clustering: no model needed)."""
+    since, until = gaps.window(None, None)
+    line = gaps.low_confidence_line(session, collection)
+    return len(catalog.gap_queries(session, collection.id, since, until, line, gaps.MAX_QUESTIONS))
 
 
 def overview(session: Session, principal: Principal) -> list[CollectionRow]:
@@ -91,6 +101,7 @@ def overview(session: Session, principal: Principal) -> list[CollectionRow]:
                     title=f"{first_metric} over the last {len(runs)} evaluations",
                 ),
                 queries_7d=release_collections.usage(session, collection, week_ago, None).queries,
+                gaps_7d=_gap_count(session, collection),
             )
         )
     return rows
@@ -310,9 +321,10 @@ class UsageView:
     queries: int
     cost: float
     feedback: list[Any]
+    gaps: gaps.Gaps
 
 
-def usage(session: Session, collection: Collection) -> UsageView:
+def usage(session: Session, collection: Collection, embedder: Callable[[str], Embedder]) -> UsageView:
     """Queries per day over 14 days (chart), tokens and cost per day and model, and the latest down-votes."""
     today = datetime.now(UTC).date()
     used = release_collections.usage(session, collection, today - timedelta(days=13), today)
@@ -322,7 +334,8 @@ def usage(session: Session, collection: Collection) -> UsageView:
     labels = [(today - timedelta(days=13 - i)).isoformat() for i in range(14)]
     chart = charts.bars("queries per day", [d[5:] for d in labels], [per_day.get(d, 0) for d in labels])
     feedback, _ = catalog.list_feedback(session, collection, "down", 0, 50)
-    return UsageView(chart, used.days, used.queries, used.cost, list(feedback))
+    found = gaps.find_gaps(session, collection, embedder, *gaps.window(None, None), limit=10)
+    return UsageView(chart, used.days, used.queries, used.cost, list(feedback), found)
 
 
 def live_number(session: Session, collection: Collection) -> int:

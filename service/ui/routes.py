@@ -374,10 +374,11 @@ def create_prompt(
 
 @router.get("/c/{name}/usage")
 def usage_page(request: Request, name: Name, session: SessionDep, state: StateDep, me: SignedInDep) -> Response:
-    """Queries per day (chart), tokens and cost per day and model, negative feedback."""
+    """Queries per day (chart), tokens and cost per day and model, knowledge gaps, negative feedback."""
     collection = visible_collection(session, me.principal, name)
     state.flush_query_log()
-    return render(request, "usage.html", {"c": collection, "u": pages.usage(session, collection), "tab": "usage"})
+    usage = pages.usage(session, collection, state.query_engine.embedder)
+    return render(request, "usage.html", {"c": collection, "u": usage, "tab": "usage"})
 
 
 @router.get("/keys")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,37 @@ def test_settings_are_validated_as_patch_validates_them_and_shown_inline(client:
         and read["owners"] == ["hr@example.com"]
         and read["description"] == "HR"
     )
+
+
+def test_an_expired_session_sends_the_browser_to_sign_in(client: TestClient) -> None:
+    from core import catalog
+    from core.console import _digest
+    from core.models import utcnow
+
+    client.post("/ui/login", data={"key": ADMIN}, follow_redirects=False)
+    token = client.cookies.get("rk_console")
+    assert token
+    with client.app.state.ragkeep.db.session() as session:  # type: ignore[attr-defined]
+        row = catalog.get_console_session(session, _digest(token))
+        assert row is not None and row.key_hash != token, "the catalog keeps hashes, never the token or the key"
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        session.commit()
+    response = client.get("/ui/c/anything/documents", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/ui/login")
+    htmx = client.get("/ui/collections", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert htmx.status_code == 204 and htmx.headers["hx-redirect"].startswith("/ui/login")
+
+
+def test_charts_escape_their_labels_and_draw_the_interval_band() -> None:
+    from service.ui import charts
+
+    points = [charts.Point("<b>v1</b>", 0.5, 0.4, 0.6), charts.Point("v2", None), charts.Point("v3", 0.7, 0.6, 0.8)]
+    svg = str(charts.trend("faithfulness <by run>", points))
+    assert "<b>" not in svg and "&lt;b&gt;v1&lt;/b&gt;" in svg and "faithfulness &lt;by run&gt;" in svg
+    assert '<polygon class="band"' in svg and svg.count('class="dot"') == 2, "an unmeasured run is a gap, not a 0"
+    assert str(charts.sparkline([0.3])) == "", "one value draws no line"
+    assert "<polyline" in str(charts.sparkline([0.3, None, 0.6], title="<x>")) and "&lt;x&gt;" in str(
+        charts.sparkline([0.3, 0.6], title="<x>")
+    )
+    bars = str(charts.bars("queries", ["11-30", "12-01"], [0, 3]))
+    assert bars.count('class="bar"') == 2 and "<title>12-01: 3</title>" in bars
