@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.ocr import markdown as ocr_markdown
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # MTEB's SciFact nDCG@10 for all-MiniLM-L6-v2 (whole abstracts, no chunking).
 PUBLISHED_SCIFACT_NDCG = 0.645
@@ -311,6 +313,7 @@ SECTIONS = (  # results key, its Markdown (a run stopped early, or one run with 
     ("incremental", _incremental_section),
     ("latency", _latency_section),
     ("quality", _quality_section),
+    ("ocr", ocr_markdown),
 )
 
 

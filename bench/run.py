@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import abstention, datasets, ingestion, latency, quality  # noqa: E402
+from bench import ocr as ocr_bench  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
 from bench.stack import ragkeep_up, tree_cpu_seconds  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
@@ -265,12 +266,20 @@ def abstention_financebench_section(stack: Any, plan: Plan, results: dict[str, A
     log(f"  {abstention.markdown(results['abstention']['report'])}")
 
 
+def ocr_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
+    """Issue 19: OCR pages per second, the recogniser alone and a scanned PDF through ragkeep's ocr queue."""
+    log(f"ocr: a {ocr_bench.PAGES}-page scan, the recogniser alone and through ragkeep")
+    ocr_bench.section(stack, results)
+    log(f"  {results['ocr']}")
+
+
 SECTIONS: dict[str, Callable[[Any, Plan, dict[str, Any]], None]] = {
     "aragog": aragog_section,
     "jsquad": jsquad_section,
     "financebench": financebench_section,
     "abstention": abstention_section,
     "abstention-financebench": abstention_financebench_section,
+    "ocr": ocr_section,
 }
 
 
