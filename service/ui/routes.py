@@ -172,6 +172,8 @@ def upload(
         enqueue=state.tasks.enqueue,
         audit=auditor(request, session, me.principal, "documents.upload", collection.name),
     )
+    if request.headers.get("x-upload-fragment"):  # console.js sends one file per request and shows its line
+        return render(request, "_outcomes.html", {"outcomes": outcomes})
     view = pages.documents(session, collection, None)
     return render(request, "documents.html", {"c": collection, "view": view, "outcomes": outcomes, "tab": "documents"})
 

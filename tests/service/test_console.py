@@ -129,6 +129,14 @@ def test_uploads_report_each_file_and_user_strings_are_escaped(client: TestClien
     assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;.txt" in page.text
     assert re.search(r'class="refused"><strong>empty\.txt</strong>:\s*refused \(422\)', page.text)
     assert re.search(r'class="ok"><strong>&lt;img src=x', page.text)
+    # console.js sends one file per request with its CSRF token in a header, and shows the line it gets back.
+    line = client.post(
+        "/ui/c/hr-docs/documents",
+        headers={"X-Upload-Fragment": "1", "X-CSRF-Token": csrf},
+        files=[("files", ("notes.md", b"# Notes\n\nSick leave needs a note after three days."))],
+    )
+    assert line.status_code == 200 and line.text.strip().startswith('<li class="ok"><strong>notes.md</strong>')
+    assert "<html" not in line.text
 
 
 def test_settings_are_validated_as_patch_validates_them_and_shown_inline(client: TestClient) -> None:
