@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core import auth, catalog
 from core.auth import Principal
 from core.embedding import Embedder
-from core.errors import InvalidInput, RagkeepError, VersionNotReady
+from core.errors import InvalidInput, NotFound, RagkeepError, VersionNotReady
 from core.models import Collection, DocumentStatus, EvalRun, JobStatus, Version, VersionState
 from core.settings import Settings
 from eval import gaps
@@ -377,3 +377,11 @@ def scope(collections: str) -> str | list[str]:
 def keys_context(session: Session, principal: Principal) -> dict[str, Any]:
     entries, _ = auth.list_audit(session, principal, 0, 100)
     return {"keys": auth.list_keys(session, principal), "audit": entries, "tab": "keys"}
+
+
+def golden_set(session: Session, collection: Collection, revision: int) -> tuple[Any, list[Any]]:
+    """A golden-set revision and its questions (404 for a revision the collection does not have)."""
+    found = catalog.golden_set_revision(session, collection.id, revision)
+    if found is None:
+        raise NotFound(f"golden set revision {revision} of collection {collection.name!r} does not exist")
+    return found, list(catalog.golden_items(session, found.id))

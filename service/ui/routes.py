@@ -327,6 +327,14 @@ def upload_golden_set(
     return _see_other(f"/ui/c/{name}/quality")
 
 
+@router.get("/c/{name}/goldensets/{revision}")
+def golden_set_page(request: Request, name: Name, revision: Number, session: SessionDep, me: SignedInDep) -> Response:
+    """One golden-set revision's questions, reference answers and contexts."""
+    collection = visible_collection(session, me.principal, name)
+    golden, items = pages.golden_set(session, collection, revision)
+    return render(request, "goldenset.html", {"c": collection, "g": golden, "items": items, "tab": "quality"})
+
+
 @router.get("/c/{name}/settings")
 def settings_page(request: Request, name: Name, session: SessionDep, me: SignedInDep) -> Response:
     """Description, owners and config (validated as ``PATCH`` validates them), and prompt revisions."""

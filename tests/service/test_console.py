@@ -199,3 +199,35 @@ def test_charts_escape_their_labels_and_draw_the_interval_band() -> None:
     )
     bars = str(charts.bars("queries", ["11-30", "12-01"], [0, 3]))
     assert bars.count('class="bar"') == 2 and "<title>12-01: 3</title>" in bars
+
+
+def test_sign_in_from_another_origin_is_refused_and_https_cookies_are_secure(
+    tmp_path: Path, chroma_server: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, chroma_url=chroma_server, admin_api_key=ADMIN, query={"warm_on_start": False}
+    )
+    with TestClient(create_app(settings), base_url="https://console.example") as client:
+        forged = client.post("/ui/login", data={"key": ADMIN}, headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403 and "rk_console" not in forged.headers.get("set-cookie", "")
+        signed_in = client.post(
+            "/ui/login", data={"key": ADMIN}, headers={"Origin": "https://console.example"}, follow_redirects=False
+        )
+        assert signed_in.status_code == 303 and "Secure" in signed_in.headers["set-cookie"]
+
+
+def test_a_golden_set_revision_shows_its_questions(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf})
+    line = b'{"question": "How many <days> of leave?", "reference_answer": "Twenty."}\n'
+    uploaded = client.post(
+        "/ui/c/hr-docs/goldensets",
+        data={"csrf_token": csrf},
+        files=[("file", ("golden.jsonl", line))],
+        follow_redirects=False,
+    )
+    assert uploaded.status_code == 303
+    assert '<a href="/ui/c/hr-docs/goldensets/1">1</a>' in client.get("/ui/c/hr-docs/quality").text
+    page = client.get("/ui/c/hr-docs/goldensets/1")
+    assert page.status_code == 200 and "How many &lt;days&gt; of leave?" in page.text and "Twenty." in page.text
+    assert client.get("/ui/c/hr-docs/goldensets/2").status_code == 404
