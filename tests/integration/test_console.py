@@ -243,6 +243,10 @@ def test_an_owner_runs_a_collection_from_the_console(
     page.set_input_files("#golden", str(golden))
     page.click("form[action$='/goldensets'] button")
     expect(page.locator("td", has_text="golden.jsonl")).to_be_visible()
+    page.click("a[href='/ui/c/handbook/goldensets/1']")
+    expect(page.locator("td", has_text="Which animals are the best?")).to_be_visible()
+    ui.check("golden-set")
+    ui.go("/ui/c/handbook/quality")
     page.click("text=Evaluate the live version now")
     ui.reload_until("/ui/c/handbook/quality", "svg.trend circle.dot")
     ui.go("/ui/c/handbook/versions")
@@ -305,6 +309,9 @@ def test_an_owner_runs_a_collection_from_the_console(
     ui.check("reader-documents")
     ui.go("/ui/c/handbook/versions")
     assert page.locator("text=Build a version now").count() == 0 and page.locator("text=Publish v1…").count() == 0
+    for tab in ("quality", "settings"):
+        ui.go(f"/ui/c/handbook/{tab}")
+        assert page.locator("main button[type=submit]").count() == 0, f"a reader sees no write control on {tab}"
     csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
     assert _post_status(page, "/ui/c/handbook/versions/1/publish", {"csrf_token": csrf}) == 403
     assert _post_status(page, "/ui/c/handbook/rollback", {}) == 403
