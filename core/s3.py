@@ -157,7 +157,11 @@ class S3BlobStore:
     def ping(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if _code(exc) in _MISSING:  # HEAD has no body: a bare 404 is the missing bucket
+                raise BlobStoreUnavailable(f"object store {self.where}: bucket {self.bucket!r} does not exist") from exc
+            self._fail(exc, "checking the bucket")
+        except BotoCoreError as exc:
             self._fail(exc, "checking the bucket")
 
     # ------------------------------------------------------------------ helpers

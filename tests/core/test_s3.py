@@ -157,7 +157,7 @@ def test_a_missing_bucket_is_a_clear_error(s3_server: S3Server) -> None:
     store = S3BlobStore.from_settings(_settings(s3_server, "no-such-bucket-here"))
     with pytest.raises(BlobStoreUnavailable, match="'no-such-bucket-here' does not exist"):
         store.put("c1", b"x")
-    with pytest.raises(BlobStoreUnavailable):
+    with pytest.raises(BlobStoreUnavailable, match="'no-such-bucket-here' does not exist"):
         store.ping()
 
 
