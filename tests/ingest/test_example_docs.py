@@ -201,7 +201,8 @@ def _write() -> None:
         writer.writerow(["file", "outcome", "cause", "reason_when_written"])
         for o in outcomes:
             kept = old.get(o.name)
-            cause = kept[1] if kept and kept[0] == o.outcome else ("(OCR)" if o.reason.endswith("(OCR)") else "")
+            cause = kept[1] if kept and kept[0] == o.outcome and kept[1] else ""
+            cause = cause or ("(OCR)" if o.reason.endswith("(OCR)") else "")
             writer.writerow([o.name, o.outcome, cause, o.reason[:200]])
     top = [o for o in outcomes if o.name.startswith("unstructured-example-docs/") and _is_file(o.name)]
     print(f"{sum(o.outcome == 'ingested' for o in top)} of {len(top)} example files ingested; {elapsed:.0f} s")
