@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from core import auth, catalog
-from core.auth import Principal
+from core.auth import ANONYMOUS_ADMIN, Principal
 from core.errors import Forbidden, Unauthorized
 from core.models import ConsoleSession, utcnow
 
@@ -35,13 +35,16 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def sign_in(session: Session, presented: str, env_admin_key: str | None, hours: int) -> tuple[str, SignedIn]:
+def sign_in(
+    session: Session, presented: str, env_admin_key: str | None, hours: int, auth_enabled: bool = True
+) -> tuple[str, SignedIn]:
     """Check ``presented`` like a bearer key (401 if it is not valid) and open a session for it.
 
     Returns the cookie's token (never stored) and the session. It ends after ``hours`` or when
     the key expires, whichever is first.
     """
-    principal = auth.authenticate(session, presented.strip(), env_admin_key)
+    # RAGKEEP_AUTH=disabled: every request is admin, as in the REST API (whatever was typed).
+    principal = auth.authenticate(session, presented.strip(), env_admin_key) if auth_enabled else ANONYMOUS_ADMIN
     now = utcnow()
     catalog.delete_expired_console_sessions(session, now)
     expires_at = now + timedelta(hours=hours)
@@ -60,7 +63,7 @@ def sign_in(session: Session, presented: str, env_admin_key: str | None, hours: 
     return token, SignedIn(principal, row.csrf_token, expires_at)
 
 
-def resolve(session: Session, token: str | None, env_admin_key: str | None) -> SignedIn:
+def resolve(session: Session, token: str | None, env_admin_key: str | None, auth_enabled: bool = True) -> SignedIn:
     """The session behind a cookie's token; 401 when there is none, it expired, or its key no longer works."""
     if not token:
         raise Unauthorized("not signed in")
@@ -70,6 +73,8 @@ def resolve(session: Session, token: str | None, env_admin_key: str | None) -> S
     if row.expires_at <= utcnow():
         catalog.delete_console_session(session, row.id)
         raise Unauthorized("this session has expired; sign in again")
+    if not auth_enabled:
+        return SignedIn(ANONYMOUS_ADMIN, row.csrf_token, row.expires_at)
     try:
         principal = auth.authenticate_digest(session, row.key_hash, env_admin_key)
     except Unauthorized:

@@ -99,7 +99,7 @@ def _signed_in(request: Request, state: StateDep) -> SignedIn:
         return cached
     token = request.cookies.get(COOKIE)
     with state.db.session() as session:
-        signed_in = console.resolve(session, token, state.settings.admin_api_key)
+        signed_in = console.resolve(session, token, state.settings.admin_api_key, state.settings.auth == "enabled")
     request.state.console = signed_in
     request.state.principal = signed_in.principal  # what service.access and the rate limiter read
     return signed_in

@@ -78,8 +78,9 @@ def login(
     if not same_origin(request):
         raise Forbidden("sign-in must come from this console's own page")
     try:
+        settings = state.settings
         token, signed_in = console.sign_in(
-            session, key, state.settings.admin_api_key, state.settings.console_session_hours
+            session, key, settings.admin_api_key, settings.console_session_hours, settings.auth == "enabled"
         )
     except RagkeepError as exc:
         return render(request, "login.html", {"next": next, "error": exc.detail}, 401)

@@ -231,3 +231,12 @@ def test_a_golden_set_revision_shows_its_questions(client: TestClient) -> None:
     page = client.get("/ui/c/hr-docs/goldensets/1")
     assert page.status_code == 200 and "How many &lt;days&gt; of leave?" in page.text and "Twenty." in page.text
     assert client.get("/ui/c/hr-docs/goldensets/2").status_code == 404
+
+
+def test_with_auth_disabled_the_console_signs_anyone_in_as_admin(tmp_path: Path, chroma_server: str) -> None:
+    settings = Settings(data_dir=tmp_path, chroma_url=chroma_server, auth="disabled", query={"warm_on_start": False})
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/ui/login", data={"key": "anything"}, follow_redirects=False).status_code == 303
+        page = client.get("/ui/collections")
+        assert page.status_code == 200 and "auth disabled · admin" in page.text and "Create a collection" in page.text
+        assert client.post("/ui/collections", data={"name": "hr-docs"}).status_code == 403, "CSRF still holds"
