@@ -221,3 +221,16 @@ def test_a_zip_is_never_a_document_itself() -> None:
     data = _zip({"a.txt": b"text"})
     assert detect_file_kind(data, "a.zip") == ZIP
     assert [f.kind.kind for f in unpack("a.zip", data, ZIP, LIMITS).files] == ["txt"]
+
+
+def test_an_encrypted_member_is_refused_with_that_reason() -> None:
+    data = bytearray(_zip({"secret.txt": b"hidden words", "ok.txt": b"fine text"}))
+    archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
+    info = archive.getinfo("secret.txt")
+    data[info.header_offset + 6] |= 0x1  # local header: general purpose flag, bit 0 = encrypted
+    central = data.find(b"PK\x01\x02")
+    while data[central + 46 : central + 56] != b"secret.txt":
+        central = data.find(b"PK\x01\x02", central + 4)
+    data[central + 8] |= 0x1  # central directory: the same flag
+    files, refused = _unpack("bundle.zip", bytes(data))
+    assert files == {"ok.txt": "bundle.zip"} and "encrypted" in refused["bundle.zip/secret.txt"]
