@@ -33,7 +33,14 @@ def _compose() -> dict[str, Any]:
 
 
 def test_compose_has_every_part_of_the_service() -> None:
-    assert set(_compose()["services"]) == {"api", "worker", "ocr-worker", "beat", "redis", "postgres", "chroma"}
+    assert set(_compose()["services"]) == {"api", "worker", "ocr-worker", "beat", "redis", "postgres", "chroma", "s3"}
+
+
+def test_compose_runs_exactly_one_beat_and_several_workers() -> None:
+    """Issue 21: the topology says how many of each part; beat must be unique (it would send every job twice)."""
+    services = _compose()["services"]
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert services["worker"]["deploy"]["replicas"] >= 2
 
 
 def test_compose_workers_consume_every_queue_and_ocr_has_its_own() -> None:
@@ -62,6 +69,7 @@ def test_compose_environment_names_real_settings_and_points_at_its_services() ->
             redis_url=env["RAGKEEP_REDIS_URL"],
             database_url=env["RAGKEEP_DATABASE_URL"],
             chroma_url=env["RAGKEEP_CHROMA_URL"],
+            blobs={k.removeprefix("RAGKEEP_BLOBS__").lower(): v for k, v in env.items() if "BLOBS__" in k},
         )
         assert settings.broker_url.startswith("redis://redis:")
         assert (
@@ -69,13 +77,19 @@ def test_compose_environment_names_real_settings_and_points_at_its_services() ->
             and "@postgres:" in env["RAGKEEP_DATABASE_URL"]
         )
         assert settings.resolved_chroma_url == "http://chroma:8000"
-        assert "blobs:/data" in services[name]["volumes"] and env["RAGKEEP_DATA_DIR"] == "/data"
+        # Issue 21: nothing shared but the services; the files go to the s3 service's bucket.
+        assert "volumes" not in services[name] and env["RAGKEEP_DATA_DIR"] == "/data"
+        assert settings.blobs.url == "s3://ragkeep/blobs" and settings.blobs.endpoint_url == "http://s3:8333"
         for dependency in services[name]["depends_on"]:
             assert dependency in services
     postgres = services["postgres"]["environment"]
     url = services["api"]["environment"]["RAGKEEP_DATABASE_URL"]
     assert f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432/{postgres['POSTGRES_DB']}" in url
     assert "--port" in services["chroma"]["command"] and "8000" in services["chroma"]["command"]
+    s3, api = services["s3"], services["api"]["environment"]
+    assert "-s3.port=8333" in s3["command"] and "-bucket=ragkeep" in s3["command"]
+    assert s3["environment"]["AWS_ACCESS_KEY_ID"] == api["RAGKEEP_BLOBS__ACCESS_KEY_ID"]
+    assert s3["environment"]["AWS_SECRET_ACCESS_KEY"] == api["RAGKEEP_BLOBS__SECRET_ACCESS_KEY"]
 
 
 def test_compose_commands_are_real_cli_commands() -> None:
