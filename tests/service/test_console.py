@@ -240,3 +240,22 @@ def test_with_auth_disabled_the_console_signs_anyone_in_as_admin(tmp_path: Path,
         page = client.get("/ui/collections")
         assert page.status_code == 200 and "auth disabled · admin" in page.text and "Create a collection" in page.text
         assert client.post("/ui/collections", data={"name": "hr-docs"}).status_code == 403, "CSRF still holds"
+
+
+def test_deleting_a_document_and_an_impossible_rollback_answer_like_the_api(client: TestClient) -> None:
+    csrf = _sign_in(client, ADMIN)
+    client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf})
+    client.post("/ui/c/hr-docs/documents", data={"csrf_token": csrf}, files=[("files", ("a.txt", b"Leave policy."))])
+    ids = re.findall(r'action="/ui/c/hr-docs/documents/([0-9a-f]+)/delete"', client.get("/ui/c/hr-docs/documents").text)
+    assert len(ids) == 1
+    assert client.get(f"/ui/c/hr-docs/documents/{ids[0]}").status_code == 200
+    deleted = client.post(f"/ui/c/hr-docs/documents/{ids[0]}/delete", data={"csrf_token": csrf}, follow_redirects=False)
+    assert deleted.status_code == 303
+    assert client.get(f"/ui/c/hr-docs/documents/{ids[0]}").status_code == 404
+    assert "a.txt" not in client.get("/ui/c/hr-docs/documents").text
+    audit = client.get("/audit", headers={"Authorization": f"Bearer {ADMIN}"}).json()["items"]
+    assert {"documents.upload", "documents.delete", "collection.create"} <= {a["action"] for a in audit}
+    rollback = client.get("/ui/c/hr-docs/rollback")
+    assert rollback.status_code == 409 and "no earlier live version" in rollback.text
+    assert client.post("/ui/c/hr-docs/rollback", data={"csrf_token": csrf}).status_code == 409
+    assert client.get("/ui/c/hr-docs/versions/7/publish").status_code == 404
