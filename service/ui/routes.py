@@ -31,6 +31,7 @@ from service.routers.query import query_read
 from service.schemas import CollectionCreate, CollectionUpdate, KeyCreate, PromptCreate
 from service.ui import pages
 from service.ui.console import (
+    COOKIE,
     ConsoleRoute,
     SignedInDep,
     VerifiedDep,
@@ -79,6 +80,7 @@ def login(
         raise Forbidden("sign-in must come from this console's own page")
     try:
         settings = state.settings
+        console.sign_out(session, request.cookies.get(COOKIE))  # a new sign-in replaces this browser's session
         token, signed_in = console.sign_in(
             session, key, settings.admin_api_key, settings.console_session_hours, settings.auth == "enabled"
         )
@@ -92,7 +94,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, session: SessionDep, _: VerifiedDep) -> Response:
     """End this session (the key itself stays valid)."""
-    console.sign_out(session, request.cookies.get("rk_console"))
+    console.sign_out(session, request.cookies.get(COOKIE))
     response = _see_other("/ui/login")
     clear_session_cookie(response)
     return response
