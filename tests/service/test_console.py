@@ -99,8 +99,12 @@ def test_a_reader_sees_no_write_controls_and_its_writes_are_refused(client: Test
     assert forged.status_code == 403
     assert client.post("/ui/c/hr-docs/versions", data={"csrf_token": csrf}).status_code == 403
     assert client.get("/ui/keys").status_code == 403
-    hidden, missing = client.get("/ui/c/finance/documents"), client.get("/ui/c/nothing-here/documents")
-    assert hidden.status_code == missing.status_code == 404, "another collection does not exist for this key"
+    for page_path in ("documents", "versions", "ask", "quality", "settings", "usage", "goldensets/1", "rollback"):
+        hidden, missing = client.get(f"/ui/c/finance/{page_path}"), client.get(f"/ui/c/nothing-here/{page_path}")
+        assert hidden.status_code == missing.status_code == 404, f"{page_path}: finance does not exist for this key"
+        assert hidden.text.replace("finance", "X") == missing.text.replace("nothing-here", "X")
+    posted = client.post("/ui/c/finance/versions", data={"csrf_token": csrf})
+    assert posted.status_code == 404, "a write to an invisible collection is a 404 too, not a 403"
     assert "finance" not in client.get("/ui/collections").text
 
 
