@@ -34,6 +34,7 @@ SIMILARITY_MIN = 0.7
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z0-9])|(?<=[\u3002\uff01\uff1f])|\n+")
 _CITATION = re.compile(r"\s*\[(\d{1,3})\]")
+_MARKER_AFTER_STOP = re.compile(r"([.!?\u3002])((?:\s*\[\d{1,3}\])+)")
 # Numbers, with thousands separators, decimals, and a trailing percent sign.
 _NUMBER = re.compile(r"(?<![\d.,])\d+(?:[,.]\d+)*")
 # Proper names and identifiers: a capital inside or at the end (BERT, DistilBERT, GPT-4, iPhone),
@@ -105,8 +106,8 @@ class Grounding:
 
 
 def split_sentences(answer: str) -> list[str]:
-    """The answer's sentences, citation markers kept with the sentence they end."""
-    parts = (s.strip() for s in _SENTENCE_END.split(answer) if s)
+    """The answer's sentences, citation markers kept with the sentence they end ("It is. [1]" too)."""
+    parts = (s.strip() for s in _SENTENCE_END.split(_MARKER_AFTER_STOP.sub(r"\2\1", answer)) if s)
     return [p for p in parts if p and not _CITATION.fullmatch(p)]
 
 

@@ -7,7 +7,9 @@ decided by word overlap, so RAGAS's real faithfulness code path runs.
 The model name selects failure modes: ``slow`` sleeps past any sane timeout,
 ``broken`` answers HTTP 500, ``truncating`` cuts every answer in half with
 ``finish_reason: "length"`` (a completion limit reached) and ``babbling`` answers prose
-where a judge must answer JSON.
+where a judge must answer JSON. ``inventing`` adds an invented sentence (a number and a name
+the passages do not hold) to its faithful one, and ``declining`` answers with the sentinel the
+prompt asks for when the context lacks the answer ("reply with exactly X").
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def judge_answer(prompt: str) -> dict[str, Any] | None:
     return {"question": (response.rstrip(" .!?") or "What") + "?", "noncommittal": 0}
 
 
+INVENTED_SENTENCE = "It was first released by Initech in 1987 with 4096 layers [1]."
+_SENTINEL_REQUEST = re.compile(r"reply with exactly (\S+?)[.,]? and nothing else")
 _PASSAGE = re.compile(r"^\[1\] \([^)]*\)\n(.+?)(?:\n\n\[2\]|\n\nQuestion:|\Z)", re.S | re.M)
 
 
@@ -122,6 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         judged = judge_answer(first_user if isinstance(first_user, str) else "")
         answer = json.dumps(judged) if judged is not None else scripted_answer(prompt)
         finish_reason = "stop"
+        if model == "inventing" and judged is None:
+            answer = f"{answer} {INVENTED_SENTENCE}"
+        elif model == "declining" and judged is None:
+            everything = " ".join(str(m.get("content", "")) for m in request["messages"])
+            requested = _SENTINEL_REQUEST.search(everything)
+            answer = requested.group(1) if requested else "The knowledge base does not answer this."
         if model == "truncating":
             answer, finish_reason = answer[: len(answer) // 2], "length"
         elif model == "babbling":
