@@ -162,8 +162,13 @@ def wait_ready(probe: str, process: subprocess.Popen[bytes], name: str, timeout:
 
 
 @contextmanager
-def ragkeep_up(workdir: Path, extra: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Start ``ragkeep up`` with its own data folder and ports; stop it afterwards."""
+def ragkeep_up(workdir: Path, extra: dict[str, str] | None = None, broker: str = "auto") -> Iterator[Stack]:
+    """Start ``ragkeep up`` with its own data folder and ports; stop it afterwards.
+
+    ``broker``: ``redis`` (127.0.0.1:6379), ``embedded`` (the SQLite broker of a first run), or
+    ``auto`` (Redis when it answers).
+    """
+    use_redis = broker == "redis" or (broker == "auto" and redis_available())
     api_port, chroma_port, metrics_port = free_port(), free_port(), free_port()
     settings = {
         "RAGKEEP_DATA_DIR": str(workdir / "data"),
@@ -177,7 +182,7 @@ def ragkeep_up(workdir: Path, extra: dict[str, str] | None = None) -> Iterator[S
         "RAGKEEP_LOG_LEVEL": "WARNING",
         **(
             {"RAGKEEP_REDIS_URL": REDIS_URL, "RAGKEEP_QUEUE_PREFIX": f"bench{uuid.uuid4().hex[:6]}-"}
-            if redis_available()
+            if use_redis
             else {}
         ),
         **(extra or {}),

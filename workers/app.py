@@ -18,6 +18,7 @@ from workers.names import ROUTES, Queue, TaskName, queue_name
 
 # Longer than the slowest task, so Redis does not redeliver a task that is still running.
 VISIBILITY_TIMEOUT_S = 4 * 3600
+SQLA_PREFIX = "sqla+"
 
 
 def nightly_schedule(expression: str) -> crontab:
@@ -29,10 +30,20 @@ def nightly_schedule(expression: str) -> crontab:
     return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)
 
 
+def broker_options(settings: Settings) -> tuple[str, str | None]:
+    """Celery's broker URL and transport: Redis as it is; the embedded SQLite broker through ``workers.broker``."""
+    url = settings.broker_url
+    if settings.redis_url or not url.startswith(SQLA_PREFIX):
+        return url, None
+    # Kombu takes the transport from the URL's "sqla+" prefix; without it, from ``broker_transport``.
+    return url.removeprefix(SQLA_PREFIX), "workers.broker:Transport"
+
+
 def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
     prefix = settings.queue_prefix
     limits = settings.worker
-    app = Celery("ragkeep", broker=settings.broker_url, include=["workers.tasks"] if include_tasks else [])
+    broker, transport = broker_options(settings)
+    app = Celery("ragkeep", broker=broker, include=["workers.tasks"] if include_tasks else [])
     annotations: dict[str, dict[str, Any]] = {
         TaskName.parse_document: {
             "soft_time_limit": limits.parse_soft_time_limit_s,
@@ -59,6 +70,7 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
         task_routes={name.value: {"queue": queue_name(queue, prefix)} for name, queue in ROUTES.items()},
         task_annotations=annotations,
         broker_connection_retry_on_startup=True,
+        broker_transport=transport,
         # Kombu's SQLAlchemy transport passes transport options to create_engine: Redis only.
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S} if settings.redis_url else {},
         worker_hijack_root_logger=False,
