@@ -1,0 +1,73 @@
+"""The embedded broker's transport (``workers.broker``) on a real SQLite file, through Kombu."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection, Consumer, Producer, Queue
+from kombu.message import Message
+
+from core.settings import Settings
+from workers import broker
+from workers.app import create_celery
+
+
+@pytest.fixture
+def connection(tmp_path: Path) -> Iterator[Connection]:
+    with Connection(f"sqlite:///{tmp_path / 'broker.sqlite'}", transport="workers.broker:Transport") as conn:
+        yield conn
+
+
+def _drain_nothing(connection: Connection) -> None:
+    with pytest.raises(TimeoutError):
+        connection.drain_events(timeout=0.02)
+
+
+def test_the_embedded_default_runs_on_the_adaptive_transport_and_redis_on_its_own(tmp_path: Path) -> None:
+    embedded = create_celery(Settings(data_dir=tmp_path))
+    with embedded.connection_for_write() as conn:
+        assert isinstance(conn.transport, broker.Transport)
+        assert conn.hostname == f"sqlite:///{tmp_path.resolve() / 'broker.sqlite'}"
+    redis = create_celery(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/0"))
+    with redis.connection_for_write() as conn:
+        assert not isinstance(conn.transport, broker.Transport)
+
+
+def test_a_worker_holding_its_prefetch_polls_again_soon_and_an_idle_one_backs_off(connection: Connection) -> None:
+    """Kombu's SQLAlchemy transport slept a fixed second after every empty poll, also while the
+    prefetch limit held: a worker with acks late took about one 20 ms task per second per process."""
+    queue = Queue("ingest", routing_key="ingest")
+    received: list[Message] = []
+
+    def take(_: Any, message: Message) -> None:
+        received.append(message)
+
+    channel = connection.channel()
+    consumer = Consumer(channel, [queue], callbacks=[take], accept=["json"])
+    consumer.qos(prefetch_count=1)
+    consumer.consume()
+    transport = connection.transport
+    assert isinstance(transport, broker.Transport)
+
+    for _ in range(12):  # nothing queued: each empty poll waits longer, up to the ceiling
+        _drain_nothing(connection)
+    assert transport._idle_poll_s == broker.IDLE_POLL_MAX_S
+
+    producer = Producer(connection.channel(), routing_key="ingest")
+    for number in range(2):
+        producer.publish({"n": number}, declare=[queue], serializer="json")
+    connection.drain_events(timeout=5)
+    assert [m.payload["n"] for m in received] == [0]
+    assert transport._idle_poll_s == broker.BUSY_POLL_S  # a delivery: poll soon again
+
+    _drain_nothing(connection)  # the prefetch limit holds (acks late): checked in memory, no back-off
+    assert transport._idle_poll_s == broker.BUSY_POLL_S and len(received) == 1
+
+    received[0].ack()
+    connection.drain_events(timeout=5)
+    assert [m.payload["n"] for m in received] == [0, 1]
+    received[1].ack()
+    consumer.cancel()
