@@ -105,8 +105,11 @@ def _question(row: QueryLog) -> GapQuestion:
 
 def window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
     """The [from, to) of a gaps request: naive times are UTC; default the ``DEFAULT_DAYS`` up to now."""
-    end = _utc(until) if until is not None else utcnow()
-    start = _utc(since) if since is not None else end - timedelta(days=DEFAULT_DAYS)
+    try:
+        end = _utc(until) if until is not None else utcnow()
+        start = _utc(since) if since is not None else end - timedelta(days=DEFAULT_DAYS)
+    except OverflowError:  # 'to' in the first days of year 1, or a UTC shift past the calendar's ends
+        raise InvalidInput("'from' and 'to' must be times between the years 1 and 9999") from None
     if start >= end:
         raise InvalidInput("'from' must be before 'to'")
     return start, end

@@ -3,7 +3,7 @@ and the owner report's gap and unsupported-answer sections."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -107,6 +107,8 @@ def test_the_window_limits_gaps_and_rejects_an_empty_range(db: Database, embedde
     assert old.questions == 1 and old.clusters[0].examples[0].question == "Old question about passwords?"
     with pytest.raises(InvalidInput, match="before"):
         window(now, now - timedelta(days=1))
+    with pytest.raises(InvalidInput, match="between the years"):
+        window(None, datetime(1, 1, 2))  # seven days before it is before year 1
 
 
 def test_report_names_the_gaps_and_the_unsupported_answers(db: Database, embedder: Embedder) -> None:
