@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import console
+from core.auth import Role
 from core.console import SignedIn
 from core.errors import RagkeepError, Unauthorized
-from service.access import dependency_calls
-from service.deps import StateDep
+from core.models import Collection
+from service.access import check_visible, dependency_calls, visible_collection
+from service.deps import SessionDep, StateDep
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).parent
+HERE = FilePath(__file__).parent
 COOKIE = "rk_console"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -74,17 +78,25 @@ class ConsoleRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        needs_session = _signed_in in dependency_calls(self.dependant)
+        calls = dependency_calls(self.dependant)
+        needs_session = _signed_in in calls
+        role = next((c.role for c in calls if isinstance(c, ConsoleCollection)), None)
 
         async def route(request: Request) -> Response:
             try:
-                if needs_session:  # before the body is read: a signed-out upload is not spooled to disk
-                    await run_in_threadpool(_signed_in, request, request.app.state.ragkeep)
+                if needs_session:  # before the body is read: a signed-out or reader's upload is not spooled
+                    signed_in = await run_in_threadpool(_signed_in, request, request.app.state.ragkeep)
+                    name = request.path_params.get("name")
+                    if role is not None and isinstance(name, str):
+                        check_visible(signed_in.principal, name, role)
                 return await handler(request)
             except Unauthorized:
                 return to_sign_in(request)
             except RagkeepError as exc:
                 return _error_page(request, exc.status_code, type(exc).__name__, exc.detail)
+            except StarletteHTTPException as exc:  # FastAPI's 400 for a body it cannot parse, as the API: 422
+                status = 422 if exc.status_code == 400 else exc.status_code
+                return _error_page(request, status, "InvalidInput", "the request body could not be parsed")
             except RequestValidationError as exc:
                 fields = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:5])
                 return _error_page(request, 422, "InvalidInput", fields)
@@ -118,6 +130,23 @@ async def _verified(request: Request, signed_in: Annotated[SignedIn, Depends(_si
 
 SignedInDep = Annotated[SignedIn, Depends(_signed_in)]
 VerifiedDep = Annotated[SignedIn, Depends(_verified)]
+
+
+@dataclass(frozen=True)
+class ConsoleCollection:
+    """Dependency: the collection in the path, if the session's key may see it (404) with ``role`` (403).
+
+    ``ConsoleRoute`` runs the same check before the body is read, so a reader's upload is refused
+    before a byte of it is spooled.
+    """
+
+    role: Role
+
+    def __call__(self, name: Annotated[str, Path(max_length=48)], session: SessionDep, me: SignedInDep) -> Collection:
+        return visible_collection(session, me.principal, name, self.role)
+
+
+WritableDep = Annotated[Collection, Depends(ConsoleCollection("writer"))]
 
 
 def set_session_cookie(request: Request, response: Response, token: str, max_age: int) -> None:

@@ -35,6 +35,7 @@ from service.ui.console import (
     ConsoleRoute,
     SignedInDep,
     VerifiedDep,
+    WritableDep,
     clear_session_cookie,
     render,
     same_origin,
@@ -162,10 +163,10 @@ def upload(
     session: SessionDep,
     state: StateDep,
     me: VerifiedDep,
+    collection: WritableDep,
     files: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI copies defaults)
 ) -> Response:
     """Upload files: each one on its own through ``release.intake.upload``, with its outcome or refusal."""
-    collection = visible_collection(session, me.principal, name, "writer")
     outcomes = pages.upload_each(
         session,
         collection,
@@ -183,10 +184,15 @@ def upload(
 
 @router.post("/c/{name}/documents/{document_id}/delete")
 def delete_document(
-    request: Request, name: Name, document_id: str, session: SessionDep, state: StateDep, me: VerifiedDep
+    request: Request,
+    name: Name,
+    document_id: str,
+    session: SessionDep,
+    state: StateDep,
+    me: VerifiedDep,
+    collection: WritableDep,
 ) -> Response:
     """Remove a document (``release.intake.delete_document``); the next version no longer has it."""
-    collection = visible_collection(session, me.principal, name, "writer")
     audit = auditor(request, session, me.principal, "documents.delete", collection.name)
     intake.delete_document(
         session, collection, document_id, state.tasks.enqueue, state.settings.worker.build_debounce_s, audit
@@ -228,9 +234,10 @@ def confirm_publish(request: Request, name: Name, number: Number, session: Sessi
 
 
 @router.post("/c/{name}/versions/{number}/publish")
-def publish_version(request: Request, name: Name, number: Number, session: SessionDep, me: VerifiedDep) -> Response:
+def publish_version(
+    request: Request, name: Name, number: Number, session: SessionDep, me: VerifiedDep, collection: WritableDep
+) -> Response:
     """Make this version live (``release.publish.publish``)."""
-    collection = visible_collection(session, me.principal, name, "writer")
     publish.publish(session, collection, number, auditor(request, session, me.principal, "versions.publish", name))
     return _see_other(f"/ui/c/{name}/versions")
 
@@ -246,17 +253,17 @@ def confirm_rollback(request: Request, name: Name, session: SessionDep, me: Sign
 
 
 @router.post("/c/{name}/rollback")
-def rollback(request: Request, name: Name, session: SessionDep, me: VerifiedDep) -> Response:
+def rollback(request: Request, name: Name, session: SessionDep, me: VerifiedDep, collection: WritableDep) -> Response:
     """Make the previously live version live again (``release.publish.rollback``)."""
-    collection = visible_collection(session, me.principal, name, "writer")
     publish.rollback(session, collection, auditor(request, session, me.principal, "versions.rollback", name))
     return _see_other(f"/ui/c/{name}/versions")
 
 
 @router.post("/c/{name}/versions")
-def build(request: Request, name: Name, session: SessionDep, state: StateDep, me: VerifiedDep) -> Response:
+def build(
+    request: Request, name: Name, session: SessionDep, state: StateDep, me: VerifiedDep, collection: WritableDep
+) -> Response:
     """Build a version now (``release.builds.start_manual_build``)."""
-    collection = visible_collection(session, me.principal, name, "writer")
     builds.start_manual_build(
         session, collection, state.tasks.enqueue, auditor(request, session, me.principal, "versions.build", name)
     )
@@ -311,9 +318,10 @@ def quality_page(request: Request, name: Name, session: SessionDep, me: SignedIn
 
 
 @router.post("/c/{name}/evaluate")
-def evaluate(request: Request, name: Name, session: SessionDep, state: StateDep, me: VerifiedDep) -> Response:
+def evaluate(
+    request: Request, name: Name, session: SessionDep, state: StateDep, me: VerifiedDep, collection: WritableDep
+) -> Response:
     """Evaluate the live version now (``release.evaluations.start_evaluation``)."""
-    collection = visible_collection(session, me.principal, name, "writer")
     live = pages.live_number(session, collection)
     audit = auditor(request, session, me.principal, "evaluation.start", name)
     evaluations.start_evaluation(session, collection, live, state.tasks.enqueue, audit)
@@ -322,10 +330,14 @@ def evaluate(request: Request, name: Name, session: SessionDep, state: StateDep,
 
 @router.post("/c/{name}/goldensets")
 def upload_golden_set(
-    request: Request, name: Name, session: SessionDep, me: VerifiedDep, file: Annotated[UploadFile, File()]
+    request: Request,
+    name: Name,
+    session: SessionDep,
+    me: VerifiedDep,
+    collection: WritableDep,
+    file: Annotated[UploadFile, File()],
 ) -> Response:
     """A new golden-set revision, through ``POST /collections/{name}/goldensets``'s own handler."""
-    collection = visible_collection(session, me.principal, name, "writer")
     rest_evaluations.upload_golden_set(collection, session, me.principal, request, file)
     return _see_other(f"/ui/c/{name}/quality")
 
@@ -351,12 +363,12 @@ def save_settings(
     name: Name,
     session: SessionDep,
     me: VerifiedDep,
+    collection: WritableDep,
     description: Annotated[str, Form(max_length=4000)] = "",
     owners: Annotated[str, Form(max_length=20000)] = "",
     config: Annotated[str, Form(max_length=200000)] = "{}",
 ) -> Response:
     """Save through ``PATCH /collections/{name}``'s handler; its refusal is shown next to the form."""
-    collection = visible_collection(session, me.principal, name, "writer")
     try:
         body = CollectionUpdate.model_validate(pages.settings_form(description, owners, config))
         rest_collections.update_collection(collection, body, session, me.principal, request)
@@ -376,11 +388,11 @@ def create_prompt(
     name: Name,
     session: SessionDep,
     me: VerifiedDep,
+    collection: WritableDep,
     template: Annotated[str, Form(min_length=1, max_length=20000)],
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """A new prompt revision, through ``POST /collections/{name}/prompts``'s handler."""
-    collection = visible_collection(session, me.principal, name, "writer")
     rest_prompts.create_prompt(collection, PromptCreate(template=template, note=note), session, me.principal, request)
     return _see_other(f"/ui/c/{name}/settings")
 

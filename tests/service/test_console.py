@@ -98,6 +98,12 @@ def test_a_reader_sees_no_write_controls_and_its_writes_are_refused(client: Test
     forged = client.post("/ui/c/hr-docs/documents", data={"csrf_token": csrf}, files=[("files", ("a.txt", b"x"))])
     assert forged.status_code == 403
     assert client.post("/ui/c/hr-docs/versions", data={"csrf_token": csrf}).status_code == 403
+    broken = client.post(
+        "/ui/c/hr-docs/documents",
+        content=b"--x\r\nnot a part",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert broken.status_code == 403, "the role is checked before the body is read, as in the REST API"
     assert client.get("/ui/keys").status_code == 403
     for page_path in ("documents", "versions", "ask", "quality", "settings", "usage", "goldensets/1", "rollback"):
         hidden, missing = client.get(f"/ui/c/finance/{page_path}"), client.get(f"/ui/c/nothing-here/{page_path}")
