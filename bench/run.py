@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import abstention, datasets, ingestion, latency, quality  # noqa: E402
+from bench import abstention, datasets, embedded, ingestion, latency, quality  # noqa: E402
 from bench import ocr as ocr_bench  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
-from bench.stack import ragkeep_up, tree_cpu_seconds  # noqa: E402
+from bench.stack import ragkeep_up, redis_available, tree_cpu_seconds  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
 
 
@@ -57,10 +57,12 @@ class Plan:
     baseline_docs: int | None  # the LlamaIndex baseline's share of SciFact (its rate does not depend on size)
     jsquad_docs: int | None
     financebench_docs: int | None  # smallest first
+    embedded_docs: int  # SciFact abstracts per round of the embedded-default-against-Redis comparison
+    embedded_rounds: int
 
 
-FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None)
-SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2)
+FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None, 1000, 2)
+SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2, 40, 1)
 HYBRID_COST_TOP_K = (10, 100)  # issue 16: hybrid p50 at most 1.3x dense at top_k 10, 2x at top_k 100
 COST_NO_CAP = "dense-only, no cap"
 
@@ -307,10 +309,40 @@ def run_sections(
     return results
 
 
+def embedded_section(plan: Plan, workdir: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The embedded default against Redis on the first SciFact abstracts, interleaved on two stacks of their own.
+
+    Puts the comparison (rates, ratio, every round) into ``results["embedded"]``; returns the ingestion
+    table's entry (each broker's median round), or None without a Redis to compare with.
+    """
+    if not redis_available():
+        log("no Redis on 127.0.0.1:6379: the embedded default is not compared with it")
+        return None
+    log(
+        f"embedded default against Redis: {plan.embedded_docs} SciFact abstracts, "
+        f"{plan.embedded_rounds} interleaved round(s)"
+    )
+    (workdir / "embedded").mkdir()
+    comparison = embedded.compare(
+        workdir / "embedded", datasets.scifact_files(plan.embedded_docs), plan.embedded_rounds
+    )
+    log(f"  { ({k: v for k, v in comparison.items() if k != 'runs'}) }")
+    results["embedded"] = comparison
+    entry: dict[str, Any] = {
+        "corpus": f"BEIR SciFact, first {plan.embedded_docs} abstracts (median of {plan.embedded_rounds})"
+    }
+    for broker, key in (("redis", "ragkeep_redis"), ("embedded", "ragkeep_embedded")):
+        runs = sorted(comparison["runs"][broker], key=lambda run: run["documents_per_s"])
+        entry[key] = runs[(len(runs) - 1) // 2]
+    return entry
+
+
 def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     results = _header(plan)
     scifact = datasets.scifact_files(plan.scifact_docs)
     int8 = INT8_EMBEDDING_MODEL
+    small = embedded_section(plan, workdir, results)
+    checkpoint(results)
     with ragkeep_up(workdir) as stack:
         results["stack"] = {k: v for k, v in stack.settings.items() if "KEY" not in k and "PORT" not in k}
         results["stack"]["RAGKEEP_DATA_DIR"] = "<temporary folder>"
@@ -326,7 +358,8 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
                 "ragkeep": full.as_dict(),
                 "ragkeep_int8": full_int8.as_dict(),
                 "corpus": "BEIR SciFact abstracts",
-            }
+            },
+            **({"scifact_small": small} if small else {}),
         }
 
         log("floor: the bare embedding model on a sample of the same chunks")
