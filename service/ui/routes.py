@@ -46,6 +46,7 @@ STATIC = FilePath(__file__).parent / "static"
 router = APIRouter(prefix="/ui", include_in_schema=False, route_class=ConsoleRoute)
 Name = Annotated[str, Path(max_length=48)]
 Number = Annotated[int, Path(ge=1, le=2**31 - 1)]
+DocumentId = Annotated[str, Path(max_length=64)]
 
 
 def _see_other(url: str) -> Response:
@@ -149,7 +150,9 @@ def documents_page(
 
 
 @router.get("/c/{name}/documents/{document_id}")
-def document_page(request: Request, name: Name, document_id: str, session: SessionDep, me: SignedInDep) -> Response:
+def document_page(
+    request: Request, name: Name, document_id: DocumentId, session: SessionDep, me: SignedInDep
+) -> Response:
     """One document's revision history."""
     collection = visible_collection(session, me.principal, name)
     document = document_read(session, catalog.get_document(session, collection, document_id), True)
@@ -186,7 +189,7 @@ def upload(
 def delete_document(
     request: Request,
     name: Name,
-    document_id: str,
+    document_id: DocumentId,
     session: SessionDep,
     state: StateDep,
     me: VerifiedDep,
