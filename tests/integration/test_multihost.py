@@ -94,7 +94,6 @@ def hosts(
         "RAGKEEP_CHROMA_URL": chroma_server,
         **s3_server.env(bucket, prefix="ragkeep"),
         "RAGKEEP_ADMIN_API_KEY": ADMIN_KEY,
-        "RAGKEEP_QUERY__WARM_ON_START": "false",
         "RAGKEEP_WORKER__CONCURRENCY": "1",
         "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "0.5",
         # A killed worker's job is taken over after 10 s without a heartbeat (checked every 5 s).
@@ -182,9 +181,10 @@ def test_two_apis_and_two_workers_share_only_their_services(
     api_1, api_2 = machines["api-1"], machines["api-2"]
     workers = [machines["worker-1"], machines["worker-2"]]
     files = _abstracts(16)
+    # A long client timeout: an API's first query may wait for its embedding model (40 s seen on 2 busy cores).
     with (
-        httpx.Client(base_url=api_1.url, timeout=30, headers=AUTH) as one,
-        httpx.Client(base_url=api_2.url, timeout=30, headers=AUTH) as two,
+        httpx.Client(base_url=api_1.url, timeout=120, headers=AUTH) as one,
+        httpx.Client(base_url=api_2.url, timeout=120, headers=AUTH) as two,
     ):
         first, second = (
             Stack(api_1.url, chroma_server, api_1.data, api_1.folder, one, {}),
