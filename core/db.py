@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ServiceUnavailable
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Several processes (API, workers, beat) share the file: WAL lets readers run during
     # writes, and the busy timeout turns lock contention into waiting instead of errors.
     cursor = dbapi_connection.cursor()
@@ -47,7 +47,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=-1
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         return engine
     # PostgreSQL's connections are a server-wide budget (max_connections): as many as the
     # threads that can use them; beyond that a request waits 10 s at most, then gets a 503.

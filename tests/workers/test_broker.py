@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,13 @@ def test_a_worker_holding_its_prefetch_polls_again_soon_and_an_idle_one_backs_of
     assert [m.payload["n"] for m in received] == [0, 1]
     received[1].ack()
     consumer.cancel()
+
+
+def test_the_broker_file_is_in_write_ahead_mode_so_sends_and_polls_do_not_wait_on_each_other(
+    tmp_path: Path, connection: Connection
+) -> None:
+    """Each send was a rollback-journal commit with its own fsyncs: 31-39 ms on a loaded machine."""
+    queue = Queue("ingest", routing_key="ingest")
+    Producer(connection.channel(), routing_key="ingest").publish({"n": 1}, declare=[queue], serializer="json")
+    with sqlite3.connect(tmp_path / "broker.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
