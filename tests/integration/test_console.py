@@ -213,6 +213,12 @@ def test_an_owner_runs_a_collection_from_the_console(
     page.fill("#cdesc", "Team handbook & test documents")
     page.click("form[action='/ui/collections'] button")
     expect(page.locator("h1")).to_have_text("Documents")
+    dropped = page.evaluate_handle(
+        "() => { const t = new DataTransfer();"
+        " t.items.add(new File(['a'], 'a.txt')); t.items.add(new File(['b'], 'b.txt')); return t; }"
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    page.wait_for_function("document.getElementById('files').files.length === 2")  # dropped files land in the input
     page.set_input_files("#files", [str(f) for f in FILES])
     page.click("#upload-form button[type=submit]")
     expect(page.locator(".outcomes li.ok")).to_have_count(3)
