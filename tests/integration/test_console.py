@@ -217,8 +217,10 @@ def test_an_owner_runs_a_collection_from_the_console(
         "() => { const t = new DataTransfer();"
         " t.items.add(new File(['a'], 'a.txt')); t.items.add(new File(['b'], 'b.txt')); return t; }"
     )
+    page.wait_for_load_state("load")  # console.js (deferred) has set up the drop box
     page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
-    page.wait_for_function("document.getElementById('files').files.length === 2")  # dropped files land in the input
+    # the dropped files land in the file input (a function: a string predicate would need eval, which the CSP forbids)
+    page.wait_for_function("() => document.getElementById('files').files.length === 2")
     page.set_input_files("#files", [str(f) for f in FILES])
     page.click("#upload-form button[type=submit]")
     expect(page.locator(".outcomes li.ok")).to_have_count(3)
