@@ -93,4 +93,4 @@ def test_japanese_sentences_are_split_and_checked_by_bigrams() -> None:
 def test_nothing_to_check_has_no_score() -> None:
     assert check("", PASSAGES, [], None).score is None
     assert check("Something [1].", [], [], None).score is None
-    assert split_sentences("One thing [1]. [2]") == ["One thing [1]."]
+    assert split_sentences("One thing [1]. [2]") == ["One thing [1] [2]."]
