@@ -40,10 +40,12 @@ def _abstracts(count: int) -> list[tuple[str, bytes]]:
 
 
 def _worker_main(up: subprocess.Popen[bytes]) -> psutil.Process | None:
-    """The Celery worker's main process among `ragkeep up`'s children (not its pool)."""
+    """The Celery worker's main process among `ragkeep up`'s children (not its pool, not the OCR worker)."""
     for child in psutil.Process(up.pid).children():
         try:
-            if "worker" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+            cmdline = child.cmdline()
+            ocr_only = "-Q" in cmdline and cmdline[cmdline.index("-Q") + 1].split(",")[-1].endswith("ocr")
+            if "worker" in cmdline and not ocr_only and child.status() != psutil.STATUS_ZOMBIE:
                 return child
         except psutil.NoSuchProcess:
             continue
