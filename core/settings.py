@@ -75,7 +75,7 @@ class OcrSettings(BaseModel):
     )
     threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per OCR process; 0 = cores / concurrency.")
     dpi: int = Field(default=200, ge=72, le=600, description="Resolution scanned PDF pages are rendered at for OCR.")
-    # 3 h: a 300-page scan took about 70 min on 2 busy cores (make bench); below the broker's 4 h visibility timeout.
+    # 3 h: a 300-page scan takes 70-125 min on 2 busy cores (make bench); below the broker's 4 h visibility timeout.
     soft_time_limit_s: int = Field(
         default=10800, ge=30, le=14000, description="A document whose OCR (all its pages) takes longer fails alone."
     )
