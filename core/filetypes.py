@@ -63,9 +63,11 @@ IMAGE_KINDS = frozenset(k.kind for k in (PNG, JPEG, TIFF, BMP, WEBP, HEIC))
 
 SUPPORTED_KINDS = tuple(
     k.kind
-    for k in (PDF, DOCX, PPTX, XLSX, MSG, EML, HTML, MARKDOWN, CSV, TSV, JSON, XML, TEXT)
-    + (DOC, XLS, PPT, ODT, ODS, ODP, RTF, EPUB, ZIP)
-    + (PNG, JPEG, TIFF, BMP, WEBP, HEIC)
+    for k in (
+        *(PDF, DOCX, PPTX, XLSX, MSG, EML, HTML, MARKDOWN, CSV, TSV, JSON, XML, TEXT),
+        *(DOC, XLS, PPT, ODT, ODS, ODP, RTF, EPUB, ZIP),
+        *(PNG, JPEG, TIFF, BMP, WEBP, HEIC),
+    )
 )
 
 # Extensions of text formats; any other text file is ingested as plain text.
