@@ -24,6 +24,10 @@ ARAGOG = DATASETS / "aragog-arxiv-qa"
 SOLANA = DATASETS / "llamaindex-blockchain-solana"
 JSQUAD = DATASETS / "jsquad-v1.3-valid"
 PAPERS = ["bert.pdf", "distilbert.pdf", "roberta.pdf", "hellaswag.pdf"]
+# Issue 18: terse questions ("What is DistilBERT?") embed far from the passages (cosine 0.26 to the
+# DistilBERT abstract) and are declined at the default abstention threshold; the LLM tests ask one
+# the retrieval evidence supports, so they test the LLM path rather than abstention.
+LLM_QUESTION = "How much smaller and faster is DistilBERT than BERT?"
 JAPANESE_ARTICLES = sorted((JSQUAD / "source_files").glob("*.txt"))[:12]
 
 
@@ -225,14 +229,17 @@ def test_llm_answer_uses_the_prompt_and_cites_only_what_it_cites(
 ) -> None:
     before = len(fake_llm.requests)
     result = httpx.post(
-        f"{llm_api}/query", headers=AUTH, json={"collection": "research", "question": "What is DistilBERT?"}, timeout=60
+        f"{llm_api}/query",
+        headers=AUTH,
+        json={"collection": "research", "question": LLM_QUESTION},
+        timeout=60,
     ).json()
     assert result["answer_mode"] == "llm" and result["answer"].endswith("[1]")
     assert [c["n"] for c in result["citations"]] == [1], "only the cited passage is listed"
     request = fake_llm.requests[before]
     prompt = request["messages"][-1]["content"]
     assert request["model"] == "fake-1" and "[1] (" in prompt and "[5] (" in prompt
-    assert "Question: What is DistilBERT?" in prompt and "square brackets" in prompt
+    assert f"Question: {LLM_QUESTION}" in prompt and "square brackets" in prompt
     assert result["usage"]["prompt_tokens"] == len(prompt.split())
     assert result["usage"]["completion_tokens"] == len(result["answer"].split())
     usage = result["usage"]
@@ -271,7 +278,7 @@ def test_openai_client_non_streaming_and_streaming(llm_api: str) -> None:
     assert "research" in {m.id for m in client.models.list()}
     completion = client.chat.completions.create(
         model="research",
-        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is HellaSwag?"}],
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": LLM_QUESTION}],
     )
     assert completion.choices[0].message.content and completion.choices[0].message.content.endswith("[1]")
     assert completion.usage is not None and completion.usage.prompt_tokens > 0
