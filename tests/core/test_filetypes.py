@@ -51,9 +51,7 @@ def test_detects_kind_from_content(name: str, kind: str) -> None:
     assert detect_file_kind((EXAMPLE_DOCS / name).read_bytes(), name).kind == kind
 
 
-@pytest.mark.parametrize(
-    "name", ["CantinaBand3.wav"]
-)
+@pytest.mark.parametrize("name", ["CantinaBand3.wav"])
 def test_rejects_unsupported_types(name: str) -> None:
     with pytest.raises(UnsupportedFileType):
         detect_file_kind((EXAMPLE_DOCS / name).read_bytes(), Path(name).name)
