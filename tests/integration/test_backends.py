@@ -78,7 +78,12 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
         with httpx.Client(base_url=url, timeout=30) as anonymous:
             assert anonymous.get("/collections").status_code == 401
         with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
-            assert http.get("/readyz").json()["checks"] == {"catalog": "ok", "broker": "ok", "chroma": "ok"}
+            assert http.get("/readyz").json()["checks"] == {
+                "catalog": "ok",
+                "broker": "ok",
+                "chroma": "ok",
+                "blobs": "ok",
+            }
             _upload_and_replace(
                 Stack(url, f"http://127.0.0.1:{chroma_port}", tmp_path / "data", tmp_path / "netguard.log", http, env),
                 "embedded-kb",
