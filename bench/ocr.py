@@ -60,19 +60,19 @@ def floor(data: bytes) -> dict[str, Any]:
     }
 
 
-def section(stack: Any, results: dict[str, Any]) -> None:
+def section(stack: Any, results: dict[str, Any], pages: int = PAGES) -> None:
     from bench import ingestion  # the stack's tools: not needed to render a report
 
-    data = scanned_pdf()
+    data = scanned_pdf(pages)
     bare = floor(data)
-    through = ingestion.ingest_ragkeep(stack, "ocr-scan", [(f"scan-{PAGES}p.pdf", data)])
+    through = ingestion.ingest_ragkeep(stack, "ocr-scan", [(f"scan-{pages}p.pdf", data)])
     results["ocr"] = {
-        "source": f"{SOURCE.name}, first {PAGES} pages rendered at {SCAN_DPI} dpi into an image-only PDF",
+        "source": f"{SOURCE.name}, first {pages} pages rendered at {SCAN_DPI} dpi into an image-only PDF",
         "floor": bare,
         "ragkeep": {
             **through.as_dict(),
-            "pages": PAGES,
-            "pages_per_s": round(PAGES / through.seconds, 3),
+            "pages": pages,
+            "pages_per_s": round(pages / through.seconds, 3),
         },
     }
 
