@@ -3,59 +3,35 @@ the comparison read them like the other metrics (a rising failure rate is a regr
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from core import catalog
-from core.config import CollectionConfig
-from core.models import Collection, EvalResult, EvalRun, EvalTrigger, JobKind, JobStatus, Version, VersionState
+from core.models import Collection, EvalRun, EvalTrigger, Version, VersionState
 from core.settings import JudgeSettings
 from eval import runner
 from eval.ragas_adapter import RagasScorer
 from query.engine import QueryRequest, QueryResult
 from query.grounding import Grounding, SentenceSupport
 from release import gate
-from release.evaluations import EvalTools
+from tests.release.conftest import GATE_TOOLS as TOOLS
+from tests.release.conftest import gated_collection, recorded_run
 
-TOOLS = EvalTools(engine=None, scorer=None, bootstrap_samples=200, running=lambda job_id: nullcontext())  # type: ignore[arg-type]
 QUESTIONS = 20
 
 
 def _setup(session: Session, gate_limits: dict[str, float]) -> tuple[Collection, Version, Version]:
-    config = CollectionConfig.model_validate({"publish_policy": "gated", "evaluation": {"gate": gate_limits}})
-    collection = catalog.create_collection(session, "abstaining-kb", "", [], config)
-    versions = []
-    for _ in range(2):
-        job = catalog.create_job(session, JobKind.build, collection.id)
-        version = catalog.create_version(session, collection, job.id, lambda name, n: f"rk_{name}_v{n}")
-        version.state = VersionState.ready
-        versions.append(version)
-    session.flush()
-    catalog.publish(session, collection, versions[0])
-    session.commit()
-    return collection, versions[0], versions[1]
+    return gated_collection(session, "abstaining-kb", gate_limits)
 
 
 def _run(session: Session, collection: Collection, version: Version, unsupported: int, trigger: EvalTrigger) -> EvalRun:
     """A recorded run where the first ``unsupported`` of the answered questions had an unsupported sentence."""
-    golden = catalog.list_golden_sets(session, collection)
-    golden_set = (
-        golden[0]
-        if golden
-        else catalog.create_golden_set(
-            session, collection, "g.jsonl", "jsonl", [{"question": f"q{i}?"} for i in range(QUESTIONS)]
-        )
-    )
-    job = catalog.create_job(session, JobKind.evaluate, collection.id)
-    run = catalog.create_eval_run(session, collection, version, golden_set, trigger, job)
-    for position in range(QUESTIONS):
-        scores = {"unsupported_answer_rate": 1.0 if position < unsupported else 0.0, "context_recall": 0.8}
-        session.add(EvalResult(run_id=run.id, position=position, question=f"q{position}?", scores=scores))
-    run.status = JobStatus.succeeded
-    session.commit()
-    return run
+    scores = [
+        {"unsupported_answer_rate": 1.0 if position < unsupported else 0.0, "context_recall": 0.8}
+        for position in range(QUESTIONS)
+    ]
+    return recorded_run(session, collection, version, scores, trigger)
 
 
 def test_a_candidate_whose_unsupported_answer_rate_rises_is_held_back(session: Session) -> None:

@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from sqlalchemy.orm import Session
 
-from core import catalog
-from core.config import CollectionConfig
-from core.models import Collection, EvalResult, EvalRun, EvalTrigger, JobKind, JobStatus, Version, VersionState
+from core.models import Collection, EvalRun, EvalTrigger, JobStatus, Version, VersionState
 from release import gate
-from release.evaluations import EvalTools
+from tests.release.conftest import GATE_TOOLS as TOOLS
+from tests.release.conftest import gated_collection, recorded_run
 
 QUESTIONS = 30
 
 
-# Runs that are all recorded already: deciding never evaluates, so no engine or scorer is needed.
-TOOLS = EvalTools(engine=None, scorer=None, bootstrap_samples=200, running=lambda job_id: nullcontext())  # type: ignore[arg-type]
-
-
 def _setup(session: Session) -> tuple[Collection, Version, Version]:
-    config = CollectionConfig.model_validate(
-        {"publish_policy": "gated", "evaluation": {"gate": {"context_recall": 0.05}}}
-    )
-    collection = catalog.create_collection(session, "gated-kb", "", [], config)
-    versions = []
-    for _ in range(2):
-        job = catalog.create_job(session, JobKind.build, collection.id)
-        version = catalog.create_version(session, collection, job.id, lambda name, n: f"rk_{name}_v{n}")
-        version.state = VersionState.ready
-        versions.append(version)
-    session.flush()
-    catalog.publish(session, collection, versions[0])
-    session.commit()
-    return collection, versions[0], versions[1]
+    return gated_collection(session, "gated-kb", {"context_recall": 0.05})
 
 
 def _run(session: Session, collection: Collection, version: Version, recall: float, trigger: EvalTrigger) -> EvalRun:
-    golden = catalog.list_golden_sets(session, collection)
-    golden_set = (
-        golden[0]
-        if golden
-        else catalog.create_golden_set(
-            session, collection, "g.jsonl", "jsonl", [{"question": f"q{i}?"} for i in range(QUESTIONS)]
-        )
-    )
-    job = catalog.create_job(session, JobKind.evaluate, collection.id)
-    run = catalog.create_eval_run(session, collection, version, golden_set, trigger, job)
-    for position in range(QUESTIONS):
-        session.add(
-            EvalResult(run_id=run.id, position=position, question=f"q{position}?", scores={"context_recall": recall})
-        )
-    run.status = JobStatus.succeeded
-    session.commit()
-    return run
+    return recorded_run(session, collection, version, [{"context_recall": recall}] * QUESTIONS, trigger)
 
 
 def test_a_candidate_that_regresses_stays_ready_with_the_reasons(session: Session) -> None:
