@@ -63,10 +63,15 @@ def home() -> Response:
     return _see_other("/ui/collections")
 
 
+def _local_next(next: str) -> str:
+    """Where to go after signing in: a console page, never another site (an open redirect)."""
+    return next if next.startswith("/ui/") else "/ui/collections"
+
+
 @router.get("/login")
 def login_page(request: Request, next: Annotated[str, Query(max_length=200)] = "/ui/collections") -> Response:
     """Paste an API key to sign in."""
-    return render(request, "login.html", {"next": next if next.startswith("/ui/") else "/ui/collections"})
+    return render(request, "login.html", {"next": _local_next(next)})
 
 
 @router.post("/login")
@@ -87,8 +92,8 @@ def login(
             session, key, settings.admin_api_key, settings.console_session_hours, settings.auth == "enabled"
         )
     except RagkeepError as exc:
-        return render(request, "login.html", {"next": next, "error": exc.detail}, 401)
-    response = _see_other(next if next.startswith("/ui/") else "/ui/collections")
+        return render(request, "login.html", {"next": _local_next(next), "error": exc.detail}, 401)
+    response = _see_other(_local_next(next))
     set_session_cookie(request, response, token, int((signed_in.expires_at - utcnow()).total_seconds()))
     return response
 
