@@ -31,6 +31,7 @@ from core.errors import DocumentParseError
 
 if TYPE_CHECKING:
     import numpy as np
+    import pypdfium2
     from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -335,14 +336,19 @@ def ocr_image(data: bytes, *, threads: int = 0) -> OcrResult:
 # ------------------------------------------------------------------------ PDFs
 
 
-def pdf_page_texts(data: bytes) -> list[str]:
-    """The text layer of every page, as PDFium extracts it (empty for a scanned page)."""
+def _open_pdf(data: bytes) -> pypdfium2.PdfDocument:
+    """The PDF as a PDFium document (close it); one that PDFium cannot open is a parse error."""
     import pypdfium2
 
     try:
-        document = pypdfium2.PdfDocument(data)
+        return pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError as exc:
         raise DocumentParseError(f"the PDF cannot be opened ({exc})") from exc
+
+
+def pdf_page_texts(data: bytes) -> list[str]:
+    """The text layer of every page, as PDFium extracts it (empty for a scanned page)."""
+    document = _open_pdf(data)
     texts: list[str] = []
     try:
         for number in range(len(document)):
@@ -399,13 +405,8 @@ def pages_needing_ocr(data: bytes, other_text: dict[int, str] | None = None) -> 
     ``other_text`` is what another extractor (pdfminer) read per page: a page is left alone
     when either PDFium's text layer or that text is usable.
     """
-    import pypdfium2
-
     other_text = other_text or {}
-    try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise DocumentParseError(f"the PDF cannot be opened ({exc})") from exc
+    document = _open_pdf(data)
     wanted: list[int] = []
     try:
         for index in range(len(document)):
@@ -452,12 +453,7 @@ def ocr_pdf_pages(
     on_page: PageProgress | None = None,
 ) -> Iterator[OcrPage]:
     """Render and OCR the given 1-based ``pages`` of a PDF (all when None), one page at a time."""
-    import pypdfium2
-
-    try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise DocumentParseError(f"the PDF cannot be opened ({exc})") from exc
+    document = _open_pdf(data)
     try:
         wanted = list(pages) if pages is not None else list(range(1, len(document) + 1))
         for done, number in enumerate(wanted, start=1):

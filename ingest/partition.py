@@ -311,31 +311,21 @@ def _check_pdf_pages(data: bytes, max_pages: int) -> None:
 
 def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
     """The PDF's text layer page by page through PDFium, as Unstructured text elements (no OCR)."""
-    import pypdfium2
     from unstructured.partition.text import partition_text
 
     try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
+        texts = ocr_reader.pdf_page_texts(data)
+    except DocumentParseError as exc:
         log.info("PDFium cannot open %s either: %s", filename, exc)
         return []
     elements: list[Element] = []
-    try:
-        for number in range(len(document)):
-            page = document[number]
-            textpage = page.get_textpage()
-            try:
-                text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
-            finally:
-                textpage.close()
-                page.close()
-            if not text.strip():
-                continue
-            for element in partition_text(text=text, metadata_filename=filename):
-                element.metadata.page_number = number + 1
-                elements.append(element)
-    finally:
-        document.close()
+    for number, raw in enumerate(texts, start=1):
+        text = raw.replace("\r\n", "\n").replace("\r", "\n")
+        if not text.strip():
+            continue
+        for element in partition_text(text=text, metadata_filename=filename):
+            element.metadata.page_number = number
+            elements.append(element)
     return [e for e in elements if e.text and e.text.strip()]
 
 
