@@ -259,31 +259,27 @@ def markdown(report: dict[str, Any]) -> str:
         "| corpus (TEST split) | questions (unanswerable) | declined unanswerable | answered answerable | target |",
         "|---|---|---|---|---|",
     ]
-    for corpus, splits in report.items():
-        if "test" in splits:
-            t = splits["test"]
-            d = t["default"]
-            lines.append(
-                f"| {corpus} | {t['questions']} ({t['unanswerable']}) | {d['declined_unanswerable']:.3f} | "
-                f"{d['answered_answerable']:.3f} | {'met' if d['met'] else 'not met'} |"
-            )
+    tested = {corpus: splits["test"] for corpus, splits in report.items() if "test" in splits}
+    for corpus, t in tested.items():
+        d = t["default"]
+        lines.append(
+            f"| {corpus} | {t['questions']} ({t['unanswerable']}) | {d['declined_unanswerable']:.3f} | "
+            f"{d['answered_answerable']:.3f} | {'met' if d['met'] else 'not met'} |"
+        )
     lines += ["", "| corpus (TEST) | " + " | ".join(f"t={t}" for t in CURVE) + " |", "|---" * (len(CURVE) + 1) + "|"]
-    for corpus, splits in report.items():
-        if "test" in splits:
-            cells = [f"{c['declined']:.2f} / {c['answered']:.2f}" for c in splits["test"]["curve"]]
-            lines.append(f"| {corpus} declined / answered | " + " | ".join(cells) + " |")
+    for corpus, t in tested.items():
+        cells = [f"{c['declined']:.2f} / {c['answered']:.2f}" for c in t["curve"]]
+        lines.append(f"| {corpus} declined / answered | " + " | ".join(cells) + " |")
     names = [*SIGNALS, "confidence"]
     lines += ["", "| corpus (TEST) | " + " | ".join(f"AUC {n}" for n in names) + " | top_score alone |"]
     lines.append("|---" * (len(names) + 2) + "|")
-    for corpus, splits in report.items():
-        if "test" in splits:
-            t = splits["test"]
-            alone = t["top_score_alone"]
-            lines.append(
-                f"| {corpus} | "
-                + " | ".join(f"{t['auc'][n]:.3f}" for n in names)
-                + f" | {alone['declined_unanswerable']:.2f} declined / {alone['answered_answerable']:.2f} answered |"
-            )
+    for corpus, t in tested.items():
+        alone = t["top_score_alone"]
+        lines.append(
+            f"| {corpus} | "
+            + " | ".join(f"{t['auc'][n]:.3f}" for n in names)
+            + f" | {alone['declined_unanswerable']:.2f} declined / {alone['answered_answerable']:.2f} answered |"
+        )
     return "\n".join(lines) + "\n"
 
 
