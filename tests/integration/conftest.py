@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import email
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.conftest import REDIS_URL
-from tests.processes import start_api, start_worker, stop
+from tests.processes import free_port, start_api, start_worker, stop
 
 ADMIN_KEY = "rk_test-admin-key-for-integration-tests"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -100,3 +105,41 @@ def run_stack(tmp: Path, chroma_url: str, env: dict[str, str]) -> Iterator[Stack
 def redis_stack(tmp_path_factory: pytest.TempPathFactory, chroma_server: str) -> Iterator[Stack]:
     """Redis broker, SQLite catalog (the production broker with the embedded catalog)."""
     yield from run_stack(tmp_path_factory.mktemp("redis-stack"), chroma_server, {"RAGKEEP_REDIS_URL": REDIS_URL})
+
+
+REJECTED = "bounce@example.com"  # the test SMTP server refuses this address (to test send failures)
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every message; refuses ``REJECTED``."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address == REJECTED:
+            return "550 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=default_policy)  # type: ignore[arg-type]
+        self.messages.append(message)
+        return "250 Message accepted"
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) for the module: (its mailbox, its port)."""
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import subprocess
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from core.settings import Settings
 from tests.conftest import DATASETS, EXAMPLE_DOCS, REDIS_URL
-from tests.integration.conftest import ADMIN_KEY, Stack, run_stack
-from tests.processes import BIN, child_env, free_port
+from tests.integration.conftest import ADMIN_KEY, REJECTED, Mailbox, Stack, run_stack
+from tests.processes import BIN, child_env
 from workers.app import create_celery
 from workers.client import TaskClient
 from workers.names import TaskName
@@ -28,41 +24,6 @@ pytestmark = pytest.mark.integration
 
 SOLANA = DATASETS / "llamaindex-blockchain-solana"
 SOLANA_PDF = (SOLANA / "source_files" / "BlockchainSolana.pdf").read_bytes()
-REJECTED = "bounce@example.com"
-
-
-class Mailbox:
-    """aiosmtpd handler: keeps every message; refuses one address (to test send failures)."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        if address == REJECTED:
-            return "550 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.content, policy=default_policy)  # type: ignore[arg-type]
-        self.messages.append(message)  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-
-@pytest.fixture(scope="module")
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
 
 
 @pytest.fixture(scope="module")

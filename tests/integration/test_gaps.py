@@ -15,13 +15,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.conftest import REDIS_URL
 from tests.fakellm import FakeLLMServer, running_fake_llm
-from tests.integration.conftest import Stack, run_stack
-from tests.integration.test_evaluation import Mailbox
-from tests.processes import free_port
+from tests.integration.conftest import Mailbox, Stack, run_stack
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +37,6 @@ PASSWORD = [
 ]
 PETS = ["Can I bring my dog to the office?", "Are pets allowed in the office?"]
 ANSWERABLE = "How many paid vacation days does every employee get per year?"
-
-
-@pytest.fixture(scope="module")
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,14 @@ worker, the catalog, the API and SMTP.
 
 from __future__ import annotations
 
-import email
 import json
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.policy import default as default_policy
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from eval.ragas_adapter import LLM_METRICS
 from tests.fakellm import FakeLLMServer, running_fake_llm
-from tests.integration.conftest import Stack, run_stack
-from tests.processes import free_port
+from tests.integration.conftest import Mailbox, Stack, run_stack
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +32,6 @@ GOLDEN = [
 ]
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=default_policy))  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-
-@pytest.fixture(scope="module")
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    box, port = Inbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
-
-
 @pytest.fixture(scope="module")
 def judge() -> Iterator[FakeLLMServer]:
     with running_fake_llm() as server:
@@ -64,20 +40,20 @@ def judge() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, chroma_server: str, judge: FakeLLMServer, inbox: tuple[Inbox, int]
+    tmp_path_factory: pytest.TempPathFactory, chroma_server: str, judge: FakeLLMServer, mailbox: tuple[Mailbox, int]
 ) -> Iterator[Stack]:
     env = {
         "RAGKEEP_JUDGE__BASE_URL": judge.base_url,
         "RAGKEEP_JUDGE__MODEL": "truncating",
         "RAGKEEP_SMTP__HOST": "127.0.0.1",
-        "RAGKEEP_SMTP__PORT": str(inbox[1]),
+        "RAGKEEP_SMTP__PORT": str(mailbox[1]),
         "RAGKEEP_EVAL__BOOTSTRAP_SAMPLES": "200",
     }
     yield from run_stack(tmp_path_factory.mktemp("judge-failures"), chroma_server, env)
 
 
 def test_a_judge_cut_off_on_every_question_is_reported_with_its_reason(
-    stack: Stack, judge: FakeLLMServer, inbox: tuple[Inbox, int]
+    stack: Stack, judge: FakeLLMServer, mailbox: tuple[Mailbox, int]
 ) -> None:
     s = stack
     assert s.http.post("/collections", json={"name": "handbook", "owners": ["owner@example.com"]}).status_code == 201
@@ -112,7 +88,7 @@ def test_a_judge_cut_off_on_every_question_is_reported_with_its_reason(
     labels = 'collection="handbook",metric="faithfulness",reason="judge_truncated",version="1"'
     assert f"ragkeep_eval_not_measured{{{labels}}} 3.0" in scraped, "operators can alert on a failing judge"
 
-    box, _ = inbox
+    box, _ = mailbox
     sent = s.wait_job(s.http.post("/collections/handbook/reports/send").json()["job_id"])
     assert sent["status"] == "succeeded", sent
     message = box.messages[-1]
