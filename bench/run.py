@@ -341,8 +341,33 @@ def embedded_section(plan: Plan, workdir: Path, results: dict[str, Any]) -> dict
     return entry
 
 
-def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def rest_of_run(stack: Any, plan: Plan, results: dict[str, Any], checkpoint: Callable[[dict[str, Any]], None]) -> None:
+    """After the timing part: every quality section, then the LlamaIndex baselines and the int8 PDFs."""
+    # The quality sets before the baselines and the int8 PDFs, so that a run stopped early has them.
+    for section in SECTIONS.values():
+        section(stack, plan, results)
+        checkpoint(results)
+
+    log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
+    scifact = datasets.scifact_files(plan.scifact_docs)
+    int8 = INT8_EMBEDDING_MODEL
+    baseline_scifact = ingestion.ingest_baseline(stack.chroma_url, "baseline-scifact", scifact[: plan.baseline_docs])
+    log(f"  {baseline_scifact}")
+    results["ingestion"]["scifact"]["baseline"] = baseline_scifact
+    full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", datasets.aragog_files(plan.pdfs), int8)
+    log(f"  {int8}: {full_pdf_int8.as_dict()}")
+    results["ingestion"]["aragog"]["ragkeep_int8"] = full_pdf_int8.as_dict()
+    log("baseline: LlamaIndex IngestionPipeline on the same PDFs")
+    baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", datasets.aragog_files(plan.pdfs))
+    log(f"  {baseline_pdf}")
+    results["ingestion"]["aragog"]["baseline"] = baseline_pdf
+
+
+def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None], core: bool = False) -> dict[str, Any]:
+    """The whole bench; ``core``: only what the timing comparison needs (ingestion, floor, incremental,
+    SciFact quality, latency), without the other quality sets and the baselines."""
     results = _header(plan)
+    results["core_only"] = core
     scifact = datasets.scifact_files(plan.scifact_docs)
     int8 = INT8_EMBEDDING_MODEL
     small = embedded_section(plan, workdir, results)
@@ -403,25 +428,12 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None])
             ]
         results["latency"] = latency_section(stack, targets, plan, workdir)
         checkpoint(results)
+        if core:
+            results["load_average"]["end"] = os.getloadavg()[0]
+            return results
 
-        # The quality sets before the baselines and the int8 PDFs, so that a run stopped early has them.
-        for section in SECTIONS.values():
-            section(stack, plan, results)
-            checkpoint(results)
-
-        log("baseline: LlamaIndex IngestionPipeline on the same abstracts")
-        baseline_scifact = ingestion.ingest_baseline(
-            stack.chroma_url, "baseline-scifact", scifact[: plan.baseline_docs]
-        )
-        log(f"  {baseline_scifact}")
-        results["ingestion"]["scifact"]["baseline"] = baseline_scifact
-        full_pdf_int8 = ingestion.ingest_ragkeep(stack, "aragog-int8", datasets.aragog_files(plan.pdfs), int8)
-        log(f"  {int8}: {full_pdf_int8.as_dict()}")
-        results["ingestion"]["aragog"]["ragkeep_int8"] = full_pdf_int8.as_dict()
-        log("baseline: LlamaIndex IngestionPipeline on the same PDFs")
-        baseline_pdf = ingestion.ingest_baseline(stack.chroma_url, "baseline-aragog", datasets.aragog_files(plan.pdfs))
-        log(f"  {baseline_pdf}")
-        results["ingestion"]["aragog"]["baseline"] = baseline_pdf
+        if not core:
+            rest_of_run(stack, plan, results, checkpoint)
 
     results["load_average"]["end"] = os.getloadavg()[0]
     return results
@@ -442,6 +454,12 @@ def main() -> None:
         help="quality sections (comma-separated: " + ", ".join(SECTIONS) + ") on a stack of their own, "
         "written to <date>.<sections>.json (no README update)",
     )
+    parser.add_argument(
+        "--core",
+        action="store_true",
+        help="ingestion (both brokers, both models), floor, incremental build, SciFact quality and query latency "
+        "only (about 35 min): the timing comparison with an earlier run, written to <date>.core.json/.md",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the results")
     args = parser.parse_args()
     # A terminated run still stops the ragkeep it started (the context managers unwind).
@@ -451,6 +469,7 @@ def main() -> None:
     if args.only and not set(args.only) <= set(SECTIONS):
         parser.error(f"--only takes {', '.join(SECTIONS)}")
     stem += f".{'-'.join(args.only)}" if args.only else ""
+    stem += ".core" if args.core and not args.only else ""
     args.out.mkdir(parents=True, exist_ok=True)
     partial_file = args.out / f"{stem}.partial.json"
 
@@ -461,7 +480,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
         plan = SMOKE if args.smoke else FULL
         results = (
-            run_sections(args.only, plan, Path(tmp), checkpoint) if args.only else run(plan, Path(tmp), checkpoint)
+            run_sections(args.only, plan, Path(tmp), checkpoint)
+            if args.only
+            else run(plan, Path(tmp), checkpoint, core=args.core)
         )
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["note"] = args.note
@@ -472,7 +493,7 @@ def main() -> None:
         return
     table = markdown(results)
     (args.out / f"{stem}.md").write_text(table)
-    if not args.smoke:
+    if not args.smoke and not args.core:
         update_readme(ROOT / "README.md", table, f"bench/results/{stem}.json")
     print(table)
     partial_file.unlink(missing_ok=True)
