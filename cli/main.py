@@ -65,15 +65,33 @@ def _worker_command(settings: Settings, concurrency: int | None, queues: str | N
 def _worker_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     """The worker's environment: a fresh multiprocess folder for its Prometheus metrics.
 
-    Local to the host (not the data dir, which several worker hosts may share), one per
-    metrics port, emptied on start so a restarted worker does not count its past twice.
+    Local to the host (not the data dir, which several worker hosts may share), one per metrics
+    port and starting process (``ragkeep up``'s supervisor, or ``ragkeep worker``, which becomes the
+    worker), emptied on each start so a restarted worker does not count its past twice. A second
+    stack on the same host never empties a running one's folder, even when given the same port;
+    folders of processes that are gone are removed.
     """
     if not settings.worker.metrics_port:
         return env
-    folder = Path(tempfile.gettempdir()) / f"ragkeep-worker-metrics-{settings.worker.metrics_port}"
+    prefix = f"ragkeep-worker-metrics-{settings.worker.metrics_port}-"
+    for stale in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        owner = stale.name.removeprefix(prefix)
+        if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.gettempdir()) / f"{prefix}{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _main_queues(settings: Settings) -> str:
