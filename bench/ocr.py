@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench.datasets import DATASETS
-from ingest import ocr
+from ingest import ocr, pdfium
 
 PAGES = 20
 SCAN_DPI = 150
@@ -27,17 +27,8 @@ SOURCE = DATASETS / "unstructured-example-docs" / "files" / "pdf" / "DA-619p.pdf
 
 def scanned_pdf(pages: int = PAGES) -> bytes:
     """An image-only PDF of the source's first ``pages`` pages (JPEG, as scanners write them)."""
-    import pypdfium2
-
-    document = pypdfium2.PdfDocument(SOURCE.read_bytes())
-    try:
-        images = []
-        for index in range(pages):
-            page = document[index]
-            images.append(page.render(scale=SCAN_DPI / 72).to_pil().convert("L"))
-            page.close()
-    finally:
-        document.close()
+    with pdfium.pages(SOURCE.read_bytes(), list(range(1, pages + 1))) as each:
+        images = [page.image(SCAN_DPI).convert("L") for page in each]
     out = io.BytesIO()
     images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=SCAN_DPI, quality=85)
     return out.getvalue()

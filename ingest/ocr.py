@@ -9,7 +9,7 @@ English and accented Latin (French, German, Spanish, ...) and Greek. It has no H
 Cyrillic: Korean and Russian text is not read (their models are downloads only).
 
 Images are decoded with Pillow (HEIC/HEIF through ``pi-heif``), PDF pages rendered with
-PDFium (``pypdfium2``). Everything works one page at a time, so a 300-page scan holds one
+PDFium (``ingest.pdfium``). Everything works one page at a time, so a 300-page scan holds one
 page's pixels at once and reports progress per page.
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import DocumentParseError
+from ingest import pdfium
 
 if TYPE_CHECKING:
     import numpy as np
-    import pypdfium2
     from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -336,34 +336,6 @@ def ocr_image(data: bytes, *, threads: int = 0) -> OcrResult:
 # ------------------------------------------------------------------------ PDFs
 
 
-def _open_pdf(data: bytes) -> pypdfium2.PdfDocument:
-    """The PDF as a PDFium document (close it); one that PDFium cannot open is a parse error."""
-    import pypdfium2
-
-    try:
-        return pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as exc:
-        raise DocumentParseError(f"the PDF cannot be opened ({exc})") from exc
-
-
-def pdf_page_texts(data: bytes) -> list[str]:
-    """The text layer of every page, as PDFium extracts it (empty for a scanned page)."""
-    document = _open_pdf(data)
-    texts: list[str] = []
-    try:
-        for number in range(len(document)):
-            page = document[number]
-            textpage = page.get_textpage()
-            try:
-                texts.append(textpage.get_text_range())
-            finally:
-                textpage.close()
-                page.close()
-    finally:
-        document.close()
-    return texts
-
-
 # A page's text layer is usable when it has this many letters or digits (any script) and
 # at most this share of characters that carry nothing: U+FFFD, private-use glyphs, controls.
 MIN_USABLE_CHARS = 10
@@ -385,20 +357,6 @@ def usable_text(text: str) -> bool:
     return words >= MIN_USABLE_CHARS and junk <= MAX_JUNK_SHARE * len(visible)
 
 
-def _draws_something(page: Any) -> bool:
-    import pypdfium2.raw as pdfium_c
-
-    paths = 0
-    for item in page.get_objects(max_depth=3):
-        if item.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
-            return True
-        if item.type == pdfium_c.FPDF_PAGEOBJ_PATH:
-            paths += 1
-            if paths >= MIN_OUTLINE_PATHS:
-                return True
-    return False
-
-
 def pages_needing_ocr(data: bytes, other_text: dict[int, str] | None = None) -> list[int]:
     """The 1-based pages of a PDF whose text layer is empty or unusable and that draw an image (or outlines).
 
@@ -406,42 +364,14 @@ def pages_needing_ocr(data: bytes, other_text: dict[int, str] | None = None) -> 
     when either PDFium's text layer or that text is usable.
     """
     other_text = other_text or {}
-    document = _open_pdf(data)
     wanted: list[int] = []
-    try:
-        for index in range(len(document)):
-            page = document[index]
-            try:
-                if usable_text(other_text.get(index + 1, "")):
-                    continue
-                textpage = page.get_textpage()
-                try:
-                    layer = textpage.get_text_range()
-                finally:
-                    textpage.close()
-                if not usable_text(layer) and _draws_something(page):
-                    wanted.append(index + 1)
-            finally:
-                page.close()
-    finally:
-        document.close()
+    with pdfium.pages(data) as each:
+        for page in each:
+            if usable_text(other_text.get(page.number, "")):
+                continue
+            if not usable_text(page.text()) and page.draws_something(MIN_OUTLINE_PATHS):
+                wanted.append(page.number)
     return wanted
-
-
-def _render(page: Any, dpi: int) -> np.ndarray:
-    width, height = page.get_size()  # points
-    scale = dpi / 72
-    longest = max(width, height) * scale
-    if longest > MAX_SIDE_PX:
-        scale *= MAX_SIDE_PX / longest
-    bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255), rev_byteorder=True)
-    try:
-        image = bitmap.to_pil().convert("RGB")
-    finally:
-        bitmap.close()
-    import numpy as np
-
-    return np.asarray(image)
 
 
 def ocr_pdf_pages(
@@ -453,21 +383,16 @@ def ocr_pdf_pages(
     on_page: PageProgress | None = None,
 ) -> Iterator[OcrPage]:
     """Render and OCR the given 1-based ``pages`` of a PDF (all when None), one page at a time."""
-    document = _open_pdf(data)
-    try:
-        wanted = list(pages) if pages is not None else list(range(1, len(document) + 1))
-        for done, number in enumerate(wanted, start=1):
-            page = document[number - 1]
-            try:
-                pixels = _render(page, dpi)
-            finally:
-                page.close()
-            yield OcrPage(number, recognise(pixels, threads))
+    import numpy as np
+
+    wanted = list(pages) if pages is not None else list(range(1, pdfium.page_count(data) + 1))
+    with pdfium.pages(data, wanted) as each:
+        for done, page in enumerate(each, start=1):
+            pixels = np.asarray(page.image(dpi, MAX_SIDE_PX))
+            yield OcrPage(page.number, recognise(pixels, threads))
             del pixels
             if on_page is not None:
                 on_page(done, len(wanted))
-    finally:
-        document.close()
 
 
 # ------------------------------------------------------------ office pictures

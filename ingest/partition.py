@@ -25,6 +25,7 @@ from core.errors import DocumentParseError
 from core.filetypes import IMAGE_KINDS, FileKind
 from core.settings import get_settings
 from ingest import ocr as ocr_reader
+from ingest import pdfium
 from ingest.convert import CONVERTED_KINDS, convert, converter_for
 from ingest.emails import email_parts
 
@@ -179,13 +180,7 @@ def _metadata_title(data: bytes, kind: FileKind) -> str | None:
     """The title a file's own metadata states (PDF Info, Office core properties, HTML <title>)."""
     try:
         if kind.kind == "pdf":
-            import pypdfium2
-
-            document = pypdfium2.PdfDocument(data)
-            try:
-                return str(document.get_metadata_dict().get("Title") or "") or None
-            finally:
-                document.close()
+            return pdfium.metadata_title(data)
         if kind.kind in ("docx", "pptx", "xlsx"):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 core_xml = archive.read("docProps/core.xml").decode("utf-8", "replace")
@@ -289,16 +284,10 @@ def _pdf_page_count(data: bytes) -> int | None:
         return len(PdfReader(io.BytesIO(data), strict=False).pages)
     except (PyPdfError, ValueError, KeyError, TypeError, RecursionError):
         pass
-    import pypdfium2
-
     try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError:
+        return pdfium.page_count(data)
+    except DocumentParseError:
         return None
-    try:
-        return len(document)
-    finally:
-        document.close()
 
 
 def _check_pdf_pages(data: bytes, max_pages: int) -> None:
@@ -314,13 +303,12 @@ def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
     from unstructured.partition.text import partition_text
 
     try:
-        texts = ocr_reader.pdf_page_texts(data)
+        texts = pdfium.page_texts(data)
     except DocumentParseError as exc:
         log.info("PDFium cannot open %s either: %s", filename, exc)
         return []
     elements: list[Element] = []
-    for number, raw in enumerate(texts, start=1):
-        text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    for number, text in enumerate(texts, start=1):
         if not text.strip():
             continue
         for element in partition_text(text=text, metadata_filename=filename):

@@ -236,6 +236,9 @@ EXTERNAL_HOMES: dict[str, set[str]] = {
     "unstructured": {"ingest/partition.py"},
     "rapidocr": {"ingest/ocr.py"},  # OCR (issue 19)
     "pi_heif": {"ingest/ocr.py"},
+    "pikepdf": {"ingest/decrypt.py"},  # password-protected PDFs decrypted at upload
+    "msoffcrypto": {"ingest/decrypt.py"},  # password-protected Office files decrypted at upload
+    "pypdfium2": {"ingest/pdfium.py"},  # PDFium: text layer, page count, title, OCR's page images
     "ragas": {"eval/ragas_adapter.py"},
     "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on
     "smtplib": {"core/email.py", "release/mail.py"},
