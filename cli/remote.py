@@ -225,6 +225,12 @@ class IngestRun:
     progress: Progress
     uploads: list[Upload] = field(default_factory=list)
     build_job_ids: list[str] = field(default_factory=list)
+    password: str | None = field(default=None, repr=False)
+
+    def form(self) -> dict[str, str] | None:
+        """The upload's form fields besides its files."""
+        fields = {"metadata": self.metadata, "password": self.password}
+        return {k: v for k, v in fields.items() if v} or None
 
     def upload(self, batch: list[Upload], task: TaskID) -> None:
         """Upload a batch in one request; if the server rejects it, retry its files one by one."""
@@ -233,7 +239,7 @@ class IngestRun:
                 "POST",
                 f"/collections/{self.collection}/documents",
                 files=[("files", (u.name, u.path.read_bytes())) for u in batch],
-                data={"metadata": self.metadata} if self.metadata else None,
+                data=self.form(),
             )
         except ApiError as exc:
             if exc.status in (413, 415, 422) and len(batch) > 1:
@@ -358,12 +364,27 @@ def ingest(
     metadata: Annotated[str | None, typer.Option(help="JSON object stored on every chunk of these files.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Files per upload request.")] = 20,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for parsing and the version build.")] = True,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAGKEEP_UPLOAD_PASSWORD",
+            show_default=False,
+            help="Opens the password-protected PDF/Office files among them (one password for all; files it does "
+            "not open are rejected). Prefer the environment variable or --ask-password: an option stays in the "
+            "shell history.",
+        ),
+    ] = None,
+    ask_password: Annotated[
+        bool, typer.Option("--ask-password", help="Type the password for protected files (not echoed).")
+    ] = False,
 ) -> None:
     """Upload files into a collection, follow their parsing and the version build, and summarise.
 
     Exits 1 if any file was rejected or failed to parse, or the build failed.
     Documents are named by their filename, so two files with the same name are refused.
     """
+    if ask_password:
+        password = typer.prompt("Password for protected files", hide_input=True, err=True)
     files = walk(paths)
     if not files:
         err.print("no files found")
@@ -379,7 +400,7 @@ def ingest(
             console=err,
         ) as progress,
     ):
-        run = IngestRun(server, collection, metadata, progress, uploads)
+        run = IngestRun(server, collection, metadata, progress, uploads, password=password)
         server.call("GET", f"/collections/{collection}")  # a clear 404 before anything is read
         for u in uploads:
             if u.status == "rejected":

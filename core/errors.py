@@ -88,6 +88,14 @@ class InvalidInput(RagkeepError):
     status_code = 422
 
 
+class PasswordRequired(InvalidInput):
+    """An uploaded file is password-protected and the upload carries no password (its ``password`` field)."""
+
+
+class WrongPassword(InvalidInput):
+    """An uploaded file is password-protected and the upload's password does not open it."""
+
+
 class ServiceUnavailable(RagkeepError):
     """Overloaded or a dependency is down: the same request may succeed after ``retry_after`` seconds."""
 

@@ -170,6 +170,9 @@ class LimitSettings(BaseModel):
     convert_timeout_s: int = Field(
         default=120, ge=5, description="LibreOffice/pandoc conversion of one file; longer fails it (killed)."
     )
+    decrypt_timeout_s: int = Field(
+        default=60, ge=1, description="Decrypting the password-protected files of one upload, together (422 past it)."
+    )
 
 
 class QuerySettings(BaseModel):

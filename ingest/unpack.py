@@ -1,8 +1,9 @@
 """Containers at upload: a ``.zip`` becomes one document per member, an email one document per attachment.
 
 Every file that comes out of a container gets the same checks as a direct upload (size,
-type from its content, a converter for its type) and a link to its container (``parent``).
-A file that fails them is refused alone, with its reason; the others go ahead. Archives are
+type from its content, a converter for its type; a password-protected one is opened with
+the upload's password, ``ingest/decrypt.py``) and a link to its container (``parent``). A
+file that fails them is refused alone, with its reason; the others go ahead. Archives are
 unpacked one level deep (a ZIP inside the uploaded ZIP is unpacked, a ZIP inside that is
 refused). Member names are paths inside the archive, made safe: an absolute path or one
 with ``..`` is refused, never resolved. Sizes are checked against what the central
@@ -23,6 +24,7 @@ from pathlib import PurePosixPath
 from core.errors import InvalidInput, RagkeepError, UnsupportedFileType
 from core.filetypes import EML, MSG, ZIP, FileKind, detect_file_kind
 from ingest.convert import missing_converter
+from ingest.decrypt import Unlocker, protection
 from ingest.emails import email_parts
 
 MAX_DEPTH = 1  # a ZIP inside the uploaded ZIP is unpacked; one inside that is refused
@@ -69,6 +71,24 @@ def check_file(data: bytes, filename: str, limits: UnpackLimits) -> FileKind:
     if reason is not None:
         raise UnsupportedFileType(f"{filename!r}: {reason}")
     return kind
+
+
+def unlocked(
+    data: bytes, filename: str, kind: FileKind, limits: UnpackLimits, unlock: Unlocker
+) -> tuple[bytes, FileKind]:
+    """A checked file readable without a password: as it is, or decrypted and checked again (``ingest.decrypt``).
+
+    Raises ``PasswordRequired`` or ``WrongPassword`` (422) for a password-protected file the
+    upload's password does not open, and the checks' errors for what decryption revealed (a
+    ZIP bomb inside an encrypted OOXML file).
+    """
+    opened = unlock(data, filename, kind)
+    if opened is data:
+        return data, kind
+    kind = check_file(opened, filename, limits)
+    if protection(opened, kind) is not None:  # still protected: not decrypted after all
+        raise InvalidInput(f"{filename!r} is still encrypted after decryption")
+    return opened, kind
 
 
 def member_name(raw: str) -> str | None:
@@ -189,6 +209,7 @@ def _add(
     depth: int,
     limits: UnpackLimits,
     result: Unpacked,
+    unlock: Unlocker,
     declared: str = "",
 ) -> None:
     filename = _unique(filename, result)
@@ -201,15 +222,22 @@ def _add(
         result.refused.append(RefusedFile(shown, f"skipped: {reason}"))
         return
     try:
-        kind = check_file(data, filename, limits)
+        data, kind = unlocked(data, filename, check_file(data, filename, limits), limits, unlock)
     except RagkeepError as exc:
         result.refused.append(RefusedFile(shown, exc.detail))
         return
-    _add_checked(filename, data, kind, parent, depth, limits, result)
+    _add_checked(filename, data, kind, parent, depth, limits, result, unlock)
 
 
 def _add_checked(
-    filename: str, data: bytes, kind: FileKind, parent: str | None, depth: int, limits: UnpackLimits, result: Unpacked
+    filename: str,
+    data: bytes,
+    kind: FileKind,
+    parent: str | None,
+    depth: int,
+    limits: UnpackLimits,
+    result: Unpacked,
+    unlock: Unlocker,
 ) -> None:
     if kind == ZIP:
         if depth > MAX_DEPTH:
@@ -219,7 +247,7 @@ def _add_checked(
             return
         try:
             for name, content in _members(data, filename, limits, result):
-                _add(f"{filename}/{name}" if depth else name, content, filename, depth + 1, limits, result)
+                _add(f"{filename}/{name}" if depth else name, content, filename, depth + 1, limits, result, unlock)
         except InvalidInput as exc:
             if depth == 0:
                 raise
@@ -233,16 +261,22 @@ def _add_checked(
             return  # the parser reports the damaged email as the document's failure
         for attachment in parts.attachments:
             name = member_name(attachment.filename) or "attachment"
-            _add(f"{filename}/{name}", attachment.data, filename, depth + 1, limits, result, attachment.content_type)
+            name = f"{filename}/{name}"
+            _add(name, attachment.data, filename, depth + 1, limits, result, unlock, attachment.content_type)
 
 
-def unpack(filename: str, data: bytes, kind: FileKind, limits: UnpackLimits) -> Unpacked:
+def unpack(
+    filename: str, data: bytes, kind: FileKind, limits: UnpackLimits, unlock: Unlocker | None = None
+) -> Unpacked:
     """The documents an uploaded file becomes (itself, its members or its attachments) and what was refused.
 
-    ``kind`` is the upload's checked kind. Raises ``InvalidInput`` for an archive that is
-    damaged or holds more files than an upload may; a member or attachment that fails its
-    checks is refused alone.
+    ``kind`` is the upload's checked kind; ``unlock`` opens password-protected files with the
+    upload's password (by default: none). Raises ``InvalidInput`` for an archive that is damaged
+    or holds more files than an upload may, and ``PasswordRequired``/``WrongPassword`` for an
+    uploaded file that stays locked; a member or attachment that fails its checks is refused alone.
     """
+    unlock = unlock or Unlocker()
     result = Unpacked()
-    _add_checked(filename, data, kind, None, 0, limits, result)
+    data, kind = unlocked(data, filename, kind, limits, unlock)
+    _add_checked(filename, data, kind, None, 0, limits, result, unlock)
     return result

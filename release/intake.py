@@ -24,6 +24,7 @@ from core.filetypes import clean_filename
 from core.models import Collection, DocumentRevision, DocumentStatus, Job, JobKind, JobStatus, utcnow
 from core.settings import Settings
 from ingest import pipeline
+from ingest.decrypt import Unlocker
 from ingest.ocr import OcrNeeded, OcrOptions, PageProgress
 from ingest.sandbox import Parser
 from ingest.unpack import AcceptedFile, RefusedFile, UnpackLimits, check_file, unpack
@@ -116,24 +117,29 @@ def _read_limited(upload: UploadedFile, filename: str, limit: int) -> bytes:
     return data
 
 
-def check_files(files: Sequence[UploadedFile], settings: Settings) -> tuple[list[AcceptedFile], list[RefusedFile]]:
-    """Every file read (within the size limit), named, typed and unpacked; one bad file rejects them all.
+def check_files(
+    files: Sequence[UploadedFile], settings: Settings, password: str | None = None
+) -> tuple[list[AcceptedFile], list[RefusedFile]]:
+    """Every file read (within the size limit), named, typed, opened and unpacked; one bad file rejects them all.
 
     An uploaded file that fails its checks rejects the request; a member of an uploaded ZIP or
     an attachment of an uploaded email that fails them is refused alone (``ingest.unpack``).
+    Password-protected files are opened with ``password`` (one for the whole upload) and kept
+    decrypted; without it, or when it does not open them, they fail their checks (422).
     """
     if len(files) > settings.max_files_per_request:
         raise InvalidInput(f"at most {settings.max_files_per_request} files per request")
     limits = UnpackLimits(
         settings.max_files_per_request, settings.max_upload_bytes, settings.limits.max_unpacked_mb * 1024 * 1024
     )
+    unlock = Unlocker(password, settings.limits.decrypt_timeout_s, settings.limits.max_parse_memory_mb)
     accepted: list[AcceptedFile] = []
     refused: list[RefusedFile] = []
     for upload in files:
         filename = clean_filename(upload.filename)
         data = _read_limited(upload, filename, settings.max_upload_bytes)
         try:
-            unpacked = unpack(filename, data, check_file(data, filename, limits), limits)
+            unpacked = unpack(filename, data, check_file(data, filename, limits), limits, unlock)
         except RagkeepError as exc:
             exc.detail = f"{exc.detail} (nothing from this upload was stored)"
             raise
@@ -178,14 +184,17 @@ def upload(
     blobs: BlobStore,
     enqueue: Enqueue,
     audit: Audit,
+    password: str | None = None,
 ) -> Upload:
     """Check the whole upload, store the bytes, record new revisions and send their parses.
 
     Each new or changed file becomes a document revision; a file that repeats its current
     revision changes nothing. Committed here; the ingest job's id tracks the parsing.
+    ``password`` opens the upload's password-protected files: their decrypted bytes are
+    stored; the password itself goes nowhere (not the job, the catalog, the audit log or a log).
     """
     extra = parse_metadata(metadata)
-    checked, refused = check_files(files, settings)
+    checked, refused = check_files(files, settings, password)
     check_quota(session, collection, sum(len(f.data) for f in checked), settings)
     incoming = [
         catalog.IncomingFile(

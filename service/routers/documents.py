@@ -35,6 +35,16 @@ def upload_documents(
     request: Request,
     files: Annotated[list[UploadFile], File(description="One or more files (repeat the field).")],
     metadata: Annotated[str | None, Form(description="JSON object stored on every chunk of these files.")] = None,
+    password: Annotated[
+        str | None,
+        Form(
+            description="Opens the password-protected files of this upload (PDF, DOCX/XLSX/PPTX, DOC/XLS/PPT, also "
+            "inside a .zip or attached to an email): one password for all of them; files it does not open are "
+            "refused (422 `WrongPassword`). Without it a protected file is refused (422 `PasswordRequired`). "
+            "The decrypted file is stored; the password is never stored or logged.",
+            json_schema_extra={"format": "password", "writeOnly": True},
+        ),
+    ] = None,
 ) -> UploadAccepted:
     """Upload files; each new or changed file becomes a document revision that is parsed asynchronously.
 
@@ -42,6 +52,7 @@ def upload_documents(
     unsupported file rejects the request and nothing else changes. A .zip becomes one
     document per member and an email one more per attachment; a member or attachment that
     fails the same checks is listed in `refused` with its reason, and the rest go ahead.
+    A password-protected file needs the `password` field (422 `PasswordRequired` without it).
     """
     uploaded = intake.upload(
         session,
@@ -52,6 +63,7 @@ def upload_documents(
         blobs=state.blobs,
         enqueue=state.tasks.enqueue,
         audit=auditor(request, session, principal, "documents.upload", collection.name),
+        password=password,
     )
     return upload_accepted(uploaded)
 

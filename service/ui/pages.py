@@ -155,14 +155,26 @@ def upload_each(
     blobs: Any,
     enqueue: Enqueue,
     audit: Audit,
+    password: str | None = None,
 ) -> list[FileOutcome]:
-    """Each file through ``release.intake.upload`` on its own, so one refused file does not refuse the others."""
+    """Each file through ``release.intake.upload`` on its own, so one refused file does not refuse the others.
+
+    ``password`` opens the password-protected ones among them.
+    """
     outcomes = []
     for upload in files:
         name = upload.filename or "(no name)"
         try:
             done = intake.upload(
-                session, collection, [upload], None, settings=settings, blobs=blobs, enqueue=enqueue, audit=audit
+                session,
+                collection,
+                [upload],
+                None,
+                settings=settings,
+                blobs=blobs,
+                enqueue=enqueue,
+                audit=audit,
+                password=password,
             )
         except RagkeepError as exc:
             session.rollback()

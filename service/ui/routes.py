@@ -173,6 +173,7 @@ def upload(
     me: VerifiedDep,
     collection: WritableDep,
     files: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI copies defaults)
+    password: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Upload files: each one on its own through ``release.intake.upload``, with its outcome or refusal."""
     outcomes = pages.upload_each(
@@ -183,6 +184,7 @@ def upload(
         blobs=state.blobs,
         enqueue=state.tasks.enqueue,
         audit=auditor(request, session, me.principal, "documents.upload", collection.name),
+        password=password,
     )
     if request.headers.get("x-upload-fragment"):  # console.js sends one file per request and shows its line
         return render(request, "_outcomes.html", {"outcomes": outcomes})

@@ -57,6 +57,8 @@
       if (!files.length) { return; }
       event.preventDefault();
       var csrf = form.querySelector("input[name=csrf_token]").value;
+      var passwordInput = form.querySelector("input[name=password]");
+      var password = passwordInput ? passwordInput.value : "";
       list.textContent = "";
       var lines = files.map(function (file) {
         var li = document.createElement("li");
@@ -82,6 +84,7 @@
         var body = new FormData();
         body.append("csrf_token", csrf);
         body.append("files", line.file, line.file.name);
+        if (password) { body.append("password", password); }
         var xhr = new XMLHttpRequest();
         xhr.upload.addEventListener("progress", function (p) {
           if (p.lengthComputable) { line.bar.value = Math.round(100 * p.loaded / p.total); }

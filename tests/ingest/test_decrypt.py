@@ -1,0 +1,143 @@
+"""Password-protected files at upload (ingest/decrypt.py): refused without their password, decrypted with it."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import msoffcrypto
+import pikepdf
+import pytest
+from pypdf import PdfReader
+
+from core.errors import InvalidInput, PasswordRequired, WrongPassword
+from core.filetypes import PDF, XLSX, detect_file_kind
+from ingest.decrypt import Unlocker, protection
+from ingest.unpack import UnpackLimits, unpack
+from tests.conftest import DATASETS, EXAMPLE_DOCS
+
+LIMITS = UnpackLimits(max_files=20, max_file_bytes=4 * 1024 * 1024, max_unpacked_bytes=8 * 1024 * 1024)
+PASSWORD_PDF = (EXAMPLE_DOCS / "pdf" / "password.pdf").read_bytes()  # user password "password"
+LOCKED_XLSX = (EXAMPLE_DOCS / "password_protected.xlsx").read_bytes()  # password "123"
+ENCRYPTION = DATASETS / "pdfminer-samples-subset" / "encryption"  # user password "foo", owner "baz"
+
+
+def _text(pdf: bytes) -> str:
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def _owner_only(source: bytes) -> bytes:
+    """``source`` encrypted for permissions only: AES-256, owner password, empty user password."""
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(source)) as pdf:
+        pdf.save(out, encryption=pikepdf.Encryption(owner="owner-secret", user="", R=6, allow=pikepdf.Permissions()))
+    return out.getvalue()
+
+
+def _encrypted_ooxml(data: bytes, password: str) -> bytes:
+    out = io.BytesIO()
+    msoffcrypto.format.ooxml.OOXMLFile(io.BytesIO(data)).encrypt(password, out)
+    return out.getvalue()
+
+
+def test_a_pdf_with_a_user_password_is_refused_without_it_and_with_a_wrong_one() -> None:
+    assert protection(PASSWORD_PDF, PDF) == "pdf"
+    with pytest.raises(PasswordRequired, match=r"password-protected.*`password` field"):
+        Unlocker()(PASSWORD_PDF, "password.pdf", PDF)
+    with pytest.raises(WrongPassword, match="does not open it") as wrong:
+        Unlocker("not-the-password-4711")(PASSWORD_PDF, "password.pdf", PDF)
+    assert wrong.value.status_code == 422 and "4711" not in wrong.value.detail
+    assert "4711" not in repr(Unlocker("not-the-password-4711"))
+
+
+def test_a_pdf_opened_with_its_password_is_decrypted_the_same_way_every_time() -> None:
+    opened = Unlocker("password")(PASSWORD_PDF, "password.pdf", PDF)
+    assert b"/Encrypt" not in opened and protection(opened, PDF) is None
+    assert "File with password" in _text(opened)
+    assert Unlocker("password")(PASSWORD_PDF, "password.pdf", PDF) == opened  # same bytes: a re-upload repeats
+
+
+@pytest.mark.parametrize("name", ["aes-256.pdf", "rc4-40.pdf"])
+@pytest.mark.parametrize("password", ["foo", "baz"])  # the user's and the owner's password both open it
+def test_the_pdfminer_encryption_samples_open_with_either_password(name: str, password: str) -> None:
+    data = (ENCRYPTION / name).read_bytes()
+    with pytest.raises(PasswordRequired):
+        Unlocker()(data, name, PDF)
+    assert "Secret!" in _text(Unlocker(password)(data, name, PDF))
+
+
+def test_pdfs_encrypted_for_permissions_only_need_no_password_and_are_kept_as_they_are() -> None:
+    copy_protected = (EXAMPLE_DOCS / "pdf" / "copy-protected.pdf").read_bytes()  # R4, empty user password
+    generated = _owner_only((DATASETS / "pdfminer-samples-subset" / "jo.pdf").read_bytes())
+    for data in (copy_protected, generated):
+        assert b"/Encrypt" in data and protection(data, PDF) is None
+        assert Unlocker()(data, "copy-protected.pdf", PDF) is data
+        assert Unlocker("some password")(data, "copy-protected.pdf", PDF) is data
+
+
+def test_files_that_are_not_encrypted_are_untouched() -> None:
+    for name in ("pdf/layout-parser-paper-fast.pdf", "stanley-cups.xlsx", "simple.doc", "fake.doc", "fake-text.txt"):
+        data = (EXAMPLE_DOCS / name).read_bytes()
+        kind = detect_file_kind(data, name)
+        assert protection(data, kind) is None, name
+        assert Unlocker("password")(data, name, kind) is data
+
+
+def test_an_encrypted_xlsx_is_refused_without_its_password_and_decrypted_with_it() -> None:
+    kind = detect_file_kind(LOCKED_XLSX, "locked.xlsx")
+    assert protection(LOCKED_XLSX, kind) == "office"
+    with pytest.raises(PasswordRequired):  # the default password (VelvetSweatshop) was tried: not that
+        Unlocker()(LOCKED_XLSX, "locked.xlsx", kind)
+    with pytest.raises(WrongPassword):
+        Unlocker("1234")(LOCKED_XLSX, "locked.xlsx", kind)
+    opened = Unlocker("123")(LOCKED_XLSX, "locked.xlsx", kind)
+    assert detect_file_kind(opened, "locked.xlsx") == XLSX
+    assert "xl/workbook.xml" in zipfile.ZipFile(io.BytesIO(opened)).namelist()
+
+
+def test_an_xlsx_encrypted_with_excels_default_password_opens_without_one() -> None:
+    data = _encrypted_ooxml((EXAMPLE_DOCS / "stanley-cups.xlsx").read_bytes(), "VelvetSweatshop")
+    opened = Unlocker()(data, "read-only.xlsx", detect_file_kind(data, "read-only.xlsx"))
+    assert opened == (EXAMPLE_DOCS / "stanley-cups.xlsx").read_bytes()
+
+
+def test_a_zip_bomb_inside_an_encrypted_xlsx_is_refused_once_decrypted() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "[Content_Types].xml", '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'
+        )
+        archive.writestr("xl/workbook.xml", b"\0" * 40 * 1024 * 1024)
+    data = _encrypted_ooxml(buffer.getvalue(), "bomb")
+    limits = UnpackLimits(max_files=20, max_file_bytes=4 * 1024 * 1024, max_unpacked_bytes=8 * 1024 * 1024)
+    with pytest.raises(InvalidInput, match="ZIP bomb"):
+        unpack("bomb.xlsx", data, detect_file_kind(data, "bomb.xlsx"), limits, Unlocker("bomb"))
+
+
+def test_decryption_stops_when_the_uploads_time_budget_is_used_up() -> None:
+    unlock = Unlocker("password", timeout_s=0.001)  # no child process starts that fast
+    with pytest.raises(InvalidInput, match="DECRYPT_TIMEOUT_S"):
+        unlock(PASSWORD_PDF, "password.pdf", PDF)
+    with pytest.raises(InvalidInput, match="used up"):  # the budget is the upload's, not each file's
+        unlock(PASSWORD_PDF, "again.pdf", PDF)
+
+
+def test_an_overlong_password_is_refused_without_being_echoed() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Unlocker("x" * 1025)
+    assert "xxxx" not in refused.value.detail
+
+
+def test_a_protected_zip_member_is_refused_alone_and_opened_with_the_uploads_password() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("notes.txt", b"Plain notes.")
+        archive.writestr("locked/password.pdf", PASSWORD_PDF)
+    data = buffer.getvalue()
+    without = unpack("bundle.zip", data, detect_file_kind(data, "bundle.zip"), LIMITS)
+    assert [f.filename for f in without.files] == ["notes.txt"]
+    assert [r.filename for r in without.refused] == ["bundle.zip/locked/password.pdf"]
+    assert "password-protected" in without.refused[0].reason
+    opened = unpack("bundle.zip", data, detect_file_kind(data, "bundle.zip"), LIMITS, Unlocker("password"))
+    assert [f.filename for f in opened.files] == ["notes.txt", "locked/password.pdf"] and not opened.refused
+    assert "File with password" in _text(opened.files[1].data)
