@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 import core  # noqa: F401  (offline environment before transformers is imported)
+from core import cputime
 from core.config import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODELS, INT8_SUFFIX
 
 if TYPE_CHECKING:
@@ -312,7 +313,8 @@ class Embedder:
         model = self._load()
         started = time.perf_counter()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = model.encode([texts[i] for i in order], self.batch_size)
+        with cputime.phase("embed"):
+            vectors = model.encode([texts[i] for i in order], self.batch_size)
         result = np.empty_like(vectors, dtype=np.float32)
         result[order] = vectors
         self._done(len(texts), started)

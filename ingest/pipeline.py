@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from core import catalog
+from core import catalog, cputime
 from core import chroma as chroma_access
 from core.blobs import BlobStore
 from core.bm25 import BM25Index
@@ -68,18 +68,19 @@ def text_sha256(text: str) -> str:
 
 
 def store_chunks(session: Session, collection_id: str, sha256: str, parse_hash: str, chunks: Sequence[Chunk]) -> None:
-    rows: list[dict[str, object]] = [
-        {
-            "collection_id": collection_id,
-            "sha256": sha256,
-            "parse_hash": parse_hash,
-            "position": position,
-            "text": chunk.text,
-            "text_sha256": text_sha256(chunk.text),
-            "chunk_metadata": {**chunk.metadata, SCAN_KEY: _scan_stamp(injection.scan(chunk.text))},
-        }
-        for position, chunk in enumerate(chunks)
-    ]
+    with cputime.phase("injection scan"):
+        rows: list[dict[str, object]] = [
+            {
+                "collection_id": collection_id,
+                "sha256": sha256,
+                "parse_hash": parse_hash,
+                "position": position,
+                "text": chunk.text,
+                "text_sha256": text_sha256(chunk.text),
+                "chunk_metadata": {**chunk.metadata, SCAN_KEY: _scan_stamp(injection.scan(chunk.text))},
+            }
+            for position, chunk in enumerate(chunks)
+        ]
     catalog.add_cached_chunks(session, rows)
 
 
@@ -131,9 +132,10 @@ def _parse(
     config: IngestionConfig,
     parse: Parser,
 ) -> list[Chunk]:
-    data = blobs.get(collection.id, revision.sha256)
-    kind = FileKind(revision.kind, revision.content_type)
-    return govern(parse(data, filename, kind, config), config.pii)
+    with cputime.phase("parse"):
+        data = blobs.get(collection.id, revision.sha256)
+        kind = FileKind(revision.kind, revision.content_type)
+        return govern(parse(data, filename, kind, config), config.pii)
 
 
 def govern(chunks: Sequence[Chunk], mode: str) -> list[Chunk]:
@@ -418,6 +420,18 @@ def _write_vectors(
     vectors: dict[str, np.ndarray],
 ) -> None:
     """Write ``written``'s chunks into a fresh Chroma collection and check that Chroma holds them all."""
+    with cputime.phase("chroma write"):
+        _write_nodes(client, version, plan, written, indexed, vectors)
+
+
+def _write_nodes(
+    client: ChromaClient,
+    version: Version,
+    plan: _Plan,
+    written: Planned,
+    indexed: dict[tuple[str, int], str],
+    vectors: dict[str, np.ndarray],
+) -> None:
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
     chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
@@ -507,11 +521,12 @@ def build_version(
     written = _apply_delta(version, plan_delta(session, version, config.parse_hash(), plan.planned), plan.planned)
     _write_vectors(client, version, plan, written, indexed, embedded.vectors)
     # The BM25 index for hybrid retrieval is built for every version, so hybrid can be switched on later.
-    lexical = BM25Index.build(
-        [chunk_id(revision, row.position) for revision, row in chunks],
-        [indexed[revision.id, row.position] for revision, row in chunks],
-    )
-    version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
+    with cputime.phase("bm25 index"):
+        lexical = BM25Index.build(
+            [chunk_id(revision, row.position) for revision, row in chunks],
+            [indexed[revision.id, row.position] for revision, row in chunks],
+        )
+        version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
     _record_contents(session, collection, version, plan, embedded.embedded)
     version.state = VersionState.ready
     version.built_at = utcnow()

@@ -22,6 +22,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from core import cputime
 from core.config import IngestionConfig
 from core.errors import DocumentParseError
 from core.filetypes import FileKind
@@ -96,6 +97,19 @@ def _serve(requests: Connection, replies: Connection, max_pdf_pages: int | None)
         replies.send(reply)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far; 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -166,6 +180,7 @@ class ParseSandbox:
     ) -> list[Chunk]:
         process, send, recv = self._start()
         before = self.peak_rss_mb = _rss_mb(process.pid)
+        cpu_before = _cpu_s(process.pid)
         finished = False
         try:
             send.send((data, filename, kind, config, ocr))
@@ -174,6 +189,7 @@ class ParseSandbox:
         except (EOFError, OSError) as exc:
             raise DocumentParseError(f"the parser stopped while reading this file ({type(exc).__name__})") from exc
         finally:
+            cputime.add("parse (helper process)", _cpu_s(process.pid) - cpu_before)
             if not finished:  # over the limit, crashed, or our task was interrupted (time limit): start afresh
                 self.close()
         if _rss_mb(process.pid) > self.resting_rss_mb + self.max_memory_mb:

@@ -24,7 +24,7 @@ from celery.signals import (
 )
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
-from core import logs
+from core import cputime, logs
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,20 @@ BUILD_SECONDS = Histogram(
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 
+# CPU seconds of the prefork processes by phase (core/cputime.py): what a chunk costs besides the model.
+WORKER_CPU = Counter(
+    "ragkeep_worker_cpu_seconds_total",
+    "CPU time of the worker's task processes (and their parse helpers) by phase",
+    ["phase"],
+)
+# The task bodies' CPU outside every named phase: mostly catalog reads and writes (SQL and the ORM).
+TASK_REST = "catalog and task code"
+# The process's CPU between task bodies: Celery taking the message, signals, acks, the heartbeat thread.
+BETWEEN_TASKS = "celery (around tasks)"
+
 _started: dict[str, float] = {}
+_cpu_started: dict[str, float] = {}
+_cpu_mark: list[float | None] = [None]  # process CPU at the end of its previous task (None: none yet)
 
 
 def embedded(texts: int, seconds: float) -> None:
@@ -66,6 +79,8 @@ def _task_started(task_id: str, task: Task[Any, Any], **_: Any) -> None:
     logs.request_id.set(task.request.get("request_id"))
     logs.task_context.set({"task": task.name, "task_id": task_id})
     _started[task_id] = time.perf_counter()
+    _cpu_started[task_id] = time.process_time()
+    cputime.drain()  # phases from outside a task (a warm-up) are not this task's
 
 
 @task_postrun.connect
@@ -73,10 +88,27 @@ def _task_finished(task_id: str, task: Task[Any, Any], state: str | None = None,
     started = _started.pop(task_id, None)
     if started is not None:
         TASK_SECONDS.labels(task.name).observe(time.perf_counter() - started)
+    _count_cpu(_cpu_started.pop(task_id, None))
     if state in ("SUCCESS", "FAILURE"):
         TASKS.labels(task.name, "succeeded" if state == "SUCCESS" else "failed").inc()
     logs.request_id.set(None)
     logs.task_context.set(None)
+
+
+def _count_cpu(body_started: float | None) -> None:
+    """Add the finished task's CPU to ``WORKER_CPU``: its named phases, the rest of its body, and Celery's share."""
+    now = time.process_time()
+    phases = cputime.drain()
+    helper = {name: seconds for name, seconds in phases.items() if name.endswith("(helper process)")}
+    for name, seconds in phases.items():
+        WORKER_CPU.labels(name).inc(seconds)
+    if body_started is not None:
+        body = now - body_started
+        named = sum(seconds for name, seconds in phases.items() if name not in helper)
+        WORKER_CPU.labels(TASK_REST).inc(max(0.0, body - named))
+        if _cpu_mark[0] is not None:  # before a process's first task: its start and the model's warm-up
+            WORKER_CPU.labels(BETWEEN_TASKS).inc(max(0.0, body_started - _cpu_mark[0]))
+    _cpu_mark[0] = now
 
 
 @task_retry.connect
