@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import statistics
 import subprocess
 import sys
@@ -28,23 +29,37 @@ from bench.stack import ADMIN_KEY, free_port, wait_ready
 WARM_UP = 16  # requests before each measured run (first calls load lazily initialised parts)
 
 
-def summarise(latencies_ms: list[float], errors: int, seconds: float) -> dict[str, Any]:
+def _percentile(ordered: Sequence[float], p: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 1)
+
+
+def summarise(
+    latencies_ms: list[float], errors: int, seconds: float, stages: Sequence[dict[str, float]] = ()
+) -> dict[str, Any]:
+    """Client-side percentiles; with ``stages`` (each response's ``latency_ms``), the server's per stage too."""
     if not latencies_ms:
         return {"requests": 0, "errors": errors}
     ordered = sorted(latencies_ms)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 1)
-
-    return {
+    summary: dict[str, Any] = {
         "requests": len(ordered),
         "errors": errors,
-        "p50_ms": pct(50),
-        "p95_ms": pct(95),
-        "p99_ms": pct(99),
+        "p50_ms": _percentile(ordered, 50),
+        "p95_ms": _percentile(ordered, 95),
+        "p99_ms": _percentile(ordered, 99),
         "mean_ms": round(statistics.fmean(ordered), 1),
         "rps": round(len(ordered) / seconds, 1),
     }
+    if stages:
+        names = sorted({name for stage in stages for name in stage})
+        summary["server_stages_ms"] = {
+            name: {
+                "p50": _percentile(values := sorted(float(s.get(name, 0.0)) for s in stages), 50),
+                "p95": _percentile(values, 95),
+                "mean": round(statistics.fmean(values), 2),
+            }
+            for name in names
+        }
+    return summary
 
 
 async def _load(
@@ -55,22 +70,26 @@ async def _load(
     max_seconds: float,
     headers: dict[str, str],
     on_start: Callable[[], object],
+    stages: bool,
 ) -> dict[str, Any]:
     cycle = itertools.cycle(bodies)
     latencies: list[float] = []
+    reported: list[dict[str, float]] = []  # each measured response's latency_ms, with ``stages``
     errors = 0
     issued = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as client:
 
-        async def post(body: dict[str, Any]) -> bool:
+        async def post(body: dict[str, Any], measured: bool = True) -> bool:
             async with client.post(url, json=body) as response:
-                await response.read()
+                content = await response.read()
+                if stages and measured and response.status == 200:
+                    reported.append(json.loads(content).get("latency_ms") or {})
                 return response.status == 200
 
         for body in bodies[: min(WARM_UP, len(bodies))]:  # not counted
-            await post(body)
+            await post(body, measured=False)
         on_start()
         started = time.perf_counter()
         deadline = started + max_seconds
@@ -92,7 +111,7 @@ async def _load(
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return summarise(latencies, errors, elapsed)
+    return summarise(latencies, errors, elapsed, reported)
 
 
 def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
@@ -110,9 +129,11 @@ def http_load(
     max_seconds: float,
     headers: dict[str, str] | None = None,
     on_start: Callable[[], object] = lambda: None,
+    stages: bool = False,
 ) -> dict[str, Any]:
-    """``on_start`` is called once the warm-up is done, when the measured run begins."""
-    return asyncio.run(_load(url, bodies, concurrency, max_requests, max_seconds, headers or {}, on_start))
+    """``on_start`` is called once the warm-up is done, when the measured run begins; ``stages``: also
+    summarise the server's own per-stage times (ragkeep's ``latency_ms``: retrieve, generate, ground, total)."""
+    return asyncio.run(_load(url, bodies, concurrency, max_requests, max_seconds, headers or {}, on_start, stages))
 
 
 def inprocess_load(

@@ -77,6 +77,34 @@ def latency_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stages_table(results: dict[str, Any]) -> list[str]:
+    """/query's own per-stage times (its ``latency_ms``): what grounding costs next to retrieval and answering."""
+    runs = [r for r in results["latency"]["runs"] if r.get("server_stages_ms")]
+    if not runs:
+        return []
+    stages = ("retrieve", "generate", "ground", "total")
+    lines = [
+        "| target | model | mode | concurrency | client p50 ms | "
+        + " | ".join(f"{name} p50 / mean ms" for name in stages)
+        + " | ground share of total |",
+        "|---|---|---|---|---|" + "---|" * (len(stages) + 1),
+    ]
+    for r in runs:
+        server = r["server_stages_ms"]
+        cells = " | ".join(
+            f"{server[name]['p50']} / {server[name]['mean']}" if name in server else "-" for name in stages
+        )
+        share = (
+            f"{server['ground']['mean'] / server['total']['mean']:.1%}"
+            if "ground" in server and server.get("total", {}).get("mean")
+            else "-"
+        )
+        lines.append(
+            f"| {r['target']} | {r['model']} | {r['mode']} | {r['concurrency']} | {r['p50_ms']} | {cells} | {share} |"
+        )
+    return lines
+
+
 CPU_COLUMNS = (  # key in a run's cpu_ms_per_request, heading
     ("bench process", "bench process"),
     ("api", "API"),
@@ -288,6 +316,14 @@ def _latency_section(results: dict[str, Any]) -> list[str]:
             f"requests or {results['latency']['max_seconds']:.0f} s a run; each row against the floor of its model)",
             "",
             *latency_table(results),
+            "",
+        ]
+    if stages := stages_table(results):
+        lines += [
+            "Where /query's time goes, as the API reports it per response (``latency_ms``; ``ground`` is the "
+            "grounding check of the answer's sentences, on the hot path of every answer):",
+            "",
+            *stages,
             "",
         ]
     if cpu:

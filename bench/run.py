@@ -141,6 +141,7 @@ def latency_section(stack: Any, targets: list[LatencyTarget], plan: Plan, workdi
                     plan.max_requests,
                     plan.max_seconds,
                     latency.ragkeep_headers(),
+                    stages=True,  # the server's own retrieve / generate / ground (grounding) times
                 )
                 label = "retrieve" if mode == "retrieve" else "extractive answer"
                 measure("ragkeep /query", label, concurrency, target.model, load)

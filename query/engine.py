@@ -26,7 +26,7 @@ from core.settings import Settings
 from query import evidence as evidence_model
 from query.answer import Answer, LLMClient, cited_numbers, context_block, extractive_answer, flagged
 from query.evidence import Evidence
-from query.grounding import Grounding, SentenceSupport
+from query.grounding import Grounding, SentenceSupport, SentenceVectors
 from query.grounding import check as check_grounding
 from query.querylog import QueryLogWriter
 from query.retrieval import Base, Fusion, Hit, LlamaEmbedding, LruCache, VersionIndex, retrieve
@@ -147,6 +147,7 @@ class QueryEngine:
         # Keyed by (collection, pinned version or None, catalog stamp): a changed stamp is a
         # new key, and the stale entry ages out.
         self._targets: LruCache[tuple[str, int | None, tuple[Any, ...]], _Target] = LruCache(TARGET_CACHE_SIZE)
+        self._sentence_vectors: dict[str, SentenceVectors] = {}  # per embedding model: grounding's cache
         self.llm = LLMClient(settings.llm) if settings.llm.configured else None
         self.query_log = QueryLogWriter(db.engine)
 
@@ -285,8 +286,11 @@ class QueryEngine:
     def _grounding(self, prepared: _Prepared, answer: Answer) -> Grounding:
         if answer.mode not in ("llm", "extractive") or not answer.text:
             return Grounding()
-        embedder = self.embedder(prepared.target.version.embedding_model)
-        return check_grounding(answer.text, [h.text for h in prepared.hits], answer.cited, embedder.embed)
+        model = prepared.target.version.embedding_model
+        embed = self.embedder(model).embed  # outside the lock: the engine's own embedders take it too
+        with self._embedders_lock:
+            vectors = self._sentence_vectors.setdefault(model, SentenceVectors(embed))
+        return check_grounding(answer.text, [h.text for h in prepared.hits], answer.cited, vectors)
 
     def _prompt(self, prepared: _Prepared, question: str) -> str:
         return prepared.target.prompt[0].format(context=context_block(prepared.hits), question=question)
@@ -306,7 +310,9 @@ class QueryEngine:
             answer = Answer("", "none", [])
         else:
             citations = [sources[n - 1] for n in answer.cited]
+        grounding_started = time.perf_counter()
         grounding = self._grounding(prepared, answer)
+        ground_ms = (time.perf_counter() - grounding_started) * 1000
         if unsupported := grounding.unsupported:
             answer.warnings.append(_unsupported_warning(unsupported))
         for citation in citations:
@@ -328,6 +334,7 @@ class QueryEngine:
         latency = {
             "retrieve": round(prepared.retrieve_ms, 2),
             "generate": round(generate_ms, 2),
+            "ground": round(ground_ms, 2),
             "total": round((time.perf_counter() - prepared.started) * 1000, 2),
         }
         model = llm_model

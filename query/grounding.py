@@ -19,6 +19,8 @@ the two scores. ``Grounding.score`` is the share of supported sentences.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +34,9 @@ from core.bm25 import tokenize
 LEXICAL_MIN = 0.6
 SIMILARITY_MIN = 0.7
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z0-9])|(?<=[\u3002\uff01\uff1f])|\n+")
+# A stop before a capital (not "e.g. the"), a stop right after a citation marker ("... [1]. mTORC1
+# inhibition ..." ends a sentence whatever follows), a CJK stop, or a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z0-9])|(?<=\d\][.!?])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
 _CITATION = re.compile(r"\s*\[(\d{1,3})\]")
 _MARKER_AFTER_STOP = re.compile(r"([.!?\u3002])((?:\s*\[\d{1,3}\])+)")
 # Numbers, with thousands separators, decimals, and a trailing percent sign.
@@ -191,7 +195,11 @@ def _similarities(
     embed: Callable[[list[str]], np.ndarray] | None,
 ) -> list[float]:
     """Each sentence's cosine to the closest sentence of its passages (1.0 for a verbatim one), in one batch."""
-    result = [1.0 if _squash(bare) and _squash(bare) in _squash(source) else 0.0 for bare, _, source, _, _ in plans]
+    # Markers are compared without citation markers on either side: a passage quoting a paper keeps its "[1]".
+    result = [
+        1.0 if _squash(bare) and _squash(bare) in _squash(_CITATION.sub("", source)) else 0.0
+        for bare, _, source, _, _ in plans
+    ]
     todo = [i for i, value in enumerate(result) if value < 1.0 and plans[i][0]]
     if embed is None or not todo:
         return result
@@ -207,6 +215,38 @@ def _similarities(
         rows = np.concatenate([vectors[a:b] for n in plans[i][1] for a, b in [offsets[n]]])
         result[i] = float(np.max(rows @ vectors[row])) if len(rows) else 0.0
     return result
+
+
+class SentenceVectors:
+    """``embed`` with a per-process LRU of the vectors of texts it saw (one per embedding model).
+
+    An LLM answer's sentences are compared with every sentence of the passages they cite: those
+    passage sentences are the bulk of grounding's embedding work, and the same popular chunks
+    are cited again and again. Only the texts not yet cached are embedded, in one batch.
+    """
+
+    def __init__(self, embed: Callable[[list[str]], np.ndarray], size: int = 10_000) -> None:
+        self.embed = embed
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.embedded = 0  # texts embedded (cache misses), for tests and the bench
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        fresh = dict(zip(missing, self.embed(missing), strict=True)) if missing else {}
+        with self._lock:
+            self.embedded += len(missing)
+            found = [fresh[t] if t in fresh else self._vectors[t] for t in texts]
+            for text, vector in fresh.items():
+                self._vectors[text] = vector
+            for text in texts:
+                if text in self._vectors:
+                    self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return np.stack(found) if found else np.zeros((0, 0), dtype=np.float32)
 
 
 def _squash(text: str) -> str:

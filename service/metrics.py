@@ -66,6 +66,7 @@ def observe_query(
     QUERY_STAGE.labels("retrieve").observe(latency_ms.get("retrieve", 0.0) / 1000)
     if answer_mode != "none":
         QUERY_STAGE.labels("generate").observe(latency_ms.get("generate", 0.0) / 1000)
+        QUERY_STAGE.labels("ground").observe(latency_ms.get("ground", 0.0) / 1000)
     if model:
         TOKENS.labels(collection, model, "in").inc(usage.get("prompt_tokens", 0))
         TOKENS.labels(collection, model, "out").inc(usage.get("completion_tokens", 0))

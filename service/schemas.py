@@ -255,6 +255,7 @@ class Usage(BaseModel):
 class Latency(BaseModel):
     retrieve: float
     generate: float
+    ground: float = Field(default=0.0, description="Checking the answer's sentences against its passages (grounding).")
     total: float
 
 
