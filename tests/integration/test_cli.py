@@ -73,11 +73,7 @@ def test_cli_creates_ingests_queries_and_moves_versions(stack: Stack, tmp_path: 
     assert stored == {"fake-text.txt": "ready", "simple.docx": "ready", "fake-html.html": "ready", "cut.pdf": "failed"}
     assert stack.http.get("/collections/manuals/documents/x").status_code == 404
 
-    # This test is about how the CLI prints an extractive answer; whether to decline is
-    # tests/integration/test_abstention.py's (on these tiny fixture files the default model's
-    # confidence is 0.01 for this question, a known weakness of issue 18's model).
-    never = stack.http.patch("/collections/manuals", json={"config": {"answer": {"abstain": "never"}}})
-    assert never.status_code == 200, never.text
+    # The default config (abstain: auto) answers: the phrase is in fake-html.html.
     asked = ragkeep(stack, "query", "Who comes home under the sun?", "-c", "manuals", "--top-k", "2")
     assert asked.returncode == 0, asked.stderr
     assert "the cow comes home under the sun" in asked.stdout
@@ -127,3 +123,36 @@ def test_cli_errors_are_one_readable_line_with_an_exit_code(stack: Stack, tmp_pa
     (tmp_path / "empty-dir").mkdir()
     nothing = ragkeep(stack, "ingest", str(tmp_path / "empty-dir"), "-c", "manuals")
     assert nothing.returncode == 2 and "no files found" in nothing.stderr
+
+
+def test_cli_ingest_sends_the_password_of_protected_files(stack: Stack, tmp_path: Path) -> None:
+    """One password per run (option or RAGKEEP_UPLOAD_PASSWORD); a file it does not open is rejected alone."""
+    assert stack.http.post("/collections", json={"name": "locked"}).status_code == 201
+    docs = tmp_path / "locked"
+    docs.mkdir()
+    shutil.copy(EXAMPLE_DOCS / "pdf" / "password.pdf", docs / "password.pdf")  # password "password"
+    shutil.copy(EXAMPLE_DOCS / "password_protected.xlsx", docs / "locked.xlsx")  # password "123"
+    shutil.copy(EXAMPLE_DOCS / "fake-text.txt", docs / "fake-text.txt")
+
+    without = ragkeep(stack, "ingest", str(docs), "-c", "locked", "--no-wait")
+    assert without.returncode == 1, without.stdout + without.stderr
+    assert "rejected: " + str(docs / "password.pdf") + ": 422 PasswordRequired" in without.stdout, without.stdout
+    assert "rejected: " + str(docs / "locked.xlsx") + ": 422 PasswordRequired" in without.stdout
+    assert "1 parsing" in without.stdout  # the batch was retried file by file: the text file went in
+
+    env = child_env({"RAGKEEP_URL": stack.url, "RAGKEEP_API_KEY": ADMIN_KEY, "RAGKEEP_UPLOAD_PASSWORD": "password"})
+    with_env = subprocess.run(
+        [str(BIN / "ragkeep"), "ingest", str(docs), "-c", "locked"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = with_env.stdout
+    assert with_env.returncode == 1, summary + with_env.stderr
+    assert "rejected: " + str(docs / "locked.xlsx") + ": 422 WrongPassword" in summary, summary
+    assert "locked: 1 parsed, 1 rejected, 1 unchanged" in summary, summary
+    by_option = ragkeep(stack, "ingest", str(docs / "locked.xlsx"), "-c", "locked", "--password", "123")
+    assert by_option.returncode == 0 and "locked: 1 parsed" in by_option.stdout, by_option.stdout + by_option.stderr
+    stored = {d["filename"]: d["status"] for d in stack.http.get("/collections/locked/documents").json()["items"]}
+    assert stored == {"password.pdf": "ready", "locked.xlsx": "ready", "fake-text.txt": "ready"}
