@@ -12,15 +12,16 @@ its default ONNX model; ragkeep always passes embeddings itself.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import urlparse
 
 import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.api.types import GetResult
+from chromadb.api.types import GetResult, Where
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
@@ -102,14 +103,44 @@ def where(filters: Filters) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def rows(collection: ChromaCollection, ids: Sequence[str] | None = None, filters: Filters | None = None) -> Rows:
-    """The stored text, metadata and vector of ``ids`` (all chunks when None) that match ``filters``."""
+def rows(
+    collection: ChromaCollection,
+    ids: Sequence[str] | None = None,
+    filters: Filters | None = None,
+    *,
+    vectors: bool = True,
+) -> Rows:
+    """The stored text, metadata and vector of ``ids`` (all chunks when None) that match ``filters``.
+
+    The vector is None unless ``vectors``.
+    """
     found = collection.get(
         ids=list(ids) if ids is not None else None,
         where=where(filters or {}),
-        include=["documents", "metadatas", "embeddings"],
+        include=["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"],
     )
     return _rows(found)
+
+
+def nearest(
+    collection: ChromaCollection,
+    vector: Sequence[float],
+    n: int,
+    filters: Filters,
+    exclude_documents: Sequence[str] = (),
+) -> list[tuple[str, float]]:
+    """The ``n`` chunks nearest to ``vector`` that match ``filters``, outside ``exclude_documents``: (id, distance).
+
+    Nearest first; ids and distances only (no text, metadata or vector is read). The same
+    search LlamaIndex's Chroma store runs (it asks for texts and metadata too).
+    """
+    clauses: list[dict[str, Any]] = [clause] if (clause := where(filters)) else []
+    if exclude_documents:
+        clauses.append({"document_id": {"$nin": list(exclude_documents)}})
+    condition = cast(Where, clauses[0] if len(clauses) == 1 else {"$and": clauses}) if clauses else None
+    found = collection.query(query_embeddings=list(vector), n_results=n, where=condition, include=["distances"])
+    distances = found["distances"][0] if found["distances"] else []
+    return list(zip(found["ids"][0], (float(d) for d in distances), strict=True))
 
 
 def matching_ids(collection: ChromaCollection, ids: Sequence[str], filters: Filters) -> set[str]:
@@ -124,7 +155,7 @@ def _rows(found: GetResult) -> Rows:
             found["ids"],
             found["documents"] or [],
             found["metadatas"] or [],
-            found["embeddings"] if found["embeddings"] is not None else [],
+            found["embeddings"] if found["embeddings"] is not None else itertools.repeat(None),
             strict=False,
         )
     }

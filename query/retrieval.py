@@ -7,6 +7,7 @@ warm per process so that a query does not rebuild anything.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,6 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
-    VectorStoreQueryResult,
 )
 from pydantic import PrivateAttr
 
@@ -110,6 +110,20 @@ class Base:
         return cls(version.base_collection, frozenset(version.hidden_documents), version.hidden_chunk_count)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A chunk ranked by its vector, before its text is read: ``score`` is its cosine similarity."""
+
+    chunk_id: str
+    score: float
+    base: bool = False  # found in a delta version's base collection
+
+
+def _hit(chunk: str, node: BaseNode, score: float) -> Hit:
+    metadata = {k: _none_if_blank(v) for k, v in node.metadata.items()}
+    return Hit(chunk, node.get_content(), score, metadata)
+
+
 class _Store:
     """One Chroma collection behind a LlamaIndex vector index."""
 
@@ -122,13 +136,30 @@ class _Store:
         store = chroma_access.vector_store(collection)
         return cls(collection, VectorStoreIndex.from_vector_store(store, embed_model=embed_model))
 
-    def cosine(self, score: float) -> float:
-        # LlamaIndex's Chroma store reports exp(-distance); with cosine space, cosine = 1 - distance.
-        return 1.0 + float(np.log(score)) if score > 0 else -1.0
+    def ranked(
+        self,
+        vector: list[float],
+        top_k: int,
+        filters: Mapping[str, FilterValue | list[FilterValue]],
+        exclude_documents: frozenset[str] = frozenset(),
+    ) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the ``top_k`` nearest chunks, best first: ids and distances only."""
+        found = chroma_access.nearest(self.collection, vector, top_k, filters, sorted(exclude_documents))
+        # As LlamaIndex's Chroma store reports it (exp(-distance)), turned back into the cosine
+        # (cosine space: cosine = 1 - distance) the way the scores have always been computed.
+        return [(chunk, round(_cosine(math.exp(-distance)), 6)) for chunk, distance in found]
 
-    def node(self, result: VectorStoreQueryResult, position: int) -> BaseNode:
-        assert result.nodes is not None  # LlamaIndex's Chroma store returns the nodes it found
-        return result.nodes[position]
+    def fetch(self, scores: Mapping[str, float]) -> dict[str, Hit]:
+        """Hits of ranked chunks (``scores``: chunk id -> cosine): their texts and metadata read now."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        if not scores:
+            return {}
+        found = {}
+        for chunk, (text, metadata, _) in self.get(list(scores), {}, vectors=False).items():
+            # The node LlamaIndex's Chroma store would have made of the row.
+            found[chunk] = _hit(chunk, metadata_dict_to_node(dict(metadata or {}), text=text), scores[chunk])
+        return found
 
     def dense(
         self,
@@ -137,28 +168,20 @@ class _Store:
         filters: Mapping[str, FilterValue | list[FilterValue]],
         exclude_documents: frozenset[str] = frozenset(),
     ) -> list[Hit]:
-        # The index's vector store is queried directly with the question's vector: a retriever
-        # around it would only add instrumentation spans and node post-processing per query.
-        result = self.index.vector_store.query(
-            VectorStoreQuery(
-                query_embedding=vector,
-                similarity_top_k=top_k,
-                filters=metadata_filters(filters, exclude_documents),
-            )
-        )
-        hits = []
-        for position, (chunk, score) in enumerate(zip(result.ids or [], result.similarities or [], strict=True)):
-            node = self.node(result, position)
-            metadata = {k: _none_if_blank(v) for k, v in node.metadata.items()}
-            hits.append(Hit(chunk, node.get_content(), round(self.cosine(score), 6), metadata))
-        return hits
+        ranked = self.ranked(vector, top_k, filters, exclude_documents)
+        found = self.fetch(dict(ranked))
+        return [found[chunk] for chunk, _ in ranked if chunk in found]
 
-    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
-        return chroma_access.rows(self.collection, ids, filters)
+    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]], vectors: bool = True) -> Rows:
+        return chroma_access.rows(self.collection, ids, filters, vectors=vectors)
 
     def admitted(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> set[str]:
         """Which of ``ids`` are here and match ``filters`` (ids only: nothing else is read)."""
         return chroma_access.matching_ids(self.collection, ids, filters)
+
+
+def _cosine(similarity: float) -> float:
+    return 1.0 + float(np.log(similarity)) if similarity > 0 else -1.0
 
 
 class _MemoryStore(_Store):
@@ -185,14 +208,27 @@ class _MemoryStore(_Store):
             nodes[chunk] = node
         return cls(collection, VectorStoreIndex(list(nodes.values()), embed_model=embed_model), rows, nodes)
 
-    def cosine(self, score: float) -> float:
-        return float(score)  # the in-memory store reports cosine itself
+    def ranked(
+        self,
+        vector: list[float],
+        top_k: int,
+        filters: Mapping[str, FilterValue | list[FilterValue]],
+        exclude_documents: frozenset[str] = frozenset(),
+    ) -> list[tuple[str, float]]:
+        result = self.index.vector_store.query(
+            VectorStoreQuery(
+                query_embedding=vector,
+                similarity_top_k=top_k,
+                filters=metadata_filters(filters, exclude_documents),
+            )
+        )
+        # The in-memory store reports the cosine itself.
+        return [(c, round(float(s), 6)) for c, s in zip(result.ids or [], result.similarities or [], strict=True)]
 
-    def node(self, result: VectorStoreQueryResult, position: int) -> BaseNode:
-        assert result.ids is not None  # the in-memory store returns ids; the nodes are ours
-        return self.nodes[result.ids[position]]
+    def fetch(self, scores: Mapping[str, float]) -> dict[str, Hit]:
+        return {chunk: _hit(chunk, self.nodes[chunk], score) for chunk, score in scores.items() if chunk in self.nodes}
 
-    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]]) -> Rows:
+    def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]], vectors: bool = True) -> Rows:
         def matches(metadata: Mapping[str, Any] | None) -> bool:
             meta = metadata or {}
             return all(meta.get(k) in v if isinstance(v, list) else meta.get(k) == v for k, v in filters.items())
@@ -237,25 +273,47 @@ class VersionIndex:
                 self._bm25 = self._load_bm25()
             return self._bm25
 
-    def dense(
+    def ranked(
         self, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
-    ) -> list[Hit]:
+    ) -> list[Candidate]:
+        """The ``top_k`` chunks nearest to ``vector``, best first, by id and score: no text is read yet."""
         embedding: list[float] = vector.tolist()
-        hits = self.own.dense(embedding, top_k, filters)
+        found = [Candidate(chunk, score) for chunk, score in self.own.ranked(embedding, top_k, filters)]
         if self.base and self.base_store:
             if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
                 # top_k first; only if hidden chunks took places (rare: they are few), again
                 # over-fetching by their count, so that dropping them still leaves top_k.
                 for fetch in (top_k, top_k + self.base.hidden_chunks):
-                    from_base = self.base_store.dense(embedding, fetch, filters)
-                    shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                    from_base = self.base_store.ranked(embedding, fetch, filters)
+                    hidden = self._hidden([chunk for chunk, _ in from_base])
+                    shown = [Candidate(chunk, score, True) for chunk, score in from_base if chunk not in hidden]
                     if len(shown) == len(from_base):
                         break
-                hits += shown
+                found += shown
             else:  # too many to over-fetch: Chroma leaves them out
-                hits += self.base_store.dense(embedding, top_k, filters, self.base.hidden)
-            hits.sort(key=lambda hit: -hit.score)
-        return hits[:top_k]
+                from_base = self.base_store.ranked(embedding, top_k, filters, self.base.hidden)
+                found += [Candidate(chunk, score, True) for chunk, score in from_base]
+            found.sort(key=lambda candidate: -candidate.score)
+        return found[:top_k]
+
+    def _hidden(self, ids: list[str]) -> set[str]:
+        """Which of the base's ``ids`` belong to hidden documents (ids only are read)."""
+        assert self.base and self.base_store
+        if not self.base.hidden or not ids:
+            return set()
+        return self.base_store.admitted(ids, {"document_id": sorted(self.base.hidden)})
+
+    def fetch(self, candidates: Sequence[Candidate]) -> list[Hit]:
+        """The hits of ``candidates``, in their order: texts and metadata are read for these only."""
+        found = self.own.fetch({c.chunk_id: c.score for c in candidates if not c.base})
+        if self.base_store:
+            found.update(self.base_store.fetch({c.chunk_id: c.score for c in candidates if c.base}))
+        return [found[c.chunk_id] for c in candidates if c.chunk_id in found]
+
+    def dense(
+        self, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
+    ) -> list[Hit]:
+        return self.fetch(self.ranked(vector, top_k, filters))
 
     def lexical(
         self, question: str, limit: int, filters: Mapping[str, FilterValue | list[FilterValue]]
@@ -381,16 +439,18 @@ def retrieve(
     chunks of one document, so that other documents get the places a long one would fill.
     """
     pool = max(top_k * 4, 20) if hybrid or per_document else top_k
-    dense = index.dense(vector, pool, filters)
+    # The pool is ranked by id and score; only the chunks chosen are read with their texts.
+    dense = index.ranked(vector, pool, filters)
     if min_score is not None:
-        dense = [hit for hit in dense if hit.score >= min_score]
+        dense = [candidate for candidate in dense if candidate.score >= min_score]
     if not hybrid:
-        kept = set(capped([hit.chunk_id for hit in dense], top_k, per_document))
-        return [hit for hit in dense if hit.chunk_id in kept]
+        kept = set(capped([candidate.chunk_id for candidate in dense], top_k, per_document))
+        return index.fetch([candidate for candidate in dense if candidate.chunk_id in kept])
     lexical = index.lexical(question, pool, filters)
-    order = fusion.order([(hit.chunk_id, hit.score) for hit in dense], lexical)
+    order = fusion.order([(candidate.chunk_id, candidate.score) for candidate in dense], lexical)
     chosen = capped(order, top_k, per_document)
-    found = {hit.chunk_id: hit for hit in dense}
+    ranked = {candidate.chunk_id: candidate for candidate in dense}
+    found = {hit.chunk_id: hit for hit in index.fetch([ranked[chunk] for chunk in chosen if chunk in ranked])}
     found.update(index.hits([chunk for chunk in chosen if chunk not in found], vector))
     return [found[chunk] for chunk in chosen if chunk in found]
 
