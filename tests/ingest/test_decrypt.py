@@ -10,9 +10,11 @@ import pikepdf
 import pytest
 from pypdf import PdfReader
 
+from core.config import IngestionConfig
 from core.errors import InvalidInput, PasswordRequired, WrongPassword
 from core.filetypes import PDF, XLSX, detect_file_kind
 from ingest.decrypt import Unlocker, protection
+from ingest.partition import partition_document
 from ingest.unpack import UnpackLimits, unpack
 from tests.conftest import DATASETS, EXAMPLE_DOCS
 
@@ -73,6 +75,13 @@ def test_pdfs_encrypted_for_permissions_only_need_no_password_and_are_kept_as_th
         assert b"/Encrypt" in data and protection(data, PDF) is None
         assert Unlocker()(data, "copy-protected.pdf", PDF) is data
         assert Unlocker("some password")(data, "copy-protected.pdf", PDF) is data
+
+
+def test_a_pdf_encrypted_for_permissions_only_is_parsed_as_uploaded() -> None:
+    """AES-256 (R6) with an empty user password, as many PDFs in the wild: the parser reads it without help."""
+    data = _owner_only((EXAMPLE_DOCS / "pdf" / "fake-memo.pdf").read_bytes())
+    chunks = partition_document(data, "memo.pdf", PDF, IngestionConfig())
+    assert "A total of 3 trucks were used" in " ".join(c.text for c in chunks)
 
 
 def test_files_that_are_not_encrypted_are_untouched() -> None:
