@@ -1,9 +1,10 @@
 """The web console in a real browser (Debian's Chromium, driven by Playwright) against a real ``ragkeep up``.
 
 One scripted session, as an owner would click through it: sign in with the key ``ragkeep up``
-printed; create a collection; upload three files from ../shared/datasets (an encrypted PDF fails)
-and watch them reach a live version; see the failure reason; ask a question and see the cited
-passage; evaluate, see the trend chart; publish the previous version and roll back; sign out. Then
+printed; create a collection; upload four files from ../shared/datasets (a password-protected PDF
+with its password typed in the form; an empty spreadsheet fails) and watch them reach a live
+version; see the failure reason; ask a question and see the cited passage; evaluate, see the
+trend chart; publish the previous version and roll back; sign out. Then
 a reader key: no write controls, and its forged POST is refused (403), as is a POST without the
 CSRF token. Every page is screenshotted at 1280x800 (into $RAGKEEP_ARTIFACTS, else the test's
 tmp folder; the path is printed) and checked with axe-core (vendored; no serious or critical
@@ -37,7 +38,8 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 FILES = [
     EXAMPLE_DOCS / "fake-text.txt",
     EXAMPLE_DOCS / "handbook-1p.docx",
-    DATASETS / "pdfminer-samples-subset" / "encryption" / "rc4-40.pdf",  # password-protected: fails to parse
+    EXAMPLE_DOCS / "empty.xlsx",  # no text in it: fails to parse
+    DATASETS / "pdfminer-samples-subset" / "encryption" / "rc4-40.pdf",  # password-protected (user password "foo")
 ]
 GOLDEN = [
     {
@@ -222,13 +224,14 @@ def test_an_owner_runs_a_collection_from_the_console(
     # the dropped files land in the file input (a function: a string predicate would need eval, which the CSP forbids)
     page.wait_for_function("() => document.getElementById('files').files.length === 2")
     page.set_input_files("#files", [str(f) for f in FILES])
+    page.fill("#password", "foo")  # opens rc4-40.pdf; the other files have none
     page.click("#upload-form button[type=submit]")
-    expect(page.locator(".outcomes li.ok")).to_have_count(3)
+    expect(page.locator(".outcomes li.ok")).to_have_count(4)
     ui.check("documents-uploaded")
     expect(page.locator("#documents .summary")).to_contain_text("Live: v1", timeout=SLOW)  # htmx polling, no reload
-    expect(page.locator("#documents .summary")).to_contain_text("2 ready, 1 failed")
+    expect(page.locator("#documents .summary")).to_contain_text("3 ready, 1 failed")
     failed = page.locator("tr", has=page.locator(".badge.failed"))
-    expect(failed.locator(".reason")).to_contain_text("password-protected")
+    expect(failed.locator(".reason")).to_contain_text("no text could be extracted")
     ui.check("documents-live")
     ui.go("/ui/c/handbook/documents")
     ui.check("documents")

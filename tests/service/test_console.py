@@ -16,6 +16,7 @@ from httpx import Response
 
 from core.settings import Settings
 from service.app import create_app
+from tests.conftest import EXAMPLE_DOCS
 
 ADMIN = "rk_admin-key-for-console-tests"
 
@@ -147,6 +148,33 @@ def test_uploads_report_each_file_and_user_strings_are_escaped(client: TestClien
     )
     assert line.status_code == 200 and line.text.strip().startswith('<li class="ok"><strong>notes.md</strong>')
     assert "<html" not in line.text
+
+
+def test_the_upload_forms_password_opens_protected_files_and_without_it_they_are_refused(
+    client: TestClient,
+) -> None:
+    csrf = _sign_in(client, ADMIN)
+    client.post("/ui/collections", data={"name": "hr-docs", "csrf_token": csrf})
+    page = client.get("/ui/c/hr-docs/documents")
+    assert re.search(
+        r'<label for="password">[^<]+</label>\s*<input id="password" name="password" type="password"', page.text
+    )
+    locked = ("files", ("password.pdf", (EXAMPLE_DOCS / "pdf" / "password.pdf").read_bytes()))
+    plain = ("files", ("notes.txt", b"Leave policy notes."))
+    refused = client.post("/ui/c/hr-docs/documents", data={"csrf_token": csrf}, files=[locked, plain])
+    assert re.search(
+        r'class="refused"><strong>password\.pdf</strong>:\s*refused \(422\): [^<]*password-protected', refused.text
+    )
+    assert re.search(r'class="ok"><strong>notes\.txt</strong>', refused.text)  # each file on its own
+    # console.js sends the form's password with each file
+    line = client.post(
+        "/ui/c/hr-docs/documents",
+        headers={"X-Upload-Fragment": "1", "X-CSRF-Token": csrf},
+        data={"password": "password"},
+        files=[locked],
+    )
+    assert line.status_code == 200 and line.text.strip().startswith('<li class="ok"><strong>password.pdf</strong>')
+    assert "password.pdf" in client.get("/ui/c/hr-docs/documents").text
 
 
 def test_settings_are_validated_as_patch_validates_them_and_shown_inline(client: TestClient) -> None:
