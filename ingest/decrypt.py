@@ -188,8 +188,8 @@ def _child(argv: list[str]) -> str:
         return "wrong_password"
     except MemoryError:
         return "it needed more memory than RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB allows"
-    except Exception as exc:  # a damaged or unsupported file, in any library's words: named by its type only
-        return f"damaged or unsupported encryption: {type(exc).__name__}"
+    except Exception as exc:  # in any library's words: named by its type only (qpdf reports allocation failures too)
+        return f"{type(exc).__name__}: damaged, an unsupported encryption, or past RAGKEEP_LIMITS__MAX_PARSE_MEMORY_MB"
     Path(output).write_bytes(result)
     return "ok"
 

@@ -36,6 +36,13 @@ def _owner_only(source: bytes) -> bytes:
     return out.getvalue()
 
 
+def _locked(source: bytes, password: str) -> bytes:
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(source)) as pdf:
+        pdf.save(out, encryption=pikepdf.Encryption(owner=f"{password}-owner", user=password, R=6))
+    return out.getvalue()
+
+
 def _encrypted_ooxml(data: bytes, password: str) -> bytes:
     out = io.BytesIO()
     msoffcrypto.format.ooxml.OOXMLFile(io.BytesIO(data)).encrypt(password, out)
@@ -129,6 +136,13 @@ def test_decryption_stops_when_the_uploads_time_budget_is_used_up() -> None:
         unlock(PASSWORD_PDF, "password.pdf", PDF)
     with pytest.raises(InvalidInput, match="used up"):  # the budget is the upload's, not each file's
         unlock(PASSWORD_PDF, "again.pdf", PDF)
+
+
+def test_decryption_past_the_memory_limit_is_refused_with_a_422() -> None:
+    data = _locked((EXAMPLE_DOCS / "pdf" / "DA-619p.pdf").read_bytes(), "heavy")  # 2.8 MB: more than 1 MiB to read
+    with pytest.raises(InvalidInput) as refused:
+        Unlocker("heavy", max_memory_mb=1)(data, "heavy.pdf", PDF)
+    assert type(refused.value) is InvalidInput and "MAX_PARSE_MEMORY_MB" in refused.value.detail
 
 
 def test_an_overlong_password_is_refused_without_being_echoed() -> None:
