@@ -10,7 +10,7 @@ import io
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.stack import Stack, collection_version
@@ -33,9 +33,20 @@ class IngestResult:
     peak_worker_mb: float
     worker_embed_seconds: float  # summed over worker processes, from the worker's metrics
     version: int
+    # CPU seconds from the first upload to the live version, by process (Stack.cpu_by_process) and,
+    # in the worker's task processes and their parse helpers, by phase (ragkeep_worker_cpu_seconds_total).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    worker_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    broker: str = ""
+    model: str = DEFAULT_EMBEDDING_MODEL
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        def rounded(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: rounded(v) for k, v in value.items()}
+            return round(value, 3) if isinstance(value, float) else value
+
+        return {k: rounded(v) for k, v in asdict(self).items()}
 
 
 def _wait_jobs(server: Server, job_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -74,6 +85,8 @@ def ingest_ragkeep(
         config = {"ingestion": {"embedding_model": model}}
         server.call("POST", "/collections", json={"name": collection, "config": config})
         embed_before = stack.worker_metric("ragkeep_embedding_seconds_total")
+        phases_before = stack.worker_metric_by_label(WORKER_CPU_METRIC)
+        cpu_before = stack.cpu_by_process()
         with stack.memory() as memory:
             started = time.monotonic()
             job_ids = upload_all(server, collection, files)
@@ -82,6 +95,8 @@ def ingest_ragkeep(
             builds = [job["result"]["build_job_id"] for job in jobs if job["result"].get("build_job_id")]
             version = _wait_live(server, collection, builds)
             seconds = time.monotonic() - started
+        cpu = _minus(stack.cpu_by_process(), cpu_before)
+        phases = _minus(stack.worker_metric_by_label(WORKER_CPU_METRIC), phases_before)
         failed = sum(len(job["result"].get("failed_documents", [])) for job in jobs)
         return IngestResult(
             documents=version["document_count"],
@@ -94,7 +109,18 @@ def ingest_ragkeep(
             peak_worker_mb=memory.peak_mb,
             worker_embed_seconds=stack.worker_metric("ragkeep_embedding_seconds_total") - embed_before,
             version=version["number"],
+            cpu_seconds=cpu,
+            worker_cpu_seconds=phases,
+            broker="redis" if "RAGKEEP_REDIS_URL" in stack.settings else "embedded",
+            model=model,
         )
+
+
+WORKER_CPU_METRIC = "ragkeep_worker_cpu_seconds_total"
+
+
+def _minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {key: max(0.0, value - before.get(key, 0.0)) for key, value in after.items()}
 
 
 def change_one(stack: Stack, collection: str, name: str, data: bytes) -> dict[str, Any]:
@@ -154,12 +180,13 @@ def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int
     for key, name, model, backend in FLOORS:
         embedder = Embedder(model, backend=backend, threads=os.cpu_count())  # type: ignore[arg-type]
         embedder.warm_up()
-        rates = {}
+        rates, cpu = {}, {}
         for batch_size in batch_sizes:
             embedder.batch_size = batch_size
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             embedder.embed(picked)
             rates[batch_size] = len(picked) / (time.perf_counter() - started)
+            cpu[batch_size] = (time.process_time() - cpu_started) / len(picked)
         best = max(rates, key=lambda b: rates[b])
         floors[key] = {
             "name": name,
@@ -167,6 +194,7 @@ def embedding_floor(texts: Sequence[str], sample: int, batch_sizes: Sequence[int
             "chunks_per_s": round(rates[best], 2),
             "best_batch_size": best,
             "by_batch_size": {str(b): round(r, 2) for b, r in rates.items()},
+            "cpu_ms_per_chunk": round(1000 * cpu[best], 2),  # this process's CPU (all its threads)
         }
     return floors
 

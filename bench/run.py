@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import abstention, datasets, embedded, ingestion, latency, quality  # noqa: E402
+from bench import abstention, datasets, ingestion, latency, quality  # noqa: E402
 from bench import ocr as ocr_bench  # noqa: E402
 from bench.report import markdown, update_readme  # noqa: E402
-from bench.stack import ragkeep_up, redis_available, tree_cpu_seconds  # noqa: E402
+from bench.stack import ragkeep_up, tree_cpu_seconds  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL  # noqa: E402
 
 
@@ -57,12 +57,10 @@ class Plan:
     baseline_docs: int | None  # the LlamaIndex baseline's share of SciFact (its rate does not depend on size)
     jsquad_docs: int | None
     financebench_docs: int | None  # smallest first
-    embedded_docs: int  # SciFact abstracts per round of the embedded-default-against-Redis comparison
-    embedded_rounds: int
 
 
-FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None, 1000, 2)
-SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2, 40, 1)
+FULL = Plan(None, None, 300, (1, 8, 32), (1, 8, 32), 300, 8.0, None, 700, None, None)
+SMOKE = Plan(120, 1, 32, (1, 8), (1, 8), 24, 5.0, 20, None, 4, 2)
 HYBRID_COST_TOP_K = (10, 100)  # issue 16: hybrid p50 at most 1.3x dense at top_k 10, 2x at top_k 100
 COST_NO_CAP = "dense-only, no cap"
 
@@ -258,8 +256,8 @@ def financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> Non
 
 def abstention_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
     """Issue 18: unanswerable questions (their documents removed) declined, answerable ones answered."""
-    log("abstention: ARAGOG + Solana, each half of the documents its own collection")
-    abstention.section(stack, ["aragog+solana"], results)
+    log("abstention: ARAGOG + Solana, small collections (27 groups of 2-6 short documents), JSQuAD (1/16)")
+    abstention.section(stack, ["aragog+solana", "small", "jsquad"], results)
     log(f"  {abstention.markdown(results['abstention']['report'])}")
 
 
@@ -314,32 +312,41 @@ def run_sections(
     return results
 
 
-def embedded_section(plan: Plan, workdir: Path, results: dict[str, Any]) -> dict[str, Any] | None:
-    """The embedded default against Redis on the first SciFact abstracts, interleaved on two stacks of their own.
+def embedded_rows(workdir: Path, scifact: list[tuple[str, bytes]], results: dict[str, Any]) -> dict[str, Any]:
+    """Full SciFact on the embedded default too (both models), on a stack of its own, when the main stack uses Redis.
 
-    Puts the comparison (rates, ratio, every round) into ``results["embedded"]``; returns the ingestion
-    table's entry (each broker's median round), or None without a Redis to compare with.
+    Issue 21: the ratio to the embedding floor on both brokers, and the embedded default's documents/s
+    against Redis's in the same run. The order (Redis float, Redis int8, embedded int8, embedded float)
+    puts each model's two rows on either side of the middle of the run, so that a drifting machine
+    load favours neither broker. Returns the ingestion rows to add; sets ``results["embedded"]``.
     """
-    if not redis_available():
-        log("no Redis on 127.0.0.1:6379: the embedded default is not compared with it")
-        return None
-    log(
-        f"embedded default against Redis: {plan.embedded_docs} SciFact abstracts, "
-        f"{plan.embedded_rounds} interleaved round(s)"
-    )
+    if "RAGKEEP_REDIS_URL" not in results["stack"]:
+        log("no Redis on 127.0.0.1:6379: the main stack is the embedded default, measured once")
+        return {}
+    int8 = INT8_EMBEDDING_MODEL
+    rows: dict[str, Any] = {}
     (workdir / "embedded").mkdir()
-    comparison = embedded.compare(
-        workdir / "embedded", datasets.scifact_files(plan.embedded_docs), plan.embedded_rounds
-    )
-    log(f"  { ({k: v for k, v in comparison.items() if k != 'runs'}) }")
-    results["embedded"] = comparison
-    entry: dict[str, Any] = {
-        "corpus": f"BEIR SciFact, first {plan.embedded_docs} abstracts (median of {plan.embedded_rounds})"
+    with ragkeep_up(workdir / "embedded", broker="embedded") as stack:
+        for key, collection, model in (
+            ("ragkeep_embedded_int8", "scifact-int8", int8),
+            ("ragkeep_embedded", "scifact", DEFAULT_EMBEDDING_MODEL),
+        ):
+            log(f"ragkeep, embedded default: ingesting {len(scifact)} SciFact abstracts with {model}")
+            rows[key] = ingestion.ingest_ragkeep(stack, collection, scifact, model).as_dict()
+            log(f"  {rows[key]}")
+    redis = results["ingestion"]["scifact"]
+    by_model = [
+        (rows[embedded]["documents"] / rows[embedded]["seconds"], redis[other]["documents"] / redis[other]["seconds"])
+        for embedded, other in (("ragkeep_embedded", "ragkeep"), ("ragkeep_embedded_int8", "ragkeep_int8"))
+    ]
+    results["embedded"] = {
+        "documents": len(scifact),
+        "documents_per_s": {"embedded": round(by_model[0][0], 2), "redis": round(by_model[0][1], 2)},
+        "ratio": round(by_model[0][0] / by_model[0][1], 3),
+        "ratio_by_round": [round(e / r, 3) for e, r in by_model],
+        "rounds": ["float model", "int8 model"],
     }
-    for broker, key in (("redis", "ragkeep_redis"), ("embedded", "ragkeep_embedded")):
-        runs = sorted(comparison["runs"][broker], key=lambda run: run["documents_per_s"])
-        entry[key] = runs[(len(runs) - 1) // 2]
-    return entry
+    return rows
 
 
 def rest_of_run(stack: Any, plan: Plan, results: dict[str, Any], checkpoint: Callable[[dict[str, Any]], None]) -> None:
@@ -371,8 +378,6 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
     results["core_only"] = core
     scifact = datasets.scifact_files(plan.scifact_docs)
     int8 = INT8_EMBEDDING_MODEL
-    small = embedded_section(plan, workdir, results)
-    checkpoint(results)
     with ragkeep_up(workdir) as stack:
         results["stack"] = {k: v for k, v in stack.settings.items() if "KEY" not in k and "PORT" not in k}
         results["stack"]["RAGKEEP_DATA_DIR"] = "<temporary folder>"
@@ -389,8 +394,10 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
                 "ragkeep_int8": full_int8.as_dict(),
                 "corpus": "BEIR SciFact abstracts",
             },
-            **({"scifact_small": small} if small else {}),
         }
+        checkpoint(results)
+        results["ingestion"]["scifact"].update(embedded_rows(workdir, scifact, results))
+        checkpoint(results)
 
         log("floor: the bare embedding model on a sample of the same chunks")
         texts = ingestion.chunk_texts(stack, "scifact", full.version)

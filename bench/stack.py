@@ -8,6 +8,7 @@ catalog. The broker is the production one, Redis, when it answers on 127.0.0.1:6
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,6 +96,50 @@ class MemorySampler:
 PARTS = (("api", " uvicorn "), ("worker", " worker "), ("beat", " beat "), ("chroma", " run --path "))
 
 
+PROCESS_KINDS = ("api", "worker", "worker tasks", "parse helpers", "ocr worker", "beat", "chroma", "broker")
+OCR_QUEUE = re.compile(r" -Q \S*ocr ")
+
+
+def _own_cpu(process: psutil.Process) -> tuple[float, float]:
+    """A process's own CPU seconds, and those of its children that exited (and were waited for)."""
+    times = process.cpu_times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def _worker_tree(main: psutil.Process, totals: dict[str, float]) -> None:
+    """Split a Celery worker's CPU into its main process, its prefork processes and their parse helpers."""
+    try:
+        own, exited = _own_cpu(main)
+        children = main.children()
+    except psutil.Error:
+        return
+    totals["worker"] += own
+    totals["worker tasks"] += exited  # recycled prefork processes (with their helpers)
+    for child in children:
+        try:
+            own, exited = _own_cpu(child)
+            helpers = child.children(recursive=True)
+        except psutil.Error:
+            continue
+        totals["worker tasks"] += own
+        for helper in helpers:
+            try:
+                totals["parse helpers"] += sum(_own_cpu(helper))
+            except psutil.Error:
+                continue
+        totals["parse helpers"] += exited
+
+
+def _redis_server_cpu() -> float:
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "redis-server":
+            try:
+                return sum(_own_cpu(process))
+            except psutil.Error:
+                return 0.0
+    return 0.0
+
+
 def tree_cpu_seconds(process: psutil.Process) -> float:
     """CPU time (user + system) of a process and its descendants so far, those that exited included."""
     total = 0.0
@@ -135,6 +180,42 @@ class Stack:
             if part is not None:
                 totals[part] += tree_cpu_seconds(child)
         return totals
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU time so far of each kind of process of the stack, finer than ``cpu_seconds``.
+
+        ``worker`` is Celery's main process (it takes messages from the broker and hands them to
+        the prefork processes), ``worker tasks`` the prefork processes that run the tasks (with
+        any that exited), ``parse helpers`` their parse helper processes (``ingest.sandbox``);
+        the ``ocr worker`` is counted whole. ``broker`` is the Redis server when the stack uses
+        one (shared with anything else that uses it); the embedded broker lives in the worker and API.
+        """
+        totals = dict.fromkeys(PROCESS_KINDS, 0.0)
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                command = f" {' '.join(child.cmdline())} "
+            except psutil.Error:
+                continue
+            part = next((name for name, marker in PARTS if marker in command), None)
+            if part == "worker" and OCR_QUEUE.search(command):
+                totals["ocr worker"] += tree_cpu_seconds(child)
+            elif part == "worker":
+                _worker_tree(child, totals)
+            elif part is not None:
+                totals[part] += tree_cpu_seconds(child)
+        if "RAGKEEP_REDIS_URL" in self.settings:
+            totals["broker"] = _redis_server_cpu()
+        return totals
+
+    def worker_metric_by_label(self, name: str) -> dict[str, float]:
+        """A labelled worker metric's samples by their (one) label value, from the worker's /metrics."""
+        text = httpx.get(self.worker_metrics_url, timeout=10).text
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(name + "{"):
+                label = line[len(name) + 1 :].split('"', 2)[1]
+                found[label] = found.get(label, 0.0) + float(line.rsplit(" ", 1)[1])
+        return found
 
     def worker_metric(self, name: str) -> float:
         """Sum of a worker metric's samples (all label values), from the worker's /metrics."""
