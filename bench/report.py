@@ -98,7 +98,8 @@ def _ingestion_runs(results: dict[str, Any]) -> list[tuple[str, str, dict[str, A
 
 def _floor_for(run: dict[str, Any], results: dict[str, Any]) -> dict[str, Any] | None:
     key = "onnx_int8" if "int8" in str(run.get("model", "")) else "onnx"
-    return results.get("floor", {}).get(key)
+    floor: dict[str, Any] | None = results.get("floor", {}).get(key)
+    return floor
 
 
 def ingestion_cpu_table(results: dict[str, Any]) -> list[str]:
