@@ -134,6 +134,8 @@ class Unlocker:
             )
             if status != "ok":
                 return status, b""
+            if output.stat().st_size > 2 * len(data) + 1024 * 1024:  # decryption never grows a file much
+                return "it decrypts to more than twice its size", b""
             return status, output.read_bytes()
 
 
@@ -166,9 +168,13 @@ def _decrypt_pdf(data: bytes, password: str) -> bytes:
 
 def _decrypt_office(data: bytes, password: str) -> bytes:
     import msoffcrypto
+    from msoffcrypto.format.ooxml import OOXMLFile
 
     office = msoffcrypto.OfficeFile(io.BytesIO(data))
-    office.load_key(password=password, verify_password=True)
+    if isinstance(office, OOXMLFile):
+        office.load_key(password=password, verify_password=True)
+    else:  # .doc/.xls/.ppt: load_key checks the password against the file's verifier itself
+        office.load_key(password=password)
     out = io.BytesIO()
     office.decrypt(out)
     return out.getvalue()
