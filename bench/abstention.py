@@ -6,6 +6,11 @@ the file name), each half its own collection; every question is asked of both: a
 its document is, unanswerable where it is not. The other half's documents stay lexically close
 (same field, same company), which is what makes these hard.
 
+Corpora: ARAGOG + Solana; ``small``, 27 groups of 2-6 short documents (JSQuAD paragraphs, Solana
+passages, SciFact abstracts), each cut in halves the same way (see ``small_groups``: the day-one
+case of a tiny collection and a short question); JSQuAD (59 articles, every 16th question);
+financebench-subset (slow, its own section).
+
 Questions are split by the sha256 of their id (``bench.retrieval_lab.holdout``): the TRAIN half
 fits the confidence model and chooses the default threshold (``--fit``), the TEST half reports.
 Each /query (extractive, default config) returns ``confidence``, its signals (``evidence``) and
@@ -13,7 +18,7 @@ Each /query (extractive, default config) returns ``confidence``, its signals (``
 ``query.evidence`` (the service's own function), so refitted coefficients can be scored on a
 stored run without asking again.
 
-    .venv/bin/python -m bench.run --only abstention                 # ARAGOG + Solana (about 15 min)
+    .venv/bin/python -m bench.run --only abstention                 # ARAGOG + Solana, small, JSQuAD (~30 min)
     .venv/bin/python -m bench.run --only abstention-financebench    # financebench-subset (slow: 4,806 pages)
     .venv/bin/python -m bench.abstention --fit bench/results/<date>.abstention.json   # coefficients from TRAIN
     .venv/bin/python -m bench.abstention bench/results/<date>.abstention.json         # tables
@@ -41,7 +46,12 @@ from bench import datasets, ingestion  # noqa: E402
 from bench.retrieval_lab import aragog_splits, financebench_splits  # noqa: E402
 from query import evidence as evidence_model  # noqa: E402
 
-SIGNALS = ("top_score", "gap", "coverage", "agreement")
+# Every signal a row records (the service's ``evidence``; rows of older runs lack the newer ones); the
+# model weighs MODEL_SIGNALS (``--fit`` fits those; query.evidence.COEFFICIENTS holds the result).
+SIGNALS = ("top_score", "gap", "coverage", "agreement", "held", "phrase", "small")
+BASE = SIGNALS[:-1]
+# The terms ``--fit`` fits by default: every signal, and every signal but ``small`` times ``small``.
+MODEL_TERMS = (*SIGNALS, *(f"{s}*small" for s in BASE))
 TOP_K = 5
 TARGET_DECLINED, TARGET_ANSWERED = 0.80, 0.90  # issue 18: on unanswerable / answerable questions
 ANSWERED_MARGIN = 0.92  # the default threshold keeps this share of TRAIN's answerable questions answered
@@ -94,21 +104,145 @@ def financebench(limit: int | None = None) -> tuple[list[tuple[str, bytes]], lis
     return files, probes
 
 
+JSQUAD = datasets.DATASETS / "jsquad-v1.3-valid"
+JSQUAD_EVERY = 16  # every 16th JSQuAD question (278 of 4,442): each is asked twice
+
+
+def jsquad() -> tuple[list[tuple[str, bytes]], list[Probe]]:
+    """JSQuAD's 59 Japanese articles and every ``JSQUAD_EVERY``-th question, each with its article."""
+    files, questions = datasets.jsquad()
+    items = [json.loads(line) for line in (JSQUAD / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
+    del questions
+    return files, [
+        Probe(q["id"], q["question"], frozenset([q["doc_id"]]), split_of(q["id"])) for q in items[::JSQUAD_EVERY]
+    ]
+
+
+# ---------------------------------------------------------------- small collections
+#
+# The day-one case: a collection of one to three short documents and a short question whose
+# answer is in one of them. A group is 2, 4 or 6 short documents of one source that belong
+# together (consecutive paragraphs of one JSQuAD article, consecutive passages of the Solana
+# paper, SciFact abstracts), with at most two of each document's own questions; ``ask`` cuts it
+# into halves like a corpus, so every question is answerable in one half and unanswerable (its
+# document removed, its neighbours kept) in the other. Groups are chosen by sha256, not by hand.
+
+SMALL_GROUPS = 10  # per source
+SMALL_QUESTIONS_PER_DOCUMENT = 2
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    files: list[tuple[str, bytes]]
+    probes: list[Probe]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _documents_per_group(index: int) -> int:
+    return 2 * (1 + index % 3)  # 2, 4, 6: halves of 1, 2, 3 documents
+
+
+def _small_jsquad() -> list[Group]:
+    items = [json.loads(line) for line in (JSQUAD / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
+    by_article: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for item in items:
+        by_article.setdefault(item["doc_id"], {}).setdefault(item["paragraph_index"], []).append(item)
+    groups: list[Group] = []
+    for article in sorted(by_article, key=_sha):
+        index = len(groups)
+        if index == SMALL_GROUPS:
+            break
+        paragraphs = sorted(by_article[article].items())[: _documents_per_group(index)]
+        if len(paragraphs) < _documents_per_group(index):
+            continue  # a short article: the next one
+        files, probes = [], []
+        for number, questions in paragraphs:
+            name = f"{Path(article).stem}-{number:03d}.txt"
+            files.append((name, questions[0]["reference_context"].encode()))
+            probes += [
+                Probe(q["id"], q["question"], frozenset([name]), split_of(q["id"]))
+                for q in questions[:SMALL_QUESTIONS_PER_DOCUMENT]
+            ]
+        groups.append(Group(f"jsquad-{index:02d}", files, probes))
+    return groups
+
+
+def _small_solana() -> list[Group]:
+    examples = json.loads((SOLANA / "rag_dataset.json").read_text(encoding="utf-8"))["examples"]
+    contexts: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        for context in example["reference_contexts"]:
+            contexts.setdefault(context, []).append(i)
+    passages = list(contexts.items())  # in the paper's order: consecutive passages share a topic
+    groups: list[Group] = []
+    start = 0
+    while len(groups) < SMALL_GROUPS and start + _documents_per_group(len(groups)) <= len(passages):
+        index = len(groups)
+        chosen = passages[start : start + _documents_per_group(index)]
+        files, probes = [], []
+        for offset, (text, asked) in enumerate(chosen):
+            name = f"solana-passage-{start + offset:02d}.txt"
+            files.append((name, text.encode()))
+            probes += [
+                Probe(f"solana-{i:03d}", examples[i]["query"], frozenset([name]), split_of(f"solana-{i:03d}"))
+                for i in asked[:SMALL_QUESTIONS_PER_DOCUMENT]
+            ]
+        groups.append(Group(f"solana-{index:02d}", files, probes))
+        start += len(chosen)
+    return groups
+
+
+def _small_scifact() -> list[Group]:
+    texts = {
+        (q := json.loads(line))["_id"]: q["text"]
+        for line in (datasets.SCIFACT / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    claims: dict[str, list[str]] = {}
+    for line in (datasets.SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        query_id, doc_id, score = line.split("\t")
+        if int(score) > 0:
+            claims.setdefault(f"{doc_id}.txt", []).append(query_id)
+    abstracts = dict(datasets.scifact_files())
+    ordered = sorted(claims, key=_sha)
+    groups, position = [], 0
+    for index in range(SMALL_GROUPS):
+        chosen = ordered[position : position + _documents_per_group(index)]
+        position += len(chosen)
+        probes = [
+            Probe(f"scifact-{q}", texts[q], frozenset(d for d in chosen if q in claims[d]), split_of(f"scifact-{q}"))
+            for q in dict.fromkeys(q for d in chosen for q in claims[d][:SMALL_QUESTIONS_PER_DOCUMENT])
+        ]
+        groups.append(Group(f"scifact-{index:02d}", [(d, abstracts[d]) for d in chosen], probes))
+    return groups
+
+
+def small_groups() -> list[Group]:
+    """The small-collection groups: 10 of JSQuAD paragraphs, 7 of Solana passages, 10 of SciFact abstracts."""
+    return _small_jsquad() + _small_solana() + _small_scifact()
+
+
 CORPORA: dict[str, Callable[[], tuple[list[tuple[str, bytes]], list[Probe]]]] = {
     "aragog+solana": aragog_solana,
     "financebench": financebench,
+    "jsquad": jsquad,
 }
 
 
-def ask(stack: Any, corpus: str, files: list[tuple[str, bytes]], probes: list[Probe]) -> list[dict[str, Any]]:
+def ask(
+    stack: Any, corpus: str, files: list[tuple[str, bytes]], probes: list[Probe], slug: str | None = None
+) -> list[dict[str, Any]]:
     """Ingest each half of ``files`` as its own collection; ask every probe of both. One row per (probe, half)."""
     rows: list[dict[str, Any]] = []
     half_of = halves([n for n, _ in files])
-    slug = corpus.replace("+", "-")
+    slug = slug or corpus.replace("+", "-")
     for half in ("a", "b"):
         members = [(n, d) for n, d in files if half_of[n] == half]
         collection = f"abst-{slug}-{half}"
-        ingestion.ingest_ragkeep(stack, collection, members)
+        ingested = ingestion.ingest_ragkeep(stack, collection, members)
         present = {n for n, _ in members}
         with stack.server() as server:
             for probe in probes:
@@ -121,9 +255,11 @@ def ask(stack: Any, corpus: str, files: list[tuple[str, bytes]], probes: list[Pr
                         "split": probe.split,
                         "half": half,
                         "answerable": bool(probe.documents & present),
+                        "chunks": ingested.chunks,
+                        "words": len(probe.text.split()),
                         "answer_mode": result["answer_mode"],
                         "confidence": result["confidence"],
-                        **{s: (result.get("evidence") or {}).get(s, 0.0) for s in SIGNALS},
+                        **{s: v for s in SIGNALS if (v := (result.get("evidence") or {}).get(s)) is not None},
                     }
                 )
     return rows
@@ -152,9 +288,34 @@ def rates(scores: Sequence[float], answerable: Sequence[bool], threshold: float)
     )
 
 
+class MissingSignal(ValueError):
+    """A stored row lacks a signal the current model weighs (recorded before the signal existed)."""
+
+
+def completed(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``small`` derived from its version's chunk count when the run predates the signal."""
+    if "small" not in row and "chunks" in row:
+        return {**row, "small": evidence_model.size_weight(int(row["chunks"]))}
+    return row
+
+
 def rescored(rows: Sequence[dict[str, Any]]) -> list[float]:
-    """Each row's confidence under the model now in ``query.evidence``."""
-    return [evidence_model.confidence(*(float(r[s]) for s in SIGNALS)) for r in rows]
+    """Each row's confidence under the model now in ``query.evidence``.
+
+    A row recorded before a signal the model now weighs existed cannot be rescored: that is an
+    error naming the signal (rescoring it as 0 would silently decline what the run answered).
+    """
+    needed = evidence_model.model_signals()
+    scores = []
+    for row in map(completed, rows):
+        missing = [name for name in needed if name not in row]
+        if missing:
+            raise MissingSignal(
+                f"row {row.get('corpus')}/{row.get('id')} was recorded without {', '.join(missing)}, which the "
+                "current confidence model weighs: run its corpus again (python -m bench.run --only abstention...)"
+            )
+        scores.append(evidence_model.confidence(row))
+    return scores
 
 
 def choose_threshold(scores: Sequence[float], answerable: Sequence[bool], answered: float = ANSWERED_MARGIN) -> float:
@@ -167,14 +328,17 @@ def choose_threshold(scores: Sequence[float], answerable: Sequence[bool], answer
     return best
 
 
-def fit(rows: Sequence[dict[str, Any]], l2: float = 0.1, iterations: int = 50) -> dict[str, float]:
-    """Logistic regression of ``answerable`` on the signals (Newton's method, L2 on standardised signals)."""
-    x = np.asarray([[float(r[s]) for s in SIGNALS] for r in rows])
+def fit(
+    rows: Sequence[dict[str, Any]], signals: Sequence[str] = MODEL_TERMS, l2: float = 0.1, iterations: int = 50
+) -> dict[str, float]:
+    """Logistic regression of ``answerable`` on ``signals`` (terms: a signal or a product ``a*b``; Newton's
+    method, L2 on standardised terms)."""
+    x = np.asarray([[evidence_model.feature(r, s) for s in signals] for r in map(completed, rows)])
     y = np.asarray([1.0 if r["answerable"] else 0.0 for r in rows])
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
     w = np.zeros(z.shape[1])
-    penalty = np.diag([0.0] + [l2] * len(SIGNALS))
+    penalty = np.diag([0.0] + [l2] * len(signals))
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-z @ w))
         gradient = z.T @ (p - y) + penalty @ w
@@ -182,7 +346,7 @@ def fit(rows: Sequence[dict[str, Any]], l2: float = 0.1, iterations: int = 50) -
         w -= np.linalg.solve(hessian, gradient)
     slopes = w[1:] / std
     return {"intercept": round(float(w[0] - (slopes * mean).sum()), 3)} | {
-        s: round(float(v), 3) for s, v in zip(SIGNALS, slopes, strict=True)
+        s: round(float(v), 3) for s, v in zip(signals, slopes, strict=True)
     }
 
 
@@ -204,7 +368,9 @@ def _split_report(part: Sequence[dict[str, Any]], train: Sequence[dict[str, Any]
     default = _outcome(scores, answerable, threshold)
     # answer_mode as the API answered during the run (with the model of that run): 0 declined, 1 answered
     served = [0.0 if r["answer_mode"] == "abstained" else 1.0 for r in part]
-    signals = {s: [float(r[s]) for r in part] for s in SIGNALS} | {"confidence": scores}
+    full = [completed(r) for r in part]
+    recorded = [s for s in SIGNALS if all(s in r for r in full)]  # older rows lack the newer signals
+    signals = {s: [float(r[s]) for r in full] for s in recorded} | {"confidence": scores}
     top = [float(r["top_score"]) for r in part]
     top_threshold = choose_threshold([float(r["top_score"]) for r in train], [bool(r["answerable"]) for r in train])
     return {
@@ -270,7 +436,7 @@ def markdown(report: dict[str, Any]) -> str:
     for corpus, t in tested.items():
         cells = [f"{c['declined']:.2f} / {c['answered']:.2f}" for c in t["curve"]]
         lines.append(f"| {corpus} declined / answered | " + " | ".join(cells) + " |")
-    names = [*SIGNALS, "confidence"]
+    names = [s for s in [*SIGNALS, "confidence"] if all(s in t["auc"] for t in tested.values())]
     lines += ["", "| corpus (TEST) | " + " | ".join(f"AUC {n}" for n in names) + " | top_score alone |"]
     lines.append("|---" * (len(names) + 2) + "|")
     for corpus, t in tested.items():
@@ -287,8 +453,13 @@ def section(stack: Any, corpora: Sequence[str], results: dict[str, Any]) -> None
     """Run the corpora through ``stack`` and put the rows and the analysis into ``results["abstention"]``."""
     rows: list[dict[str, Any]] = list(results.get("abstention", {}).get("rows", []))
     for corpus in corpora:
-        files, probes = CORPORA[corpus]()
-        rows += ask(stack, corpus, files, probes)
+        if corpus == "small":
+            for group in small_groups():
+                asked = ask(stack, corpus, group.files, group.probes, f"small-{group.name}")
+                rows += [{**row, "group": group.name} for row in asked]
+        else:
+            files, probes = CORPORA[corpus]()
+            rows += ask(stack, corpus, files, probes)
         results["abstention"] = {"rows": rows, "report": analyse(rows), "coefficients": evidence_model.COEFFICIENTS}
 
 
@@ -296,17 +467,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="+", help="bench results files with an abstention section")
     parser.add_argument("--fit", action="store_true", help="fit the confidence model on the TRAIN rows and print it")
+    parser.add_argument(
+        "--signals",
+        default=",".join(MODEL_TERMS),
+        help=f"with --fit: the terms to weigh: signals of {', '.join(SIGNALS)} or products a*b",
+    )
+    parser.add_argument("--corpora", help="with --fit: fit on these corpora's TRAIN rows only (comma-separated)")
     args = parser.parse_args()
     rows = [row for path in args.results for row in json.loads(path.read_text())["abstention"]["rows"]]
     if args.fit:
-        train = [r for r in rows if r["split"] == "train"]
-        coefficients = fit(train)
+        chosen = set(args.corpora.split(",")) if args.corpora else {r["corpus"] for r in rows}
+        train = [completed(r) for r in rows if r["split"] == "train" and r["corpus"] in chosen]
+        signals = args.signals.split(",")
+        if unknown := {p for s in signals for p in s.split("*")} - set(SIGNALS):
+            parser.error(f"unknown signals: {', '.join(sorted(unknown))}")
+        if lacking := [r for r in train if not all(p in r for s in signals for p in s.split("*"))]:
+            parser.error(f"{len(lacking)} TRAIN rows lack some of {', '.join(signals)}: recorded by an older run")
+        coefficients = fit(train, signals)
         print("COEFFICIENTS =", json.dumps(coefficients))
+        evidence_model.COEFFICIENTS.clear()
         evidence_model.COEFFICIENTS.update(coefficients)  # for the threshold below
         scores = rescored(train)
         print("DEFAULT_ABSTAIN_THRESHOLD =", choose_threshold(scores, [bool(r["answerable"]) for r in train]))
         return
-    print(markdown(analyse(rows)))
+    try:
+        print(markdown(analyse(rows)))
+    except MissingSignal as exc:
+        parser.exit(2, f"{exc}\n")
 
 
 if __name__ == "__main__":

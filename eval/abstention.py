@@ -27,6 +27,7 @@ from itertools import pairwise
 from typing import Any
 
 from eval import unmeasured
+from query import evidence
 
 ABSTENTION_METRICS = (
     "abstention_precision",
@@ -94,7 +95,9 @@ class Calibration:
     reason: str | None = None  # why there is no threshold
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "rule": RULE}
+        # The confidence model the threshold was chosen for: a threshold calibrated under an
+        # earlier model stays in force (confidences are probabilities on both) until the next run.
+        return {**self.__dict__, "rule": RULE, "confidence_model": evidence.MODEL_VERSION}
 
 
 def calibrate(points: Sequence[tuple[float, bool]]) -> Calibration:

@@ -247,7 +247,9 @@ class QueryEngine:
             fusion,
             wanted.max_chunks_per_document,
         )
-        signals = evidence_model.evidence(question, [h.score for h in hits], [h.text for h in hits], index.bm25())
+        signals = evidence_model.evidence(
+            question, [h.score for h in hits], [h.text for h in hits], index.bm25(), chunks=version.chunk_count
+        )
         return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000, signals)
 
     def _abstain_threshold(self, target: _Target) -> float | None:

@@ -12,19 +12,29 @@ need nothing but the retrieval itself:
   best single passage among the top three contains: the rare words of a question ("GLM-130B",
   "--dry-run") are what an unanswerable question lacks;
 - ``agreement``: the same weighted share, counting only terms that at least two of the top
-  three passages contain (several passages agreeing, rather than one accidental match).
+  three passages contain (several passages agreeing, rather than one accidental match);
+- ``held``: the same weighted share, counting a term when the top three passages hold it as
+  often as the version allows (two of them, or the one chunk that has it): in a collection of
+  three short files no second passage can agree;
+- ``phrase``: the weighted share of question terms that one passage holds next to their
+  neighbour in the question ("comes home under the sun"), not merely somewhere in a long chunk;
+- ``small``: how small the version is (``size_weight`` of its chunk count).
 
 ``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
-``COEFFICIENTS``). An LLM answer adds one more signal: the sentinel it is told to answer with
-when the context lacks the answer (``is_sentinel``), which declines the question whatever the
-retrieval said.
+``COEFFICIENTS``). The signals mean different things in a version of three chunks and of a
+thousand (the best cosine of a short question against a short noisy file is low; a phrase match
+among a thousand chunks is often chance), so every signal also enters multiplied by ``small``:
+two linear models, blended by the version's size. An LLM answer adds one more signal: the
+sentinel it is told to answer with when the context lacks the answer (``is_sentinel``), which
+declines the question whatever the retrieval said.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.bm25 import BM25Index, tokenize
@@ -48,17 +58,37 @@ QUESTION_WORDS = frozenset(
     )
 )
 
-# Logistic model over (top_score, gap, coverage, agreement), fitted with `python -m bench.abstention
-# --fit` (Newton's method, L2 0.1 on standardised signals, un-standardised here) on the TRAIN half
-# (sha256 of the question id, first byte even) of ARAGOG + Solana: 75 questions, each asked once of
-# the half of the corpus that holds its document and once of the half that does not (150 rows,
-# bench/results/2026-12-01.abstention-fit.json). The TEST half fitted nothing; the README reports it.
-# top_score carries most of it; coverage and agreement add what a lexically close corpus blurs.
-COEFFICIENTS = {"intercept": -12.102, "top_score": 16.885, "gap": 1.525, "coverage": 2.974, "agreement": 4.388}
+SMALL_CHUNKS = 10  # size_weight is 0.5 at this many chunks (by hand; 30, 50, 100 moved TEST by <= 0.04)
+# Bump when COEFFICIENTS change: an evaluation's calibration records the model it calibrated.
+MODEL_VERSION = "2026-12-01b"
+# Logistic model over the signals and each signal times ``small``, fitted with `python -m bench.abstention
+# --fit bench/results/2026-12-01.abstention-small.json --corpora aragog+solana,small` (Newton's method, L2
+# 0.1 on standardised terms, un-standardised here) on the TRAIN half (sha256 of the question id, first byte
+# even) of ARAGOG + Solana (150 rows, collections of 834-1,051 chunks) and of the small-collection set
+# (202 rows, 1-16 chunks; bench/abstention.py small_groups). The TEST halves fitted nothing. JSQuAD is
+# left out: all-MiniLM-L6-v2 does not read Japanese (its top_score separates nothing there, AUC 0.49), so
+# it would teach the model to ignore the cosine everywhere. The model of 2026-12-01a (four signals, ARAGOG
+# + Solana only) answered 33-53% of the small set's answerable questions and declined the day-one case.
+COEFFICIENTS: dict[str, float] = {
+    "intercept": -10.833,
+    "top_score": 14.661,
+    "gap": 3.122,
+    "coverage": -0.016,
+    "agreement": 2.716,
+    "held": 3.668,
+    "phrase": 3.317,
+    "small": 9.463,
+    "top_score*small": -12.497,
+    "gap*small": -9.279,
+    "coverage*small": 5.944,
+    "agreement*small": -28.5,
+    "held*small": 2.743,
+    "phrase*small": 13.306,
+}
 # The confidence below which ``abstain: auto`` declines when the version has no calibrated
 # threshold: on the same TRAIN rows, the largest threshold (0.01 steps) that still answers at
 # least 92% of the answerable questions (2 points of margin over the issue's 90% floor).
-DEFAULT_ABSTAIN_THRESHOLD = 0.46
+DEFAULT_ABSTAIN_THRESHOLD = 0.34
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,9 @@ class Evidence:
     gap: float
     coverage: float
     agreement: float
+    held: float
+    phrase: float
+    small: float
     confidence: float
 
     def as_dict(self) -> dict[str, float]:
@@ -80,17 +113,21 @@ def idf(df: int, documents: int) -> float:
     return math.log(1 + (documents - df + 0.5) / (df + 0.5))
 
 
-def term_weights(question: str, index: BM25Index | None, passages: Sequence[str]) -> dict[str, float]:
-    """The question's terms weighted by rarity in the version (or, without a BM25 index, among ``passages``)."""
+def _frequencies(question: str, index: BM25Index | None, passages: Sequence[str]) -> tuple[dict[str, int], int]:
+    """The question's terms and how many chunks of the version (or, without a BM25 index, of ``passages``) hold each."""
     terms = [t for t in dict.fromkeys(tokenize(question)) if t not in QUESTION_WORDS]
     if not terms:
-        return {}
+        return {}, 0
     if index is not None and index.ids:
-        counts, documents = index.document_frequencies(terms)
-    else:
-        held = [set(tokenize(text)) for text in passages]
-        counts, documents = {t: sum(t in p for p in held) for t in terms}, max(len(held), 1)
-    return {term: idf(counts[term], documents) for term in terms}
+        return index.document_frequencies(terms)
+    held = [set(tokenize(text)) for text in passages]
+    return {t: sum(t in p for p in held) for t in terms}, max(len(held), 1)
+
+
+def term_weights(question: str, index: BM25Index | None, passages: Sequence[str]) -> dict[str, float]:
+    """The question's terms weighted by rarity in the version (or, without a BM25 index, among ``passages``)."""
+    counts, documents = _frequencies(question, index, passages)
+    return {term: idf(count, documents) for term, count in counts.items()}
 
 
 def coverage_signals(weights: dict[str, float], passages: Sequence[str]) -> tuple[float, float]:
@@ -104,28 +141,99 @@ def coverage_signals(weights: dict[str, float], passages: Sequence[str]) -> tupl
     return coverage, agreed
 
 
-def confidence(top_score: float, gap: float, coverage: float, agreement: float) -> float:
-    """The logistic model's probability that the passages answer the question."""
-    c = COEFFICIENTS
-    z = (
-        c["intercept"]
-        + c["top_score"] * top_score
-        + c["gap"] * gap
-        + c["coverage"] * coverage
-        + c["agreement"] * agreement
-    )
+def held_signal(weights: dict[str, float], counts: dict[str, int], passages: Sequence[str]) -> float:
+    """The weighted share of question terms the best passages hold as often as the version allows.
+
+    ``agreement`` needs two of the top passages to hold a term, which a term only one chunk of
+    the version has can never reach: in a collection of three short documents every matched
+    term is such a term. Here a term counts when at least ``min(2, chunks holding it)`` of the
+    first ``AGREEMENT_PASSAGES`` passages hold it (and at least one does).
+    """
+    total = sum(weights.values())
+    if total <= 0 or not passages:
+        return 0.0
+    held = [set(tokenize(text)) for text in passages[:AGREEMENT_PASSAGES]]
+    return sum(w for t, w in weights.items() if sum(t in p for p in held) >= max(1, min(2, counts.get(t, 0)))) / total
+
+
+def phrase_signal(question: str, weights: dict[str, float], passages: Sequence[str]) -> float:
+    """The weighted share of question terms found in one passage next to a neighbouring question term.
+
+    The question's content terms (stop words dropped, stemmed, CJK as character bigrams) are
+    read in order; a term counts when it and its neighbour in the question are also neighbours
+    in the passage (a shared phrase such as "comes home under the sun", or three CJK characters
+    in a row). The best of the first ``AGREEMENT_PASSAGES`` passages counts. Words that merely
+    occur somewhere in a long chunk do not count: that is ``coverage``.
+    """
+    total = sum(weights.values())
+    sequence = tokenize(question)
+    if total <= 0 or len(sequence) < 2 or not passages:
+        return 0.0
+    best = 0.0
+    for text in passages[:AGREEMENT_PASSAGES]:
+        tokens = tokenize(text)
+        pairs = set(itertools.pairwise(tokens))
+        matched: set[str] = set()
+        for left, right in itertools.pairwise(sequence):
+            if (left, right) in pairs:
+                matched.update((left, right))
+        best = max(best, sum(w for t, w in weights.items() if t in matched) / total)
+    return best
+
+
+def size_weight(chunks: int) -> float:
+    """How small the version is, 0-1: 1 for one chunk, 0.5 at ``SMALL_CHUNKS`` chunks, about 0.01 at a thousand."""
+    return 1.0 / (1.0 + max(chunks, 1) / SMALL_CHUNKS)
+
+
+def model_signals() -> tuple[str, ...]:
+    """The signals the confidence model weighs (named in ``COEFFICIENTS``, alone or in products ``a*b``)."""
+    names = (part for key in COEFFICIENTS if key != "intercept" for part in key.split("*"))
+    return tuple(dict.fromkeys(names))
+
+
+def feature(signals: Mapping[str, float], key: str) -> float:
+    """One term of the model: a signal, or the product of the signals ``key`` names (``"phrase*small"``)."""
+    return math.prod(float(signals[name]) for name in key.split("*"))
+
+
+def confidence(signals: Mapping[str, float]) -> float:
+    """The logistic model's probability that the passages answer the question, from its ``signals`` by name."""
+    z = COEFFICIENTS["intercept"] + sum(c * feature(signals, k) for k, c in COEFFICIENTS.items() if k != "intercept")
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
-def evidence(question: str, scores: Sequence[float], passages: Sequence[str], index: BM25Index | None) -> Evidence:
-    """The signals of ``passages`` (best first, with their cosine ``scores``) for ``question``."""
+def evidence(
+    question: str,
+    scores: Sequence[float],
+    passages: Sequence[str],
+    index: BM25Index | None,
+    chunks: int | None = None,
+) -> Evidence:
+    """The signals of ``passages`` (best first, with their cosine ``scores``) for ``question``.
+
+    ``chunks``: the version's chunk count (else the BM25 index's, else the passages').
+    """
     if not passages:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     ranked = sorted(scores, reverse=True)
     top = float(scores[0])
     gap = float(ranked[0] - ranked[1]) if len(ranked) > 1 else float(ranked[0])
-    coverage, agreement = coverage_signals(term_weights(question, index, passages), passages)
-    return Evidence(top, gap, coverage, agreement, confidence(top, gap, coverage, agreement))
+    counts, documents = _frequencies(question, index, passages)
+    weights = {term: idf(count, documents) for term, count in counts.items()}
+    coverage, agreement = coverage_signals(weights, passages)
+    held = held_signal(weights, counts, passages)
+    phrase = phrase_signal(question, weights, passages)
+    signals = {
+        "top_score": top,
+        "gap": gap,
+        "coverage": coverage,
+        "agreement": agreement,
+        "held": held,
+        "phrase": phrase,
+        "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
+    }
+    return Evidence(**signals, confidence=confidence(signals))
 
 
 def abstain_threshold(config_value: str | float, calibrated: float | None) -> float | None:

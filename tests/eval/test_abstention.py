@@ -9,6 +9,7 @@ from eval.abstention import MIN_PER_KIND, Outcome, calibrate, question_scores
 from eval.goldensets import parse_golden_set
 from eval.stats import aggregate, gate_decision, paired_delta
 from eval.unmeasured import judge_label
+from query import evidence
 
 
 def _outcome(answerable: bool, abstained: bool, grounding: float | None = 1.0, unsupported: int = 0) -> Outcome:
@@ -50,6 +51,7 @@ def test_calibration_declines_most_unanswerable_while_answering_ninety_percent()
     assert calibration.threshold == pytest.approx((0.58 + 0.6) / 2)
     assert calibration.answered_share == 0.9 and calibration.declined_share == pytest.approx(5 / 6, abs=1e-4)
     assert calibration.reason is None and "90%" in calibration.as_json()["rule"]
+    assert calibration.as_json()["confidence_model"] == evidence.MODEL_VERSION
 
 
 def test_calibration_prefers_answering_when_declining_gains_nothing() -> None:

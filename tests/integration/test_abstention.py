@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from query.evidence import DECLINED, DEFAULT_ABSTAIN_THRESHOLD
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, EXAMPLE_DOCS
 from tests.fakellm import FakeLLMServer, running_fake_llm
 from tests.integration.conftest import AUTH, Stack
 from tests.processes import start_api, stop
@@ -68,7 +68,7 @@ def test_an_answerable_question_answers_with_high_confidence(kb: Stack) -> None:
     result = _query(kb.url, collection="handbook18", question=ANSWERABLE)
     assert result["answer_mode"] == "extractive" and result["citations"]
     assert result["confidence"] >= DEFAULT_ABSTAIN_THRESHOLD, result["evidence"]
-    assert set(result["evidence"]) == {"top_score", "gap", "coverage", "agreement", "confidence"}
+    assert set(result["evidence"]) == {"top_score", "gap", "coverage", "agreement", "held", "phrase", "confidence"}
     grounding = result["grounding"]
     assert grounding["score"] == 1.0 and all(s["supported"] for s in grounding["sentences"])
     assert not any("not supported" in w for w in result["warnings"])
@@ -104,6 +104,28 @@ def test_a_question_about_a_removed_document_is_declined(kb: Stack) -> None:
         kb.http.patch("/collections/handbook18", json={"config": {"answer": {"abstain": "auto"}}})
     bad = kb.http.patch("/collections/handbook18", json={"config": {"answer": {"abstain": 1.5}}})
     assert bad.status_code == 422 and "abstain" in bad.text
+
+
+def test_a_tiny_collection_answers_a_short_question_its_document_answers_word_for_word(kb: Stack) -> None:
+    """The day-one case: three small files, a six-word question whose phrase one of them holds.
+
+    The best cosine is low (about 0.3: a short question against a noisy chunk) and no second
+    passage can agree; the question's terms in a row in one passage (``phrase``) and every
+    chunk holding them retrieved (``held``) carry it. Before, it was declined at confidence 0.01.
+    """
+    files = [(name, (EXAMPLE_DOCS / name).read_bytes()) for name in ("fake-text.txt", "simple.docx", "fake-html.html")]
+    assert kb.http.post("/collections", json={"name": "tiny18"}).status_code == 201
+    assert kb.wait_job(kb.upload("tiny18", files)["job_id"], timeout=300)["status"] == "succeeded"
+    kb.wait_live("tiny18", 1, timeout=300)
+
+    result = _query(kb.url, collection="tiny18", question="Who comes home under the sun?", top_k=2)
+    assert result["answer_mode"] == "extractive", result["evidence"]
+    assert "the cow comes home under the sun" in result["answer"]
+    assert result["confidence"] >= DEFAULT_ABSTAIN_THRESHOLD and result["evidence"]["phrase"] == 1.0
+    assert result["grounding"]["score"] == 1.0 and result["latency_ms"]["ground"] >= 0
+
+    absent = _query(kb.url, collection="tiny18", question="Who repairs the bicycle in the garage?", top_k=2)
+    assert absent["answer_mode"] == "abstained", absent["evidence"]
 
 
 @pytest.fixture(scope="module")

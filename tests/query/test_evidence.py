@@ -67,11 +67,68 @@ def test_no_passages_mean_no_confidence() -> None:
     assert evidence.evidence("anything", [], [], None).confidence == 0.0
 
 
-def test_confidence_grows_with_every_signal() -> None:
-    base = evidence.confidence(0.5, 0.05, 0.5, 0.2)
+BASE = {"top_score": 0.5, "gap": 0.05, "coverage": 0.5, "agreement": 0.2, "held": 0.3, "phrase": 0.2, "small": 0.01}
+
+
+def test_confidence_grows_with_the_evidence() -> None:
+    base = evidence.confidence(BASE)
     assert 0 < base < 1
-    assert evidence.confidence(0.7, 0.05, 0.5, 0.2) > base
-    assert evidence.confidence(0.5, 0.05, 0.9, 0.2) > base
+    assert evidence.confidence(BASE | {"top_score": 0.7}) > base
+    stronger = BASE | {"coverage": 0.9, "agreement": 0.6, "held": 0.9, "phrase": 0.8}
+    assert evidence.confidence(stronger) > base
+
+
+def test_the_model_weighs_signals_the_service_computes() -> None:
+    signals = evidence.evidence("How much smaller is DistilBERT than BERT?", [0.7, 0.5, 0.4], PASSAGES, None)
+    assert set(evidence.model_signals()) <= set(signals.as_dict())
+    assert signals.confidence == pytest.approx(evidence.confidence(signals.as_dict()), abs=1e-3)
+
+
+def test_held_counts_a_term_only_one_chunk_has_when_the_best_passage_holds_it(index: BM25Index) -> None:
+    # "adversarial filtering": one chunk of the version holds it; agreement (two of the top three) can never count it.
+    passages = [CORPUS[4], CORPUS[0], CORPUS[1]]
+    single = evidence.evidence("adversarial filtering", [0.6, 0.3, 0.2], passages, index)
+    assert single.agreement == 0 and single.held == 1.0
+    missed = evidence.evidence("adversarial filtering", [0.6, 0.3, 0.2], PASSAGES, index)  # not retrieved
+    assert missed.held == 0.0
+
+
+def test_phrase_counts_question_terms_next_to_each_other_in_one_passage(index: BM25Index) -> None:
+    together = evidence.evidence("Who used next sentence prediction?", [0.5, 0.4, 0.3], PASSAGES, index)
+    apart = evidence.evidence("Which sentence is next to the prediction?", [0.5, 0.4, 0.3], PASSAGES, index)
+    assert together.phrase == 1.0 and together.coverage == 1.0
+    assert apart.phrase < 0.5 and apart.coverage == 1.0
+
+
+TINY = [  # tests/integration/test_cli.py's fixture files, as their chunks read
+    "My First Heading\nMy Second Heading\nMy first paragraph. lorem ipsum dolor set amet. if the cow comes home "
+    "under the sun how do you fault the cow for it's worn hooves?\nA test list\nWith sub-bullets!\nAnd another",
+    "This is a test document to use for unit tests.\n\nDoylestown, PA 18901\n\nImportant points:\n"
+    "Hamburgers are delicious\nDogs are the best\nI love fuzzy blankets",
+    "This is a simple document. It has a heading and some text.",
+]
+
+
+def test_a_short_question_answered_word_for_word_in_a_tiny_collection_is_answered() -> None:
+    """Issue 18's day-one weakness: 3 short documents, the phrase in one; it got confidence 0.01-0.03."""
+    from core.embedding import Embedder
+
+    embedder = Embedder()
+    index = BM25Index.build(["html", "text", "docx"], TINY)
+    question = "Who comes home under the sun?"
+    vector, _ = embedder.embed_query(question)
+    scores = embedder.embed(TINY) @ vector
+    order = sorted(range(3), key=lambda i: -scores[i])
+    found = evidence.evidence(question, [float(scores[i]) for i in order], [TINY[i] for i in order], index)
+    assert found.top_score < 0.4, "the cosine alone is low: short question, noisy chunk"
+    assert found.phrase == 1.0 and found.held == 1.0
+    assert found.confidence >= evidence.DEFAULT_ABSTAIN_THRESHOLD, found
+    absent = "Who goes to the market at night?"
+    vector, _ = embedder.embed_query(absent)
+    scores = embedder.embed(TINY) @ vector
+    order = sorted(range(3), key=lambda i: -scores[i])
+    missing = evidence.evidence(absent, [float(scores[i]) for i in order], [TINY[i] for i in order], index)
+    assert missing.confidence < evidence.DEFAULT_ABSTAIN_THRESHOLD, missing
 
 
 def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
@@ -83,7 +140,7 @@ def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
 
 
 def test_declines_below_the_threshold_only() -> None:
-    signals = Evidence(0.5, 0.1, 0.5, 0.1, confidence=0.4)
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.01, confidence=0.4)
     assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
 
 
