@@ -42,6 +42,7 @@ from core.models import (
 )
 from ingest import injection, pii
 from ingest.context import indexed_text
+from ingest.ocr import OcrNeeded
 from ingest.partition import Chunk, partition_document
 from ingest.sandbox import Parser
 
@@ -89,6 +90,7 @@ class EmbedResult:
     vectors: dict[str, np.ndarray]
     embedded: int
     reused: int
+    embedded_shas: frozenset[str] = frozenset()  # the texts (by sha256) that went through the model
 
 
 def ensure_embeddings(
@@ -118,7 +120,9 @@ def ensure_embeddings(
         catalog.add_cached_vectors(session, rows)
         if commit:
             session.commit()
-    return EmbedResult(vectors=vectors, embedded=len(missing), reused=len(shas) - len(missing))
+    return EmbedResult(
+        vectors=vectors, embedded=len(missing), reused=len(shas) - len(missing), embedded_shas=frozenset(missing)
+    )
 
 
 # ------------------------------------------------------------------ parsing
@@ -259,6 +263,68 @@ def prepare_revision(
     result = ensure_embeddings(session, collection.id, embedder, texts)
     found = pii_counts([r.text for r in rows], config.pii) if config.pii != "off" else {}
     return len(screened.rows), result.embedded, found
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare_revisions`` did with one revision (as ``prepare_revision`` returns it)."""
+
+    chunks: int
+    embedded: int
+    pii: dict[str, int]
+
+
+def prepare_revisions(
+    session: Session,
+    blobs: BlobStore,
+    embedder: Embedder,
+    collection: Collection,
+    revisions: Sequence[DocumentRevision],
+    config: IngestionConfig,
+    parse: Parser = partition_document,
+) -> dict[str, Prepared | DocumentParseError | OcrNeeded]:
+    """``prepare_revision`` for several revisions of one collection, with one pass of the model over all their chunks.
+
+    Each revision is parsed on its own: one that cannot be parsed (``DocumentParseError``) or
+    needs OCR (``OcrNeeded``) gets its error as its outcome and the others go on. Their chunks
+    are cached in one commit, their missing embeddings computed in one call (batches across
+    documents) and cached. Any other error is raised, nothing of it recorded on a revision.
+    """
+    parse_hash = config.parse_hash()
+    cached = catalog.cached_chunks_by_sha(session, collection.id, [r.sha256 for r in revisions], parse_hash)
+    outcomes: dict[str, Prepared | DocumentParseError | OcrNeeded] = {}
+    parsed: list[str] = []
+    for revision in revisions:
+        if revision.sha256 in cached or revision.sha256 in parsed:
+            continue
+        try:
+            chunks = _parse(blobs, collection, revision, revision.document.filename, config, parse)
+        except (DocumentParseError, OcrNeeded) as exc:
+            outcomes[revision.id] = exc
+            continue
+        store_chunks(session, collection.id, revision.sha256, parse_hash, chunks)
+        parsed.append(revision.sha256)
+    if parsed:
+        session.commit()
+        cached.update(catalog.cached_chunks_by_sha(session, collection.id, parsed, parse_hash))
+    texts: dict[str, list[str]] = {}
+    for revision in revisions:
+        if revision.id in outcomes:
+            continue
+        screened = screen(cached.get(revision.sha256, []), config.injection)
+        _record_injection(revision, screened.counts)
+        texts[revision.id] = [_indexed(row, revision, config) for row in screened.rows]
+    result = ensure_embeddings(session, collection.id, embedder, [t for group in texts.values() for t in group])
+    fresh = set(result.embedded_shas)  # each counted once, for the first revision that has it (as one by one)
+    for revision in revisions:
+        if revision.id in outcomes:
+            continue
+        mine = {text_sha256(t) for t in texts[revision.id]} & fresh
+        fresh -= mine
+        rows = cached.get(revision.sha256, [])
+        found = pii_counts([r.text for r in rows], config.pii) if config.pii != "off" else {}
+        outcomes[revision.id] = Prepared(len(texts[revision.id]), len(mine), found)
+    return outcomes
 
 
 # ----------------------------------------------------------------- building

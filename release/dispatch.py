@@ -22,6 +22,7 @@ class Step(StrEnum):
     """A unit of asynchronous work; the worker side maps each to its Celery task."""
 
     parse = "parse"  # argument: a document revision id
+    parse_group = "parse_group"  # argument: the ids of several small revisions of one job (``release.batches``)
     ocr = "ocr"  # argument: a document revision id that needs OCR (parsed on the ``ocr`` queue)
     build = "build"  # argument: a build job id
     evaluate = "evaluate"  # argument: an evaluation run id
@@ -31,7 +32,7 @@ class Step(StrEnum):
 class Enqueue(Protocol):
     """Send one step's message; False when the broker could not take it (the reconciler retries)."""
 
-    def __call__(self, step: Step, arg: str, countdown: float | None = None) -> bool: ...
+    def __call__(self, step: Step, arg: str | list[str], countdown: float | None = None) -> bool: ...
 
 
 class Audit(Protocol):
@@ -66,12 +67,58 @@ def parse_step(revision: DocumentRevision | None) -> Step:
     return Step.parse
 
 
+# Small text documents are parsed in groups (issue 21): their bookkeeping (a message, claims, commits,
+# the job's counters), not their parsing, was most of their CPU besides the model. A group stays
+# small, so that the worker processes share an upload's documents and a group takes seconds.
+GROUP_KINDS = frozenset({"txt", "md", "html", "csv", "tsv", "json", "xml"})
+GROUP_MAX_FILE_BYTES = 32 * 1024
+GROUP_MAX_DOCUMENTS = 16
+GROUP_MAX_BYTES = 128 * 1024
+
+
+def _groupable(step: Step, revision: DocumentRevision | None) -> bool:
+    return (
+        step == Step.parse
+        and revision is not None
+        and revision.kind in GROUP_KINDS
+        and revision.size <= GROUP_MAX_FILE_BYTES
+    )
+
+
+def parse_messages(session: Session, revision_ids: Sequence[str]) -> list[tuple[Step, str | list[str]]]:
+    """The messages that parse ``revision_ids``: small text documents in groups, the others one each."""
+    messages: list[tuple[Step, str | list[str]]] = []
+    group: list[str] = []
+    size = 0
+
+    def close() -> None:
+        if len(group) > 1:
+            messages.append((Step.parse_group, list(group)))
+        elif group:
+            messages.append((Step.parse, group[0]))
+        group.clear()
+
+    for revision_id in revision_ids:
+        revision = session.get(DocumentRevision, revision_id)
+        step = parse_step(revision)
+        if revision is None or not _groupable(step, revision):
+            messages.append((step, revision_id))
+            continue
+        if len(group) >= GROUP_MAX_DOCUMENTS or size + revision.size > GROUP_MAX_BYTES:
+            close()
+            size = 0
+        group.append(revision_id)
+        size += revision.size
+    close()
+    return messages
+
+
 def dispatch_parses(session: Session, enqueue: Enqueue, job_id: str, revision_ids: Sequence[str]) -> bool:
-    """Commit the ingest job as dispatched, then send one parse per revision; False if any was not sent."""
-    steps = [(parse_step(session.get(DocumentRevision, revision_id)), revision_id) for revision_id in revision_ids]
+    """Commit the ingest job as dispatched, then send its parses (``parse_messages``); False if any was not sent."""
+    messages = parse_messages(session, revision_ids)
     catalog.mark_dispatched(session, [job_id])
     session.commit()
-    return all([enqueue(step, revision_id) for step, revision_id in steps])
+    return all([enqueue(step, arg) for step, arg in messages])
 
 
 def open_job(session: Session, job_id: str) -> tuple[Job, Collection] | None:

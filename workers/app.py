@@ -49,6 +49,10 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
             "soft_time_limit": limits.parse_soft_time_limit_s,
             "time_limit": limits.parse_soft_time_limit_s + 60,
         },
+        TaskName.parse_documents: {  # a group of small documents (seconds), under one document's limit
+            "soft_time_limit": limits.parse_soft_time_limit_s,
+            "time_limit": limits.parse_soft_time_limit_s + 60,
+        },
         TaskName.ocr_document: {
             "soft_time_limit": settings.ocr.soft_time_limit_s,
             "time_limit": settings.ocr.soft_time_limit_s + 60,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STEP_TASKS: dict[Step, TaskName] = {
     Step.parse: TaskName.parse_document,
+    Step.parse_group: TaskName.parse_documents,
     Step.ocr: TaskName.ocr_document,
     Step.build: TaskName.build_version,
     Step.evaluate: TaskName.evaluate,
@@ -37,7 +38,7 @@ class TaskClient:
         self.settings = settings
         self.celery = celery or create_celery(settings)
 
-    def send(self, task: TaskName, args: Sequence[str], countdown: float | None = None) -> bool:
+    def send(self, task: TaskName, args: Sequence[str | list[str]], countdown: float | None = None) -> bool:
         """Send one task; a broker outage is logged, not raised (the reconciler retries).
 
         The current request id travels in the message headers (see ``core.logs``).
@@ -58,7 +59,7 @@ class TaskClient:
             log.exception("could not enqueue %s%s; the reconciler will retry", task.value, list(args))
             return False
 
-    def enqueue(self, step: Step, arg: str, countdown: float | None = None) -> bool:
+    def enqueue(self, step: Step, arg: str | list[str], countdown: float | None = None) -> bool:
         """``release.dispatch.Enqueue``: send a lifecycle step as its task."""
         return self.send(STEP_TASKS[step], [arg], countdown=countdown)
 

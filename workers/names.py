@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class TaskName(StrEnum):
     parse_document = "ingest.parse_document"
+    parse_documents = "ingest.parse_documents"  # a group of small documents (release.batches)
     ocr_document = "ingest.ocr_document"
     build_version = "ingest.build_version"
     reconcile = "maintenance.reconcile"
@@ -27,6 +28,7 @@ class Queue(StrEnum):
 
 ROUTES: dict[TaskName, Queue] = {
     TaskName.parse_document: Queue.ingest,
+    TaskName.parse_documents: Queue.ingest,
     TaskName.ocr_document: Queue.ocr,
     TaskName.build_version: Queue.build,
     TaskName.reconcile: Queue.maintenance,

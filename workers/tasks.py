@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
+from contextlib import ExitStack
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -36,8 +37,8 @@ from core.models import (
 )
 from ingest import pipeline
 from ingest.ocr import OcrOptions
-from release import builds, evaluations, gate, intake, reports
-from release.dispatch import dispatch_parses, open_job, reason
+from release import batches, builds, evaluations, gate, intake, reports
+from release.dispatch import Step, dispatch_parses, open_job, reason
 from workers.app import app
 from workers.names import TaskName
 from workers.observe import BUILD_SECONDS, BUILDS, DOCUMENTS
@@ -154,17 +155,76 @@ def _parse_revision(task: Task[Any, Any], revision_id: str, ocr: bool) -> None:
         revision = intake.claim_parse(session, revision_id, tools, lambda job: _duplicate(task, job))
         if revision is None:
             return
+        _parse_claimed(task, session, revision, tools, ocr)
+        _count_parsed(session, [revision_id])
+        intake.after_parse(session, revision_id, tools)
+
+
+def _parse_claimed(
+    task: Task[Any, Any], session: Session, revision: DocumentRevision, tools: intake.ParseTools, ocr: bool
+) -> None:
+    """Parse a claimed revision: ready, failed with its reason, or handed over to OCR (transient errors retry)."""
+    res = resources()
+    revision_id = revision.id
+    try:
+        with res.heartbeat.running(revision.job_id):  # an ingest job is alive while one of its files parses
+            intake.parse(session, revision, tools)
+    except Exception as exc:
+        session.rollback()
+        _retry_if_transient(task, exc)
+        intake.fail_revision(session, revision_id, _parse_failure(exc, revision_id, res, ocr))
+
+
+def _count_parsed(session: Session, revision_ids: list[str]) -> None:
+    for parsed in catalog.revisions_with_documents(session, revision_ids):
+        if parsed.status in (DocumentStatus.ready, DocumentStatus.failed):
+            DOCUMENTS.labels(parsed.status).inc()
+
+
+@app.task(name=TaskName.parse_documents, bind=True, max_retries=MAX_RETRIES)
+def parse_documents(self: Task[Any, Any], revision_ids: list[str]) -> None:
+    """Parse a group of small documents of one upload together (``release.batches``); each fails alone."""
+    res = resources()
+    tools = _parse_tools(res)
+    with res.db.session() as session:
+        claimed = batches.claim_parses(session, revision_ids, tools, lambda job: _duplicate(self, job))
+        if not claimed:
+            return
+        job_ids = sorted({r.job_id for r in claimed if r.job_id})
         try:
-            with res.heartbeat.running(revision.job_id):  # an ingest job is alive while one of its files parses
-                intake.parse(session, revision, tools)
+            with ExitStack() as beating:  # the ingest jobs are alive while their files parse
+                for job_id in job_ids:
+                    beating.enter_context(res.heartbeat.running(job_id))
+                batches.parse_many(session, claimed, tools)
+        except SoftTimeLimitExceeded:
+            session.rollback()
+            _parse_alone(session, claimed, tools)  # each under its own time limit, the slow one fails alone
+            return
         except Exception as exc:
             session.rollback()
-            _retry_if_transient(task, exc)
-            intake.fail_revision(session, revision_id, _parse_failure(exc, revision_id, res, ocr))
-        parsed = session.get(DocumentRevision, revision_id)
-        if parsed is not None and parsed.status in (DocumentStatus.ready, DocumentStatus.failed):
-            DOCUMENTS.labels(parsed.status).inc()
-        intake.after_parse(session, revision_id, tools)
+            _retry_if_transient(self, exc)
+            log.warning("a group of %d documents failed together (%s); parsing them one by one", len(claimed), exc)
+            for revision in claimed:
+                current = session.get(DocumentRevision, revision.id)
+                if current is not None and current.status == DocumentStatus.parsing:
+                    _parse_claimed(self, session, current, tools, ocr=False)
+        ids = [r.id for r in claimed]
+        _count_parsed(session, ids)
+        batches.after_parses(session, ids, tools)
+
+
+def _parse_alone(session: Session, claimed: list[DocumentRevision], tools: intake.ParseTools) -> None:
+    """Send each of a group's revisions not yet parsed as a message of its own (the group ran out of time)."""
+    pending = []
+    for revision in claimed:
+        current = session.get(DocumentRevision, revision.id)
+        if current is not None and current.status == DocumentStatus.parsing:
+            current.status = DocumentStatus.queued
+            pending.append(current.id)
+    session.commit()
+    log.warning("a group of %d documents ran out of time; %d sent again one by one", len(claimed), len(pending))
+    for revision_id in pending:
+        tools.enqueue(Step.parse, revision_id)
 
 
 # ------------------------------------------------------------------- building

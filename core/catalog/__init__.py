@@ -34,6 +34,7 @@ from core.catalog.documents import (
     UploadOutcome,
     buildable_revisions,
     claim_revision,
+    claim_revisions,
     current_revision,
     document_count,
     failed_revisions_since,
@@ -48,6 +49,7 @@ from core.catalog.documents import (
     requeue_lost_revisions,
     revision_counts,
     revisions_of_job,
+    revisions_with_documents,
 )
 from core.catalog.evaluations import (
     clear_eval_results,
@@ -155,6 +157,7 @@ __all__ = [
     "claim_build",
     "claim_queued_job",
     "claim_revision",
+    "claim_revisions",
     "claim_stale_job",
     "clear_eval_results",
     "clear_version_documents",
@@ -234,6 +237,7 @@ __all__ = [
     "requeue_lost_revisions",
     "revision_counts",
     "revisions_of_job",
+    "revisions_with_documents",
     "rollback",
     "set_calibrated_threshold",
     "settle_ingest_job",

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from core.errors import DocumentNotFound
 from core.models import Collection, Document, DocumentRevision, DocumentStatus, Job, utcnow
@@ -162,6 +162,32 @@ def claim_revision(session: Session, revision_id: str) -> bool:
         .values(status=DocumentStatus.parsing)
     ).rowcount  # type: ignore[attr-defined]
     return bool(claimed)
+
+
+def claim_revisions(session: Session, revision_ids: Sequence[str]) -> set[str]:
+    """``claim_revision`` for many revisions in one statement: the ids this call marked parsing."""
+    if not revision_ids:
+        return set()
+    claimed = session.execute(
+        update(DocumentRevision)
+        .where(DocumentRevision.id.in_(list(revision_ids)), DocumentRevision.status == DocumentStatus.queued)
+        .values(status=DocumentStatus.parsing)
+        .returning(DocumentRevision.id)
+    )
+    return set(claimed.scalars())
+
+
+def revisions_with_documents(session: Session, revision_ids: Sequence[str]) -> list[DocumentRevision]:
+    """The revisions (those that exist) with their documents loaded, in the order of ``revision_ids``."""
+    found = {
+        r.id: r
+        for r in session.scalars(
+            select(DocumentRevision)
+            .where(DocumentRevision.id.in_(list(revision_ids)))
+            .options(selectinload(DocumentRevision.document))
+        )
+    }
+    return [found[i] for i in revision_ids if i in found]
 
 
 def buildable_revisions(session: Session, collection_id: str) -> list[tuple[Document, DocumentRevision]]:

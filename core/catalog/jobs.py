@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.catalog.documents import revisions_of_job
 from core.errors import JobNotFound
-from core.models import Collection, Document, DocumentStatus, Job, JobKind, JobStatus, utcnow
+from core.models import Collection, Document, DocumentRevision, DocumentStatus, Job, JobKind, JobStatus, utcnow
 
 
 def create_job(session: Session, kind: JobKind, collection_id: str | None, total: int = 0) -> Job:
@@ -134,10 +133,29 @@ def stale_jobs(session: Session, stuck_after: timedelta) -> Sequence[Job]:
 
 def settle_ingest_job(session: Session, job: Job) -> bool:
     """Finish an ingest job once none of its revisions is still queued or parsing."""
-    revisions = revisions_of_job(session, job.id)
-    if any(r.status in (DocumentStatus.queued, DocumentStatus.parsing) for r in revisions):
+    # Counted in the database: called after every parsed document, it read all the job's revisions each time.
+    by_status: dict[str, int] = {
+        status: count
+        for status, count in session.execute(
+            select(DocumentRevision.status, func.count())
+            .where(DocumentRevision.job_id == job.id)
+            .group_by(DocumentRevision.status)
+        )
+    }
+    if by_status.get(DocumentStatus.queued) or by_status.get(DocumentStatus.parsing):
         return False
-    failures = [r for r in revisions if r.status == DocumentStatus.failed]
+    failures = (
+        list(
+            session.scalars(
+                select(DocumentRevision).where(
+                    DocumentRevision.job_id == job.id, DocumentRevision.status == DocumentStatus.failed
+                )
+            )
+        )
+        if by_status.get(DocumentStatus.failed)
+        else []
+    )
+    total = sum(by_status.values())
     error = None
     if failures:
         names = {
@@ -145,7 +163,7 @@ def settle_ingest_job(session: Session, job: Job) -> bool:
             for d in session.scalars(select(Document).where(Document.id.in_([r.document_id for r in failures])))
         }
         reasons = "; ".join(f"{names.get(r.document_id, r.document_id)}: {r.error}" for r in failures)
-        error = f"{len(failures)} of {len(revisions)} documents failed: {reasons}"
+        error = f"{len(failures)} of {total} documents failed: {reasons}"
     finish_job(
         session,
         job,
