@@ -276,6 +276,8 @@ def ragkeep_up(workdir: Path, extra: dict[str, str] | None = None, broker: str =
     url = f"http://127.0.0.1:{api_port}"
     try:
         wait_ready(f"{url}/readyz", process, "ragkeep up")
+        # Ready API, worker still loading: the ingestion figures read the worker's metrics from the start.
+        wait_ready(f"http://127.0.0.1:{metrics_port}/metrics", process, "the worker's metrics")
         yield Stack(
             url=url,
             chroma_url=f"http://127.0.0.1:{chroma_port}",
