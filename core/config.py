@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -54,6 +55,12 @@ class IngestionConfig(BaseModel):
         max_length=20,
         description="Upload metadata keys whose values join the context header (e.g. company, quarter).",
     )
+    pdf_tables: Literal["pdfminer", "pdfium_rows"] = Field(
+        default="pdfium_rows",
+        description="PDF pages whose table rows pdfminer reads column by column (a row's label and numbers "
+        "apart): pdfium_rows reads them from PDFium's text lines, each table's rows kept whole with their "
+        "column headers; pdfminer keeps pdfminer's reading (versions built before this option).",
+    )
     injection: Literal["off", "flag", "drop"] = Field(
         default="flag",
         description="Instruction-like text (prompt injection) in chunks: flag it (LLMs get such chunks as "
@@ -76,8 +83,16 @@ class IngestionConfig(BaseModel):
         and never serves chunks screened under the old policy. Nor the context mode: headers are
         composed from the cached chunks' metadata when they are embedded and indexed.
         """
-        fields = self.model_dump(exclude={"embedding_model", "injection", "context", "context_metadata"})
+        excluded = {"embedding_model", "injection", "context", "context_metadata"}
+        if self.pdf_tables == "pdfminer":  # what every chunk cached before the option was parsed with
+            excluded.add("pdf_tables")
+        fields = self.model_dump(exclude=excluded)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def recorded(cls, config: Mapping[str, Any]) -> IngestionConfig:
+        """The config a version recorded; a field it lacks is as versions were before the field existed."""
+        return cls.model_validate({"pdf_tables": "pdfminer", **config})
 
 
 DEFAULT_PROMPT_TEMPLATE = """You answer questions for a knowledge base. Use only the numbered context passages below.

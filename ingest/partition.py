@@ -25,7 +25,7 @@ from core.errors import DocumentParseError
 from core.filetypes import IMAGE_KINDS, FileKind
 from core.settings import get_settings
 from ingest import ocr as ocr_reader
-from ingest import pdfium
+from ingest import pdf_rows, pdfium
 from ingest.convert import CONVERTED_KINDS, convert, converter_for
 from ingest.emails import email_parts
 
@@ -317,6 +317,54 @@ def _pdfium_elements(data: bytes, filename: str) -> list[Element]:
     return [e for e in elements if e.text and e.text.strip()]
 
 
+def _row_elements(lines: list[str], number: int, filename: str, max_characters: int) -> list[Element]:
+    """Page ``number``'s PDFium lines as elements: Table pieces (``pdf_rows.segments``) and text elements."""
+    from unstructured.documents.elements import ElementMetadata, Table
+    from unstructured.partition.text import partition_text
+
+    page: list[Element] = []
+    for segment in pdf_rows.segments(lines, max_characters):
+        if segment.kind == "table":
+            page.append(Table(text=segment.text, metadata=ElementMetadata(filename=filename, page_number=number)))
+            continue
+        text = "\n\n".join(pdf_rows.paragraphs(segment.lines))
+        for element in partition_text(text=text, metadata_filename=filename):
+            if element.text.strip():
+                element.metadata.page_number = number
+                page.append(element)
+    return page
+
+
+def _with_pdfium_rows(data: bytes, filename: str, elements: list[Element], max_characters: int) -> list[Element]:
+    """``elements`` with each page whose table rows pdfminer split read again from PDFium's lines.
+
+    See ``ingest.pdf_rows``: such a page's tables become Table elements (rows with their column
+    headers, in pieces of at most ``max_characters``), its other lines text elements.
+    """
+    try:
+        texts = pdfium.page_texts(data)
+    except DocumentParseError:
+        return elements
+    pdfminer_pages = _elements_by_page(elements)
+    redone: dict[int, list[Element]] = {}
+    for number, text in enumerate(texts, start=1):
+        lines = text.split("\n")
+        if number in pdfminer_pages and pdf_rows.columns_split(lines, pdfminer_pages[number]):
+            redone[number] = _row_elements(lines, number, filename, max_characters)
+    if not redone:
+        return elements
+    log.info("%s: table rows of pages %s read from PDFium", filename, sorted(redone))
+    replaced = set(redone)
+    out: list[Element] = []
+    for element in elements:
+        page = element.metadata.page_number
+        if page not in replaced:
+            out.append(element)
+        elif page in redone:
+            out += redone.pop(page)  # the page's new elements where its first element was
+    return out
+
+
 _BOM_ENCODINGS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -534,6 +582,8 @@ def _read_elements(data: bytes, filename: str, kind: FileKind, config: Ingestion
         if kind.kind != "pdf" or exc.detail.startswith("the PDF is password-protected"):
             raise
         elements, failure = [], exc
+    if elements and kind.kind == "pdf" and config.pdf_tables == "pdfium_rows":
+        return _with_pdfium_rows(data, filename, elements, config.max_characters), "unstructured"
     if elements or kind.kind != "pdf":
         return elements, "unstructured"
     elements = _pdfium_elements(data, filename)

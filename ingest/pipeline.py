@@ -394,7 +394,7 @@ def plan_delta(
     most ``DELTA_MAX_SHARE`` of the version; else None, and the version is written in full
     (which also bounds how far a chain of deltas drifts from its base)."""
     base = catalog.delta_base(session, version)
-    if base is None or IngestionConfig.model_validate(base.config).parse_hash() != parse_hash:
+    if base is None or IngestionConfig.recorded(base.config).parse_hash() != parse_hash:
         return None
     # The base's chunks were screened under its own policy (none, before screening existed), and
     # embedded with its own context headers (none, before they existed).

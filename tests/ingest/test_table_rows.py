@@ -4,8 +4,8 @@ One real filing from ../shared/datasets/financebench-subset: Ulta Beauty's fourt
 fiscal 2022 earnings release (9 pages), whose page 6 holds the consolidated statements of
 income for the 13 and 52 weeks ended January 28, 2023, parsed by the default ingestion config.
 
-What holds today is asserted; what does not is marked ``xfail(strict=True)`` with what is
-split, so that the mark has to go (and the test then guards the fix) when it is fixed.
+Before ``ingestion.pdf_tables`` (``pdfium_rows`` by default) the rows were split (``SPLIT_BEFORE``);
+with ``pdfminer`` they still are, which the last test checks so that the others test something.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROWS = {
     "operating income, year": ("Operating income", ("1,638,610", "1,297,492"), YEAR),
 }
 
-SPLIT_TODAY = (
+SPLIT_BEFORE = (
     "Unstructured's fast strategy (pdfminer layout analysis) reads the statement column by column: "
     "the row labels of page 6 land in one text block ('Net sales Cost of sales / Gross profit / ...') and "
     "so in chunks 24-26, the numbers of each column in another ('$ 3,226,773 2,014,270 1,212,503') under "
@@ -59,7 +59,6 @@ def test_the_statement_is_parsed_with_its_labels_numbers_and_headers(chunks: lis
             assert _flat(piece) in text, piece
 
 
-@pytest.mark.xfail(strict=True, reason=SPLIT_TODAY)
 @pytest.mark.parametrize("row", list(ROWS))
 def test_a_row_label_its_numbers_and_column_headers_share_a_chunk(chunks: list[Chunk], row: str) -> None:
     label, numbers, headers = ROWS[row]
@@ -70,3 +69,21 @@ def test_a_row_label_its_numbers_and_column_headers_share_a_chunk(chunks: list[C
         f"{label!r} is in {len(holding)} chunks, none of which also holds {numbers} and {headers}; "
         f"the numbers are in chunks {[i for i, c in enumerate(chunks) if numbers[0] in c.text]}"
     )
+
+
+def test_pdfminers_reading_splits_the_rows() -> None:
+    """The option's other value reads as versions built before it: labels and numbers apart (``SPLIT_BEFORE``)."""
+    data = FILING.read_bytes()
+    chunks = partition_document(
+        data, FILING.name, detect_file_kind(data, FILING.name), IngestionConfig(pdf_tables="pdfminer")
+    )
+    label, numbers, _ = ROWS["net sales, quarter"]
+    assert not [c for c in chunks if label in c.text and numbers[0] in c.text], SPLIT_BEFORE
+
+
+def test_the_tables_chunks_keep_the_documents_title_and_a_section(chunks: list[Chunk]) -> None:
+    label, numbers, _ = ROWS["net sales, quarter"]
+    (table,) = [c for c in chunks if label in c.text and numbers[0] in c.text]
+    assert table.metadata["page"] == 6 and "Table" in str(table.metadata["element_types"])
+    assert table.metadata["section_path"], "the headings above the statement are its section"
+    assert {c.metadata["document_title"] for c in chunks} == {chunks[0].metadata["document_title"]}
