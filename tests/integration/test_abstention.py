@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.abstention import SIGNALS
 from query.evidence import DECLINED, DEFAULT_ABSTAIN_THRESHOLD
 from tests.conftest import DATASETS, EXAMPLE_DOCS
 from tests.fakellm import FakeLLMServer, running_fake_llm
@@ -68,7 +69,7 @@ def test_an_answerable_question_answers_with_high_confidence(kb: Stack) -> None:
     result = _query(kb.url, collection="handbook18", question=ANSWERABLE)
     assert result["answer_mode"] == "extractive" and result["citations"]
     assert result["confidence"] >= DEFAULT_ABSTAIN_THRESHOLD, result["evidence"]
-    assert set(result["evidence"]) == {"top_score", "gap", "coverage", "agreement", "held", "phrase", "confidence"}
+    assert set(result["evidence"]) == {*SIGNALS, "confidence"}
     grounding = result["grounding"]
     assert grounding["score"] == 1.0 and all(s["supported"] for s in grounding["sentences"])
     assert not any("not supported" in w for w in result["warnings"])
