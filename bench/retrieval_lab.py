@@ -24,7 +24,8 @@ Caches, so that a new fusion costs seconds and a new hook costs one embedding pa
 
 - ``chunks/<dataset>-<parse hash>.json``: the parsed chunks and each document's title;
 - ``vectors/<dataset>-<parse hash>-<hook>-<model>.npz``: the vectors of the hook's index texts
-  (texts already embedded under another hook of the same dataset are reused by sha256);
+  (texts already embedded for the same dataset and model, under another hook or ingestion
+  config, are reused by sha256);
 - ``queries/<dataset>-<model>.npz``: the question vectors;
 - ``rankings/<dataset>-<parse hash>-<hook>-<model>-<pool>.npz``: every question's dense and BM25
   candidates with their scores and the time each search took, from which any fusion is computed.
@@ -638,11 +639,11 @@ class _Embedders:
 EMBEDDERS = _Embedders()
 
 
-def _known_vectors(folder: Path, prefix: str) -> dict[str, np.ndarray]:
-    """Vectors already computed for this dataset and model (any hook, finished or not), by text sha256."""
+def _known_vectors(folder: Path, prefix: str, model: str) -> dict[str, np.ndarray]:
+    """Vectors computed for this dataset and model (any parse config or hook, finished or not), by text sha256."""
     known: dict[str, np.ndarray] = {}
     for path in sorted(folder.glob(f"{prefix}*.npz")):
-        if path.name.endswith(".tmp.npz"):
+        if not path.name.endswith((f"-{model}.npz", f"-{model}.partial.npz")):
             continue
         with np.load(path) as stored:
             known.update(zip(stored["shas"].tolist(), stored["vectors"], strict=True))
@@ -656,7 +657,7 @@ def embed_texts(texts: Sequence[str], path: Path, known_prefix: str, model: str)
             if stored["shas"].tolist() == [_sha(t) for t in texts]:
                 return np.asarray(stored["vectors"])
     shas = [_sha(t) for t in texts]
-    known = _known_vectors(path.parent, known_prefix)
+    known = _known_vectors(path.parent, known_prefix, model)
     missing = list(dict.fromkeys(sha for sha in shas if sha not in known))
     by_sha = dict(zip(shas, texts, strict=True))
     if missing:
@@ -715,7 +716,7 @@ def load_corpus(
     if lexical_only:
         vectors = np.zeros((len(index_texts), 384), dtype=np.float32)
     else:
-        vectors = embed_texts(index_texts, path, f"{key}-", model)
+        vectors = embed_texts(index_texts, path, f"{dataset.name}-", model)  # any parse config's vectors
     return Corpus(
         doc_names,
         np.asarray(chunk_doc, dtype=np.int32),

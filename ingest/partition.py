@@ -341,16 +341,16 @@ def _with_pdfium_rows(data: bytes, filename: str, elements: list[Element], max_c
     See ``ingest.pdf_rows``: such a page's tables become Table elements (rows with their column
     headers, in pieces of at most ``max_characters``), its other lines text elements.
     """
-    try:
-        texts = pdfium.page_texts(data)
-    except DocumentParseError:
-        return elements
     pdfminer_pages = _elements_by_page(elements)
     redone: dict[int, list[Element]] = {}
-    for number, text in enumerate(texts, start=1):
-        lines = text.split("\n")
-        if number in pdfminer_pages and pdf_rows.columns_split(lines, pdfminer_pages[number]):
-            redone[number] = _row_elements(lines, number, filename, max_characters)
+    try:
+        for number, text in enumerate(pdfium.page_texts(data), start=1):
+            lines = text.split("\n")
+            if number in pdfminer_pages and pdf_rows.columns_split(lines, pdfminer_pages[number]):
+                redone[number] = _row_elements(lines, number, filename, max_characters)
+    except Exception as exc:  # rows are a nicety: a PDF PDFium reads badly keeps pdfminer's reading
+        log.info("%s: table rows not read from PDFium (%r)", filename, exc)
+        return elements
     if not redone:
         return elements
     log.info("%s: table rows of pages %s read from PDFium", filename, sorted(redone))
