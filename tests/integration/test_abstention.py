@@ -107,13 +107,14 @@ def test_a_question_about_a_removed_document_is_declined(kb: Stack) -> None:
     assert bad.status_code == 422 and "abstain" in bad.text
 
 
-def test_a_tiny_collection_answers_a_short_question_its_document_answers_word_for_word(kb: Stack) -> None:
+def test_a_tiny_collection_answers_a_short_question_its_document_answers_word_for_word(redis_stack: Stack) -> None:
     """The day-one case: three small files, a six-word question whose phrase one of them holds.
 
     The best cosine is low (about 0.3: a short question against a noisy chunk) and no second
     passage can agree; the question's terms in a row in one passage (``phrase``) and every
     chunk holding them retrieved (``held``) carry it. Before, it was declined at confidence 0.01.
     """
+    kb = redis_stack
     files = [(name, (EXAMPLE_DOCS / name).read_bytes()) for name in ("fake-text.txt", "simple.docx", "fake-html.html")]
     assert kb.http.post("/collections", json={"name": "tiny18"}).status_code == 201
     assert kb.wait_job(kb.upload("tiny18", files)["job_id"], timeout=300)["status"] == "succeeded"
