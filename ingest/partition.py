@@ -612,8 +612,8 @@ def partition_document(
     Raises ``DocumentParseError`` with a reason a person can act on when the file is
     corrupt, encrypted, longer than ``max_pdf_pages``, or yields no text.
     """
-    if kind.kind == "pdf" and max_pdf_pages is not None and b"/Encrypt" not in data[:4096]:
-        _check_pdf_pages(data, max_pdf_pages)
+    if kind.kind == "pdf" and max_pdf_pages is not None:
+        _check_pdf_pages(data, max_pdf_pages)  # an encrypted PDF is counted by PDFium when it opens without password
     _prepare_unstructured()
     converter = None
     if kind.kind in CONVERTED_KINDS:

@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from core.config import IngestionConfig
-from core.errors import InvalidInput, PasswordRequired, WrongPassword
+from core.errors import DocumentParseError, InvalidInput, PasswordRequired, WrongPassword
 from core.filetypes import PDF, XLSX, detect_file_kind
 from ingest.decrypt import Unlocker, protection
 from ingest.partition import partition_document
@@ -28,11 +28,15 @@ def _text(pdf: bytes) -> str:
     return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
 
 
-def _owner_only(source: bytes) -> bytes:
+def _owner_only(source: bytes, linearize: bool = False) -> bytes:
     """``source`` encrypted for permissions only: AES-256, owner password, empty user password."""
     out = io.BytesIO()
     with pikepdf.open(io.BytesIO(source)) as pdf:
-        pdf.save(out, encryption=pikepdf.Encryption(owner="owner-secret", user="", R=6, allow=pikepdf.Permissions()))
+        pdf.save(
+            out,
+            linearize=linearize,
+            encryption=pikepdf.Encryption(owner="owner-secret", user="", R=6, allow=pikepdf.Permissions()),
+        )
     return out.getvalue()
 
 
@@ -89,6 +93,15 @@ def test_a_pdf_encrypted_for_permissions_only_is_parsed_as_uploaded() -> None:
     data = _owner_only((EXAMPLE_DOCS / "pdf" / "fake-memo.pdf").read_bytes())
     chunks = partition_document(data, "memo.pdf", PDF, IngestionConfig())
     assert "A total of 3 trucks were used" in " ".join(c.text for c in chunks)
+
+
+def test_a_pdf_encrypted_for_permissions_only_is_held_to_the_page_limit() -> None:
+    """It is stored as uploaded, so the parse is where RAGKEEP_LIMITS__MAX_PDF_PAGES must catch it (linearized:
+    its ``/Encrypt`` is near the start, which once skipped the check)."""
+    data = _owner_only((EXAMPLE_DOCS / "pdf" / "layout-parser-paper-fast.pdf").read_bytes(), linearize=True)
+    assert b"/Encrypt" in data[:4096]
+    with pytest.raises(DocumentParseError, match="the limit is 1"):
+        partition_document(data, "paper.pdf", PDF, IngestionConfig(), max_pdf_pages=1)
 
 
 def test_files_that_are_not_encrypted_are_untouched() -> None:
