@@ -122,6 +122,13 @@ def rows(
     return _rows(found)
 
 
+def _where_outside(filters: Filters, exclude_documents: Sequence[str]) -> Where | None:
+    clauses: list[dict[str, Any]] = [clause] if (clause := where(filters)) else []
+    if exclude_documents:
+        clauses.append({"document_id": {"$nin": list(exclude_documents)}})
+    return cast(Where, clauses[0] if len(clauses) == 1 else {"$and": clauses}) if clauses else None
+
+
 def nearest(
     collection: ChromaCollection,
     vector: Sequence[float],
@@ -134,13 +141,32 @@ def nearest(
     Nearest first; ids and distances only (no text, metadata or vector is read). The same
     search LlamaIndex's Chroma store runs (it asks for texts and metadata too).
     """
-    clauses: list[dict[str, Any]] = [clause] if (clause := where(filters)) else []
-    if exclude_documents:
-        clauses.append({"document_id": {"$nin": list(exclude_documents)}})
-    condition = cast(Where, clauses[0] if len(clauses) == 1 else {"$and": clauses}) if clauses else None
+    condition = _where_outside(filters, exclude_documents)
     found = collection.query(query_embeddings=list(vector), n_results=n, where=condition, include=["distances"])
     distances = found["distances"][0] if found["distances"] else []
     return list(zip(found["ids"][0], (float(d) for d in distances), strict=True))
+
+
+def nearest_rows(
+    collection: ChromaCollection,
+    vector: Sequence[float],
+    n: int,
+    filters: Filters,
+    exclude_documents: Sequence[str] = (),
+) -> list[tuple[str, float, str | None, Mapping[str, Any] | None]]:
+    """As ``nearest``, with each chunk's text and metadata read in the same query: (id, distance, text, metadata)."""
+    condition = _where_outside(filters, exclude_documents)
+    found = collection.query(
+        query_embeddings=list(vector), n_results=n, where=condition, include=["distances", "documents", "metadatas"]
+    )
+    ids = found["ids"][0]
+    distances = found["distances"][0] if found["distances"] else []
+    texts = found["documents"][0] if found["documents"] else [None] * len(ids)
+    metadatas = found["metadatas"][0] if found["metadatas"] else [None] * len(ids)
+    return [
+        (chunk, float(distance), text, metadata)
+        for chunk, distance, text, metadata in zip(ids, distances, texts, metadatas, strict=True)
+    ]
 
 
 def matching_ids(collection: ChromaCollection, ids: Sequence[str], filters: Filters) -> set[str]:

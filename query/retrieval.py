@@ -168,9 +168,14 @@ class _Store:
         filters: Mapping[str, FilterValue | list[FilterValue]],
         exclude_documents: frozenset[str] = frozenset(),
     ) -> list[Hit]:
-        ranked = self.ranked(vector, top_k, filters, exclude_documents)
-        found = self.fetch(dict(ranked))
-        return [found[chunk] for chunk, _ in ranked if chunk in found]
+        """The ``top_k`` nearest chunks with their texts, in one query (when all of them are wanted)."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        found = chroma_access.nearest_rows(self.collection, vector, top_k, filters, sorted(exclude_documents))
+        return [
+            _hit(chunk, metadata_dict_to_node(dict(metadata or {}), text=text), round(_cosine(math.exp(-distance)), 6))
+            for chunk, distance, text, metadata in found
+        ]
 
     def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]], vectors: bool = True) -> Rows:
         return chroma_access.rows(self.collection, ids, filters, vectors=vectors)
@@ -227,6 +232,17 @@ class _MemoryStore(_Store):
 
     def fetch(self, scores: Mapping[str, float]) -> dict[str, Hit]:
         return {chunk: _hit(chunk, self.nodes[chunk], score) for chunk, score in scores.items() if chunk in self.nodes}
+
+    def dense(
+        self,
+        vector: list[float],
+        top_k: int,
+        filters: Mapping[str, FilterValue | list[FilterValue]],
+        exclude_documents: frozenset[str] = frozenset(),
+    ) -> list[Hit]:
+        ranked = self.ranked(vector, top_k, filters, exclude_documents)
+        found = self.fetch(dict(ranked))
+        return [found[chunk] for chunk, _ in ranked]
 
     def get(self, ids: list[str], filters: Mapping[str, FilterValue | list[FilterValue]], vectors: bool = True) -> Rows:
         def matches(metadata: Mapping[str, Any] | None) -> bool:
@@ -313,7 +329,21 @@ class VersionIndex:
     def dense(
         self, vector: np.ndarray, top_k: int, filters: Mapping[str, FilterValue | list[FilterValue]]
     ) -> list[Hit]:
-        return self.fetch(self.ranked(vector, top_k, filters))
+        """The ``top_k`` nearest chunks with their texts, each part read in one query (no pool to choose from)."""
+        embedding: list[float] = vector.tolist()
+        hits = self.own.dense(embedding, top_k, filters)
+        if self.base and self.base_store:
+            if self.base.hidden_chunks <= OVERFETCH_MAX_CHUNKS:
+                for fetch in (top_k, top_k + self.base.hidden_chunks):  # as in ``ranked``
+                    from_base = self.base_store.dense(embedding, fetch, filters)
+                    shown = [hit for hit in from_base if hit.metadata.get("document_id") not in self.base.hidden]
+                    if len(shown) == len(from_base):
+                        break
+                hits += shown
+            else:
+                hits += self.base_store.dense(embedding, top_k, filters, self.base.hidden)
+            hits.sort(key=lambda hit: -hit.score)
+        return hits[:top_k]
 
     def lexical(
         self, question: str, limit: int, filters: Mapping[str, FilterValue | list[FilterValue]]
@@ -438,7 +468,9 @@ def retrieve(
     ``top_k`` are read from the vector store. ``per_document`` keeps at most that many
     chunks of one document, so that other documents get the places a long one would fill.
     """
-    pool = max(top_k * 4, 20) if hybrid or per_document else top_k
+    if not hybrid and not per_document:  # nothing to choose: the top_k are read in one query
+        return [hit for hit in index.dense(vector, top_k, filters) if min_score is None or hit.score >= min_score]
+    pool = max(top_k * 4, 20)
     # The pool is ranked by id and score; only the chunks chosen are read with their texts.
     dense = index.ranked(vector, pool, filters)
     if min_score is not None:
