@@ -293,6 +293,26 @@ def financebench_splits() -> dict[str, list[Question]]:
     return holdout(questions)
 
 
+def _quarterly(name: str) -> bool:
+    return "_10K" not in name
+
+
+def financebench_quarterly_files() -> list[tuple[str, bytes]]:
+    """The 15 filings of financebench-subset that are not annual reports (10-Qs, 8-Ks, earnings releases).
+
+    A smaller corpus (about a tenth of the pages) for what costs a full parse, e.g. an ingestion option.
+    """
+    return [(name, data) for name, data in financebench_files() if _quarterly(name)]
+
+
+def financebench_quarterly_splits() -> dict[str, list[Question]]:
+    """Questions on those filings only, each in the half it has in ``financebench``."""
+    return {
+        half: [q for q in questions if all(_quarterly(doc) for doc in q.relevant)]
+        for half, questions in financebench_splits().items()
+    }
+
+
 def jsquad_files() -> list[tuple[str, bytes]]:
     return datasets.jsquad()[0]
 
@@ -311,6 +331,15 @@ DATASETS: dict[str, Dataset] = {
     "aragog": Dataset("aragog", datasets.aragog_files, aragog_splits, "tune", "report", "hit@5", HIT_DEPTH),
     "financebench": Dataset(
         "financebench", financebench_files, financebench_splits, "tune", "report", "hit@5", HIT_DEPTH
+    ),
+    "financebench_quarterly": Dataset(
+        "financebench_quarterly",
+        financebench_quarterly_files,
+        financebench_quarterly_splits,
+        "tune",
+        "report",
+        "hit@5",
+        HIT_DEPTH,
     ),
     "jsquad": Dataset("jsquad", jsquad_files, jsquad_splits, "tune", "report", "ndcg@10", NDCG_DEPTH),
 }
