@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +11,7 @@ import pytest
 
 from tests.conftest import EXAMPLE_DOCS, REDIS_URL
 from tests.integration.conftest import Stack, run_stack
-from tests.processes import BIN, child_env, free_port, wait_http
+from tests.processes import ragkeep_up
 
 pytestmark = pytest.mark.integration
 
@@ -55,29 +51,11 @@ def test_postgresql_catalog_behaves_like_sqlite(postgres_stack: Stack) -> None:
 
 def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) -> None:
     """`ragkeep up`: SQLite catalog, SQLite broker, Chroma child process, worker, beat, API; Ctrl-C stops all."""
-    api_port, chroma_port = free_port(), free_port()
-    env = child_env(
-        {
-            "RAGKEEP_DATA_DIR": str(tmp_path / "data"),
-            "RAGKEEP_CHROMA_PORT": str(chroma_port),
-            "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "0.5",
-            "RAGKEEP_NETGUARD_LOG": str(tmp_path / "netguard.log"),
-        }
-    )
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [str(BIN / "ragkeep"), "up", "--port", str(api_port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    try:
-        wait_http(f"{url}/healthz", up)
-        printed = (tmp_path / "up.log").read_text()
-        match = re.search(r"\n    (rk_[A-Za-z0-9_-]{40,})\n", printed)
-        assert match, f"ragkeep up printed no admin key:\n{printed[-2000:]}"
-        key = match.group(1)
-        with httpx.Client(base_url=url, timeout=30) as anonymous:
+    with ragkeep_up(tmp_path) as up:
+        key = up.admin_key()
+        with httpx.Client(base_url=up.url, timeout=30) as anonymous:
             assert anonymous.get("/collections").status_code == 401
-        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
+        with httpx.Client(base_url=up.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
             assert http.get("/readyz").json()["checks"] == {
                 "catalog": "ok",
                 "broker": "ok",
@@ -85,18 +63,10 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
                 "blobs": "ok",
             }
             _upload_and_replace(
-                Stack(url, f"http://127.0.0.1:{chroma_port}", tmp_path / "data", tmp_path / "netguard.log", http, env),
-                "embedded-kb",
+                Stack(up.url, up.chroma_url, up.data, tmp_path / "netguard.log", http, up.env), "embedded-kb"
             )
-        children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 4  # chroma, worker (+ its pool), beat, api
-        assert (tmp_path / "data" / "broker.sqlite").exists() and (tmp_path / "data" / "catalog.sqlite").exists()
-        assert any((tmp_path / "data" / "chroma").iterdir())
-    finally:
-        up.send_signal(signal.SIGINT)
-        code = up.wait(timeout=90)
-    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
-    time.sleep(0.5)
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "children left running"
+        assert len(psutil.Process(up.process.pid).children(recursive=True)) >= 4  # chroma, worker (+ pool), beat, api
+        assert (up.data / "broker.sqlite").exists() and (up.data / "catalog.sqlite").exists()
+        assert any((up.data / "chroma").iterdir())
     assert not (tmp_path / "netguard.log").exists(), (tmp_path / "netguard.log").read_text()
     assert "Traceback" not in (tmp_path / "up.log").read_text()

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import DATASETS, EXAMPLE_DOCS
-from tests.processes import BIN, child_env, free_port, wait_http
+from tests.processes import ragkeep_up
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 Page = playwright_sync.Page
@@ -94,34 +91,13 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def ragkeep_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+def stack_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """A real ``ragkeep up`` on the embedded default; yields its URL, the admin key it printed, its folder."""
     tmp = tmp_path_factory.mktemp("console")
-    api_port, chroma_port = free_port(), free_port()
-    env = child_env(
-        {
-            "RAGKEEP_DATA_DIR": str(tmp / "data"),
-            "RAGKEEP_CHROMA_PORT": str(chroma_port),
-            "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "0.5",
-            "RAGKEEP_NETGUARD_LOG": str(tmp / "netguard.log"),
-        }
-    )
-    log = (tmp / "up.log").open("wb")
-    up = subprocess.Popen(
-        [str(BIN / "ragkeep"), "up", "--port", str(api_port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    try:
-        wait_http(f"{url}/healthz", up)
-        printed = (tmp / "up.log").read_text()
-        key = re.search(r"\n    (rk_[A-Za-z0-9_-]{40,})\n", printed)
-        assert key, printed[-2000:]
-        assert f"Sign in to the web console with it: {url}/ui" in printed
-        yield url, key.group(1), tmp
-    finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=90)
-    assert not (tmp / "netguard.log").exists(), (tmp / "netguard.log").read_text()
+    with ragkeep_up(tmp) as up:
+        key = up.admin_key()
+        assert f"Sign in to the web console with it: {up.url}/ui" in up.log.read_text()
+        yield up.url, key, tmp
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +158,9 @@ def _post_status(page: Any, url: str, form: dict[str, str]) -> int:
 
 
 def test_an_owner_runs_a_collection_from_the_console(
-    ragkeep_up: tuple[str, str, Path], browser: Any, artifacts: Path, tmp_path: Path
+    stack_up: tuple[str, str, Path], browser: Any, artifacts: Path, tmp_path: Path
 ) -> None:
-    url, admin_key, _ = ragkeep_up
+    url, admin_key, _ = stack_up
     outside: list[str] = []
     csp_errors: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 800})

@@ -23,7 +23,7 @@ from core.settings import Settings
 from eval import runner
 from tests.conftest import DATASETS, EXAMPLE_DOCS, REDIS_URL
 from tests.integration.conftest import ADMIN_KEY, AUTH, Stack, run_stack
-from tests.processes import BIN, child_env, free_port, wait_http
+from tests.processes import ragkeep_up
 from workers.client import TaskClient
 from workers.names import TaskName
 
@@ -55,36 +55,13 @@ def _worker_main(up: subprocess.Popen[bytes]) -> psutil.Process | None:
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     """`ragkeep up` on the embedded default (SQLite broker, Chroma child), with a quick reconciler."""
-    api_port = free_port()
-    env = child_env(
-        {
-            "RAGKEEP_DATA_DIR": str(tmp_path / "data"),
-            "RAGKEEP_CHROMA_PORT": str(free_port()),
-            "RAGKEEP_ADMIN_API_KEY": ADMIN_KEY,
-            "RAGKEEP_WORKER__METRICS_PORT": str(free_port()),
-            "RAGKEEP_WORKER__BUILD_DEBOUNCE_S": "0.5",
-            "RAGKEEP_WORKER__STUCK_AFTER_S": "10",
-            "RAGKEEP_WORKER__RECONCILE_INTERVAL_S": "5",
-            "RAGKEEP_NETGUARD_LOG": str(tmp_path / "netguard.log"),
-        }
-    )
-    log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "ragkeep"), "up", "--port", str(api_port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{api_port}"
-    try:
-        wait_http(f"{url}/healthz", process)
-        yield process, url, log_path
-    finally:
-        children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=90)
-        assert code == 0, log_path.read_text()[-3000:]
-        time.sleep(0.5)
-        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "children left"
-        assert not (tmp_path / "netguard.log").exists(), (tmp_path / "netguard.log").read_text()
+    quick = {
+        "RAGKEEP_ADMIN_API_KEY": ADMIN_KEY,
+        "RAGKEEP_WORKER__STUCK_AFTER_S": "10",
+        "RAGKEEP_WORKER__RECONCILE_INTERVAL_S": "5",
+    }
+    with ragkeep_up(tmp_path, quick) as running:
+        yield running.process, running.url, running.log
 
 
 def _kill_worker(up: subprocess.Popen[bytes]) -> int:
