@@ -190,27 +190,44 @@ def parse_documents(self: Task[Any, Any], revision_ids: list[str]) -> None:
         claimed = batches.claim_parses(session, revision_ids, tools, lambda job: _duplicate(self, job))
         if not claimed:
             return
-        job_ids = sorted({r.job_id for r in claimed if r.job_id})
-        try:
-            with ExitStack() as beating:  # the ingest jobs are alive while their files parse
-                for job_id in job_ids:
-                    beating.enter_context(res.heartbeat.running(job_id))
-                batches.parse_many(session, claimed, tools)
-        except SoftTimeLimitExceeded:
-            session.rollback()
-            _parse_alone(session, claimed, tools)  # each under its own time limit, the slow one fails alone
+        if not _parse_group(self, res, session, claimed, tools):
             return
-        except Exception as exc:
-            session.rollback()
-            _retry_if_transient(self, exc)
-            log.warning("a group of %d documents failed together (%s); parsing them one by one", len(claimed), exc)
-            for revision in claimed:
-                current = session.get(DocumentRevision, revision.id)
-                if current is not None and current.status == DocumentStatus.parsing:
-                    _parse_claimed(self, session, current, tools, ocr=False)
         ids = [r.id for r in claimed]
         _count_parsed(session, ids)
         batches.after_parses(session, ids, tools)
+
+
+def _parse_group(
+    task: Task[Any, Any],
+    res: Resources,
+    session: Session,
+    claimed: list[DocumentRevision],
+    tools: intake.ParseTools,
+) -> bool:
+    """Parse a claimed group while its ingest jobs beat; False when it ran out of time and went out one by one.
+
+    A failure of the group as a whole (not one document's own) is retried when transient, else
+    each revision is parsed alone.
+    """
+    job_ids = sorted({r.job_id for r in claimed if r.job_id})
+    try:
+        with ExitStack() as beating:  # the ingest jobs are alive while their files parse
+            for job_id in job_ids:
+                beating.enter_context(res.heartbeat.running(job_id))
+            batches.parse_many(session, claimed, tools)
+    except SoftTimeLimitExceeded:
+        session.rollback()
+        _parse_alone(session, claimed, tools)  # each under its own time limit, the slow one fails alone
+        return False
+    except Exception as exc:
+        session.rollback()
+        _retry_if_transient(task, exc)
+        log.warning("a group of %d documents failed together (%s); parsing them one by one", len(claimed), exc)
+        for revision in claimed:
+            current = session.get(DocumentRevision, revision.id)
+            if current is not None and current.status == DocumentStatus.parsing:
+                _parse_claimed(task, session, current, tools, ocr=False)
+    return True
 
 
 def _parse_alone(session: Session, claimed: list[DocumentRevision], tools: intake.ParseTools) -> None:
