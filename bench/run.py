@@ -436,10 +436,6 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
             ]
         results["latency"] = latency_section(stack, targets, plan, workdir)
         checkpoint(results)
-        if core:
-            results["load_average"]["end"] = os.getloadavg()[0]
-            return results
-
         if not core:
             rest_of_run(stack, plan, results, checkpoint)
 
