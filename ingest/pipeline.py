@@ -477,6 +477,7 @@ def _apply_delta(version: Version, delta: Delta | None, planned: Planned) -> Pla
     return [p for p in planned if p[0].id not in delta.unchanged] if delta else planned
 
 
+@cputime.phase("chroma write")
 def _write_vectors(
     client: ChromaClient,
     version: Version,
@@ -486,18 +487,6 @@ def _write_vectors(
     vectors: dict[str, np.ndarray],
 ) -> None:
     """Write ``written``'s chunks into a fresh Chroma collection and check that Chroma holds them all."""
-    with cputime.phase("chroma write"):
-        _write_nodes(client, version, plan, written, indexed, vectors)
-
-
-def _write_nodes(
-    client: ChromaClient,
-    version: Version,
-    plan: _Plan,
-    written: Planned,
-    indexed: dict[tuple[str, int], str],
-    vectors: dict[str, np.ndarray],
-) -> None:
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
     chroma_collection = chroma_access.fresh_collection(client, version.chroma_collection)
