@@ -226,10 +226,12 @@ def detect_file_kind(data: bytes, filename: str, max_unpacked: int = 512 * 1024 
     if not data.strip():
         raise InvalidInput(f"{filename!r} is empty (or only whitespace); nothing to ingest")
     head = data[:_SNIFF_BYTES]
-    if b"%PDF-" in head[:1024]:
-        return PDF
+    # A ZIP's signature is at offset 0; a PDF's may follow junk, so "%PDF-" is looked for in the first
+    # KiB. The ZIP test comes first: an uncompressed ZIP whose first member is a PDF holds both.
     if head.startswith(b"PK\x03\x04"):
         return _sniff_zip(data, filename, max_unpacked)
+    if b"%PDF-" in head[:1024]:
+        return PDF
     if head.startswith(_OLE_MAGIC):
         return _sniff_ole(data, filename)
     if head.startswith(b"{\\rtf"):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,17 @@ def test_content_wins_over_a_lying_extension() -> None:
     assert detect_file_kind(pdf, "report.docx").kind == "pdf"
     assert detect_file_kind(b"just some words\n", "notes.pdf").kind == "txt"
     assert detect_file_kind(pdf, "no-extension").kind == "pdf"
+
+
+def test_an_uncompressed_zip_whose_first_member_is_a_pdf_is_a_zip() -> None:
+    pdf = (EXAMPLE_DOCS / "rotated-page-90.pdf").read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("report.pdf", pdf)
+    data = buffer.getvalue()
+    assert b"%PDF-" in data[:1024]  # what the PDF test looks for is there
+    assert detect_file_kind(data, "reports.zip").kind == "zip"
+    assert detect_file_kind(b"junk before the header\n" + pdf, "report.pdf").kind == "pdf"
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n\t  "])
