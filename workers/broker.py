@@ -12,6 +12,12 @@ The broker's SQLite file gets the catalog's settings (``core.db.sqlite_pragmas``
 logging, so that the API's sends and the worker's polls do not wait on each other, and a commit
 that survives a killed process without an fsync of its own. A send took 31-39 ms without them
 and 3-6 ms with them on the loaded 2-core machine of issue 21.
+
+Kombu keeps every delivered message as a row marked invisible, and its poll (``visible != 0``
+ordered by time) walks past all of them: an empty poll took 0.6 ms on a fresh file, 2.1 ms after
+5,000 deliveries and 5.0 ms after 20,000, and the file only grew. A redelivery is a new row
+(Kombu's restore publishes again), so a delivered row is never read again: each channel deletes
+them when it opens and after every ``PURGE_EVERY`` deliveries.
 """
 
 from __future__ import annotations
@@ -21,21 +27,41 @@ from time import monotonic, sleep
 from typing import Any
 
 from kombu.transport import sqlalchemy
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, delete, event
 
 from core.db import sqlite_pragmas
 
 # Seconds between polls while messages flow or the prefetch limit holds; the back-off's ceiling.
 BUSY_POLL_S = 0.01
 IDLE_POLL_MAX_S = 1.0
+# Deliveries between two deletions of delivered rows.
+PURGE_EVERY = 64
 
 
 class Channel(sqlalchemy.Channel):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delivered = 0
+        self.purge_delivered()
+
     def _engine_from_config(self) -> Engine:
         engine: Engine = super()._engine_from_config()
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", sqlite_pragmas)
         return engine
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        payload = super()._get(queue)  # raises Empty when there is nothing (Kombu's takes no timeout)
+        self._delivered += 1
+        if self._delivered >= PURGE_EVERY:
+            self.purge_delivered()
+        return payload
+
+    def purge_delivered(self) -> None:
+        """Delete the rows of delivered messages (Kombu marks them invisible and keeps them)."""
+        self.session.execute(delete(self.message_cls).where(self.message_cls.visible.is_(False)))
+        self.session.commit()
+        self._delivered = 0
 
 
 class Transport(sqlalchemy.Transport):

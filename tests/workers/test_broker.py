@@ -82,3 +82,36 @@ def test_the_broker_file_is_in_write_ahead_mode_so_sends_and_polls_do_not_wait_o
     Producer(connection.channel(), routing_key="ingest").publish({"n": 1}, declare=[queue], serializer="json")
     with sqlite3.connect(tmp_path / "broker.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_delivered_messages_are_deleted_so_the_file_and_each_poll_stay_small(
+    tmp_path: Path, connection: Connection
+) -> None:
+    """Kombu kept every delivered message as an invisible row, and each poll walked past all of them
+    (an empty poll: 0.6 ms on a new file, 5.0 ms after 20,000 deliveries)."""
+    queue = Queue("ingest", routing_key="ingest")
+    producer = Producer(connection.channel(), routing_key="ingest")
+    received: list[int] = []
+
+    def take(body: Any, message: Message) -> None:
+        received.append(body["n"])
+        message.ack()
+
+    Consumer(connection.channel(), [queue], callbacks=[take], accept=["json"]).consume()
+    sent = 3 * broker.PURGE_EVERY + 5
+    for number in range(sent):
+        producer.publish({"n": number}, declare=[queue], serializer="json")
+    while len(received) < sent:
+        connection.drain_events(timeout=5)
+    assert received == list(range(sent))  # nothing lost or repeated by the deletions
+
+    def rows() -> tuple[int, int]:
+        with sqlite3.connect(tmp_path / "broker.sqlite") as db:
+            count, hidden = db.execute("SELECT count(*), coalesce(sum(visible = 0), 0) FROM kombu_message").fetchone()
+        return int(count), int(hidden)
+
+    assert rows() == (5, 5)  # the deliveries since the last deletion
+    producer.publish({"n": sent}, declare=[queue], serializer="json")
+    with Connection(f"sqlite:///{tmp_path / 'broker.sqlite'}", transport="workers.broker:Transport") as other:
+        other.channel()  # a channel opening (a worker starting) deletes what was delivered
+        assert rows() == (1, 0)  # the queued message stays
