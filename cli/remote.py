@@ -369,9 +369,9 @@ def ingest(
         typer.Option(
             envvar="RAGKEEP_UPLOAD_PASSWORD",
             show_default=False,
-            help="Opens the password-protected PDF/Office files among them (one password for all; files it does "
-            "not open are rejected). Prefer the environment variable or --ask-password: an option stays in the "
-            "shell history.",
+            help="Opens the password-protected PDF/Office files and encrypted ZIPs among them (one password for all; "
+            "files it does not open are rejected). Prefer the environment variable or --ask-password: an option "
+            "stays in the shell history.",
         ),
     ] = None,
     ask_password: Annotated[

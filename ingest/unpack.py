@@ -1,14 +1,15 @@
 """Containers at upload: a ``.zip`` becomes one document per member, an email one document per attachment.
 
-Every file that comes out of a container gets the same checks as a direct upload (size,
-type from its content, a converter for its type; a password-protected one is opened with
-the upload's password, ``ingest/decrypt.py``) and a link to its container (``parent``). A
-file that fails them is refused alone, with its reason; the others go ahead. Archives are
-unpacked one level deep (a ZIP inside the uploaded ZIP is unpacked, a ZIP inside that is
-refused). Member names are paths inside the archive, made safe: an absolute path or one
-with ``..`` is refused, never resolved. Sizes are checked against what the central
-directory declares before anything is inflated, and against what actually comes out while
-inflating (a member that inflates past its declared size is refused).
+Every file that comes out of a container gets the same checks as a direct upload (size, type
+from its content, a converter for its type; a password-protected one is opened with the
+upload's password, ``ingest/decrypt.py``, and so is an encrypted member of a ZIP) and a link
+to its container (``parent``). A file that fails them is refused alone, with its reason; the
+others go ahead. Archives are unpacked one level deep (a ZIP inside the uploaded ZIP is
+unpacked, a ZIP inside that is refused). Member names are paths inside the archive, made
+safe: an absolute path or one with ``..`` is refused, never resolved. Sizes are checked
+against what the central directory declares before anything is inflated, and against what
+actually comes out while inflating (a member that inflates past its declared size is
+refused).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from core.errors import InvalidInput, RagkeepError, UnsupportedFileType
+from core.errors import InvalidInput, PasswordRequired, RagkeepError, UnsupportedFileType, WrongPassword
 from core.filetypes import EML, MSG, ZIP, FileKind, detect_file_kind
 from ingest.convert import missing_converter
-from ingest.decrypt import Unlocker, protection
+from ingest.decrypt import ZIP_ASK, ZIP_WRONG, LockedMember, Unlocker, protection
 from ingest.emails import email_parts
 
 MAX_DEPTH = 1  # a ZIP inside the uploaded ZIP is unpacked; one inside that is refused
@@ -113,13 +114,16 @@ def _skipped(raw: str) -> bool:
     )
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    """The member's bytes, never more than its declared size or ``limit`` (raises ``InvalidInput``)."""
-    if info.flag_bits & 0x1:
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, password: bytes | None = None) -> bytes:
+    """The member's bytes, never more than its declared size or ``limit`` (raises ``InvalidInput``).
+
+    An encrypted member is read only with ``password``, in ``ingest.decrypt``'s child process.
+    """
+    if info.flag_bits & 0x1 and password is None:
         raise InvalidInput("it is encrypted (password-protected in the archive)")
     allowed = min(info.file_size, limit)
     out = io.BytesIO()
-    with archive.open(info) as member:
+    with archive.open(info, pwd=password) as member:
         while chunk := member.read(min(_READ_CHUNK, allowed + 1 - out.tell())):
             out.write(chunk)
             if out.tell() > allowed:
@@ -127,11 +131,36 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
     return out.getvalue()
 
 
-def _members(data: bytes, archive_name: str, limits: UnpackLimits, result: Unpacked) -> Iterator[tuple[str, bytes]]:
+def _encrypted_members(
+    data: bytes, archive_name: str, infos: list[tuple[int, zipfile.ZipInfo]], limits: UnpackLimits, unlock: Unlocker
+) -> dict[int, bytes | RagkeepError]:
+    """The encrypted members worth reading, opened with the upload's password (``Unlocker.zip_members``).
+
+    Raises ``PasswordRequired``/``WrongPassword`` when every member is encrypted and none opens:
+    such an archive is one protected file to its sender, and is refused as one.
+    """
+    locked = [
+        LockedMember(index, info.filename, info.file_size)
+        for index, info in infos
+        if info.flag_bits & 0x1 and member_name(info.filename) is not None and info.file_size <= limits.max_file_bytes
+    ]
+    if not locked:
+        return {}
+    opened = unlock.zip_members(data, archive_name, locked)
+    if len(locked) == len(infos) and all(isinstance(o, PasswordRequired) for o in opened.values()):
+        raise PasswordRequired(f"{archive_name!r} is a password-protected ZIP archive; {ZIP_ASK}")
+    if len(locked) == len(infos) and all(isinstance(o, WrongPassword) for o in opened.values()):
+        raise WrongPassword(f"{archive_name!r} is a password-protected ZIP archive and {ZIP_WRONG}")
+    return opened
+
+
+def _members(
+    data: bytes, archive_name: str, limits: UnpackLimits, result: Unpacked, unlock: Unlocker
+) -> Iterator[tuple[str, bytes]]:
     """(safe name, bytes) of each member worth a document; refusals go to ``result``."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in archive.infolist() if not _skipped(i.filename)]
+        infos = [(index, i) for index, i in enumerate(archive.infolist()) if not _skipped(i.filename)]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
         raise InvalidInput(f"{archive_name!r} is a damaged ZIP archive ({exc})") from None
     if len(infos) > limits.max_files:
@@ -139,8 +168,9 @@ def _members(data: bytes, archive_name: str, limits: UnpackLimits, result: Unpac
             f"{archive_name!r} holds {len(infos)} files; an upload may hold at most {limits.max_files} "
             "(RAGKEEP_MAX_FILES_PER_REQUEST)"
         )
+    opened = _encrypted_members(data, archive_name, infos, limits, unlock)
     budget = limits.max_unpacked_bytes
-    for info in infos:
+    for index, info in infos:
         name = member_name(info.filename)
         shown = f"{archive_name}/{info.filename}"
         if name is None:
@@ -153,8 +183,12 @@ def _members(data: bytes, archive_name: str, limits: UnpackLimits, result: Unpac
         if info.file_size > budget:
             result.refused.append(RefusedFile(shown, "the archive's members together exceed the unpacked-size limit"))
             continue
+        outcome = opened.get(index)
+        if isinstance(outcome, RagkeepError):
+            result.refused.append(RefusedFile(shown, outcome.detail))
+            continue
         try:
-            content = _read_member(archive, info, min(limits.max_file_bytes, budget))
+            content = outcome if outcome is not None else read_member(archive, info, min(limits.max_file_bytes, budget))
         except InvalidInput as exc:
             result.refused.append(RefusedFile(shown, exc.detail))
             continue
@@ -246,7 +280,7 @@ def _add_checked(
             )
             return
         try:
-            for name, content in _members(data, filename, limits, result):
+            for name, content in _members(data, filename, limits, result, unlock):
                 _add(f"{filename}/{name}" if depth else name, content, filename, depth + 1, limits, result, unlock)
         except InvalidInput as exc:
             if depth == 0:

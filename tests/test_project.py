@@ -238,6 +238,7 @@ EXTERNAL_HOMES: dict[str, set[str]] = {
     "pi_heif": {"ingest/ocr.py"},
     "pikepdf": {"ingest/decrypt.py"},  # password-protected PDFs decrypted at upload
     "msoffcrypto": {"ingest/decrypt.py"},  # password-protected Office files decrypted at upload
+    "pyzipper": {"ingest/decrypt.py"},  # encrypted ZIP members (ZipCrypto, WinZip AES) read at upload
     "pypdfium2": {"ingest/pdfium.py"},  # PDFium: text layer, page count, title, OCR's page images
     "ragas": {"eval/ragas_adapter.py"},
     "langchain": {"eval/ragas_adapter.py"},  # and langchain_* packages: what ragas runs on

@@ -38,9 +38,10 @@ def upload_documents(
     password: Annotated[
         str | None,
         Form(
-            description="Opens the password-protected files of this upload (PDF, DOCX/XLSX/PPTX, DOC/XLS/PPT, also "
-            "inside a .zip or attached to an email): one password for all of them; files it does not open are "
-            "refused (422 `WrongPassword`). Without it a protected file is refused (422 `PasswordRequired`). "
+            description="Opens the password-protected files of this upload (PDF, DOCX/XLSX/PPTX, DOC/XLS/PPT, the "
+            "members of an encrypted .zip (ZipCrypto or AES), also inside a .zip or attached to an email): one "
+            "password for all of them; files it does not open are refused (422 `WrongPassword`). Without it a "
+            "protected file is refused (422 `PasswordRequired`). "
             "The decrypted file is stored; the password is never stored or logged.",
             max_length=1024,  # ingest.decrypt.MAX_PASSWORD_CHARS
             json_schema_extra={"format": "password", "writeOnly": True},
