@@ -162,7 +162,8 @@ def test_packages_keep_the_import_direction() -> None:
 
 # SQL lives in the catalog's repositories (one module per aggregate), the engine setup and the
 # migrations; every other module calls ``catalog.fn(session, ...)``.
-SQL_HOMES = ("core/catalog/", "core/db.py", "core/migrations/")
+# workers/broker.py: the embedded broker's own file (Kombu's message table), not the catalog.
+SQL_HOMES = ("core/catalog/", "core/db.py", "core/migrations/", "workers/broker.py")
 # Modules that still issue SQL, each to move into a repository of core/catalog/ (issue 17). The list
 # only shrinks: an entry whose SQL is gone fails the test until it is removed from here.
 SQL_PENDING: dict[str, str] = {}
