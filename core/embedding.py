@@ -13,19 +13,27 @@ Two models, chosen per collection (``ingestion.embedding_model``):
 Two interchangeable backends compute the float model's vectors:
 
 - ``onnx`` (default): the model's transformer exported from the installed weights to an
-  ONNX graph in memory when the model loads (about a second), run by ONNX Runtime, with
+  ONNX graph when the model loads, run by ONNX Runtime, with
   the tokenizer from ``tokenizer.json`` and the model's own mean pooling and
   normalisation. On 2 CPU cores its best throughput equals torch's, and it is faster one
   text at a time (a query); vectors agree with
   sentence-transformers to a cosine of 0.99999 or better, so cached embeddings stay valid.
 - ``torch``: sentence-transformers ``encode``.
+
+Exporting takes about 4 s of CPU and quantizing 1.7 s more, in every process that loads the
+model (the API, each worker process). Given a ``graph_cache`` folder (the services use
+``models/`` in the data folder), the first process writes each graph there and the others read
+it (about 0.1 s). A graph is named by what it is made of (the model files, torch's and ONNX
+Runtime's versions, ``GRAPH_REVISION``), so an upgrade never reads a stale one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import os
 import threading
 import time
 import warnings
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
 Backend = Literal["onnx", "torch"]
 # Padded tokens per ONNX Runtime call (see _OnnxModel.encode).
 BATCH_TOKENS = 256
+# Bump when _export_onnx or _quantize_int8 change what they produce: cached graphs are then rebuilt.
+GRAPH_REVISION = 1
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +111,7 @@ class _TorchModel:
 class _OnnxModel:
     """The same model as an ONNX Runtime session: tokenizer -> transformer -> mean pooling -> L2 norm."""
 
-    def __init__(self, folder: str, threads: int | None, int8: bool = False) -> None:
+    def __init__(self, folder: str, threads: int | None, int8: bool = False, graph_cache: Path | None = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -122,10 +132,14 @@ class _OnnxModel:
         options.log_severity_level = 3
         # Idle pool threads would spin for work, taking CPU from the API's other threads and processes.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        graph = _export_onnx(folder)
-        if int8:
-            graph = _quantize_int8(graph)
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(onnx_graph(folder, int8, graph_cache), options, providers=_CPU)
+        except Exception:
+            if graph_cache is None:
+                raise
+            log.warning("the cached ONNX graph in %s did not load; exporting it again", graph_cache, exc_info=True)
+            graph = onnx_graph(folder, int8, graph_cache, rebuild=True)
+            self.session = ort.InferenceSession(graph, options, providers=_CPU)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -171,6 +185,41 @@ class _OnnxModel:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text).ids)
+
+
+_CPU = ["CPUExecutionProvider"]
+
+
+def _graph_key(folder: str, int8: bool) -> str:
+    """What a graph is made of: the model's files (name, size, modification time), the libraries, the revision."""
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256(f"{GRAPH_REVISION} {torch.__version__} {onnxruntime.__version__} {int8}".encode())
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)} {stat.st_size} {stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def onnx_graph(folder: str, int8: bool, cache: Path | None, rebuild: bool = False) -> bytes:
+    """The model's ONNX graph (int8-quantized if ``int8``): from ``cache`` when it holds it, else built (and stored)."""
+    path = (
+        cache / f"{Path(folder).name}-{'int8' if int8 else 'float'}-{_graph_key(folder, int8)}.onnx" if cache else None
+    )
+    if path is not None and not rebuild:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+    graph = _quantize_int8(onnx_graph(folder, False, cache, rebuild)) if int8 else _export_onnx(folder)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        partial.write_bytes(graph)
+        os.replace(partial, path)  # readers see the whole graph or none
+    return graph
 
 
 def _export_onnx(folder: str) -> bytes:
@@ -258,13 +307,18 @@ class Embedder:
         threads: int | None = None,
         on_embed: Callable[[int, float], None] | None = None,
         backend: Backend = "onnx",
+        graph_cache: Path | None = None,
     ):
-        """``on_embed(texts, seconds)`` is told about every call (the worker's metrics)."""
+        """``on_embed(texts, seconds)`` is told about every call (the worker's metrics).
+
+        ``graph_cache``: a folder for the ONNX graphs (see the module's docstring); None: built in memory.
+        """
         self.model_id = model_id
         self.batch_size = batch_size
         self.backend = backend
         self._threads = threads
         self._on_embed = on_embed
+        self._graph_cache = graph_cache
         self._model: _Model | None = None
         self._lock = threading.Lock()
         self.texts_embedded = 0
@@ -276,7 +330,11 @@ class Embedder:
                 folder = model_path(self.model_id)
                 int8 = self.model_id.endswith(INT8_SUFFIX)
                 onnx = self.backend == "onnx" or int8
-                self._model = _OnnxModel(folder, self._threads, int8) if onnx else _TorchModel(folder, self._threads)
+                self._model = (
+                    _OnnxModel(folder, self._threads, int8, self._graph_cache)
+                    if onnx
+                    else _TorchModel(folder, self._threads)
+                )
                 log.info(
                     "loaded embedding model %s (%s backend, threads %s) in %.1f s",
                     self.model_id,

@@ -290,6 +290,11 @@ class Settings(BaseSettings):
         return self.resolved_data_dir / "chroma"
 
     @property
+    def model_cache_dir(self) -> Path:
+        """The embedding model's ONNX graphs, exported by the first process that loads it (core.embedding)."""
+        return self.resolved_data_dir / "models"
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

@@ -158,7 +158,12 @@ class QueryEngine:
     def _own_embedder(self, model_id: str) -> Embedder:
         with self._embedders_lock:
             if model_id not in self._embedders:
-                self._embedders[model_id] = Embedder(model_id, threads=None, backend=self.settings.embedding_backend)
+                self._embedders[model_id] = Embedder(
+                    model_id,
+                    threads=None,
+                    backend=self.settings.embedding_backend,
+                    graph_cache=self.settings.model_cache_dir,
+                )
             return self._embedders[model_id]
 
     # ---------------------------------------------------------------- steps

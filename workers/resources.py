@@ -73,6 +73,7 @@ class Resources:
                 threads=self.settings.torch_threads(),
                 backend=self.settings.embedding_backend,
                 on_embed=observe.embedded,
+                graph_cache=self.settings.model_cache_dir,
             )
         return self.embedders[model_id]
 

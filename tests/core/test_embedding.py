@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core import embedding
+from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL
 from core.embedding import Embedder
 from tests.conftest import DATASETS
 
@@ -83,3 +87,36 @@ def test_the_int8_model_is_its_own_model_and_every_process_gets_the_same_one(
 def test_unknown_models_are_refused() -> None:
     with pytest.raises(ValueError, match="unsupported embedding model"):
         Embedder("all-MiniLM-L6-v2-int4").embed(["x"])
+
+
+def test_graphs_are_exported_once_per_data_folder_and_read_by_every_later_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every process exported the model (about 4 s of CPU) and quantized it (1.7 s) on its own."""
+    texts = TEXTS[:6]
+    fresh = {model: Embedder(model).embed(texts) for model in (DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL)}
+    for model in (DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL):
+        assert np.array_equal(Embedder(model, graph_cache=tmp_path).embed(texts), fresh[model])
+    graphs = sorted(p.name.split("-")[-2] for p in tmp_path.glob("*.onnx"))
+    assert graphs == ["float", "int8"] and not list(tmp_path.glob("*.partial"))
+
+    def no_export(*_: object) -> bytes:
+        raise AssertionError("exported again although the data folder holds the graph")
+
+    monkeypatch.setattr(embedding, "_export_onnx", no_export)
+    monkeypatch.setattr(embedding, "_quantize_int8", no_export)
+    for model in (DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL):  # a later process: read, same vectors
+        assert np.array_equal(Embedder(model, graph_cache=tmp_path).embed(texts), fresh[model])
+    monkeypatch.undo()
+
+    for path in tmp_path.glob("*.onnx"):  # a damaged file is exported again, not served
+        path.write_bytes(b"not a graph")
+    with caplog.at_level(logging.WARNING, logger="core.embedding"):
+        assert np.array_equal(
+            Embedder(INT8_EMBEDDING_MODEL, graph_cache=tmp_path).embed(texts), fresh[INT8_EMBEDDING_MODEL]
+        )
+    assert "did not load" in caplog.text
+
+    monkeypatch.setattr(embedding, "GRAPH_REVISION", embedding.GRAPH_REVISION + 1)  # a changed export: a new file
+    Embedder(graph_cache=tmp_path).embed(texts[:1])
+    assert len(list(tmp_path.glob("*float*.onnx"))) == 2

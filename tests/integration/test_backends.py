@@ -68,5 +68,7 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
         assert len(psutil.Process(up.process.pid).children(recursive=True)) >= 4  # chroma, worker (+ pool), beat, api
         assert (up.data / "broker.sqlite").exists() and (up.data / "catalog.sqlite").exists()
         assert any((up.data / "chroma").iterdir())
+        # The API and the worker processes loaded the model from one shared graph file (no partial file left).
+        assert [p.name.split("-")[-2] for p in (up.data / "models").iterdir()] == ["float"]
     assert not (tmp_path / "netguard.log").exists(), (tmp_path / "netguard.log").read_text()
     assert "Traceback" not in (tmp_path / "up.log").read_text()
