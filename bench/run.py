@@ -262,7 +262,7 @@ def abstention_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
 
 
 def abstention_financebench_section(stack: Any, plan: Plan, results: dict[str, Any]) -> None:
-    if plan.financebench_docs is not None:  # a smoke run: the whole subset (4,806 pages) takes about an hour
+    if plan.financebench_docs is not None:  # a smoke run: the whole subset (4,806 pages) takes 15-60 min
         log("abstention: financebench-subset skipped (it needs every filing; smoke runs take a few)")
         return
     log("abstention: financebench-subset, each half of the filings its own collection")
