@@ -154,8 +154,7 @@ def measure(state: Path, label: str, repeats: int) -> dict[str, Any]:
             retrieval.retrieve(index, question, vector, 10, True, {}, None, retrieval.Fusion(), 2)
     for top_k in TOP_KS:
         for name, change in CONFIGS.items():
-            wanted = {**defaults, **change}
-            fusion = retrieval.Fusion(wanted["fusion"], wanted["dense_weight"], wanted["bm25_weight"])
+            config = RetrievalConfig(**{**defaults, **change})
             walls, cpu_before, server_before = [], time.process_time(), _chroma_cpu(info["chroma_pid"])
             for _ in range(repeats):
                 for question, vector in zip(questions, vectors, strict=True):
@@ -165,11 +164,11 @@ def measure(state: Path, label: str, repeats: int) -> dict[str, Any]:
                         question,
                         vector,
                         top_k,
-                        wanted["hybrid"],
+                        config.hybrid,
                         {},
-                        wanted["min_score"],
-                        fusion,
-                        wanted["max_chunks_per_document"],
+                        config.min_score,
+                        retrieval.Fusion.for_question(config, question),
+                        config.max_chunks_per_document,
                     )
                     walls.append((time.perf_counter() - started) * 1000)
             calls = len(walls)

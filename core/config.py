@@ -143,8 +143,19 @@ class RetrievalConfig(BaseModel):
         description="How hybrid merges the rankings: rrf (weighted reciprocal rank) or minmax (each list's "
         "scores scaled to [0, 1], then a weighted sum).",
     )
-    dense_weight: float = Field(default=0.5, ge=0.0, le=10.0, description="Weight of the dense ranking in hybrid.")
-    bm25_weight: float = Field(default=0.5, ge=0.0, le=10.0, description="Weight of the BM25 ranking in hybrid.")
+    dense_weight: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the dense ranking in hybrid; null: by the question's script, 0.6, or 0.3 for a "
+        "Chinese, Japanese or Korean question (the embedding models read English).",
+    )
+    bm25_weight: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the BM25 ranking in hybrid; null: 1 - the automatic dense weight.",
+    )
     max_chunks_per_document: int | None = Field(
         default=2, ge=1, le=50, description="At most this many of the top_k chunks from one document (null: no cap)."
     )

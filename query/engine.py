@@ -240,7 +240,7 @@ class QueryEngine:
         embedder = self.embedder(version.embedding_model)  # the version's model: queries match its vectors
         vector, tokens = embedder.embed_query(question)
         wanted = config.retrieval
-        fusion = Fusion(wanted.fusion, wanted.dense_weight, wanted.bm25_weight)
+        fusion = Fusion.for_question(wanted, question)
         hits = retrieve(
             index,
             question,

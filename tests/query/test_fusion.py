@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.config import RetrievalConfig
 from query.retrieval import Fusion, capped, fuse_ids
 
 
@@ -35,3 +36,15 @@ def test_score_fusion_weighs_each_lists_scaled_scores() -> None:
     assert Fusion("rrf").order(dense, bm25) == ["a", "c", "b"]
     assert Fusion("minmax", 0.0, 1.0).order(dense, bm25)[:2] == ["c", "a"]
     assert Fusion("minmax").order([("a", 0.5)], []) == ["a"]
+
+
+def test_unset_weights_follow_the_question_script_and_set_ones_are_kept() -> None:
+    """0.5 / 0.5 for every question put FinanceBench below dense-only and JSQuAD needs BM25 to lead."""
+    auto = RetrievalConfig()
+    assert Fusion.for_question(auto, "What was 3M's revenue in FY2018?") == Fusion("minmax", 0.6, 0.4)
+    for question in ("日本で梅雨がないのは北海道とどこか。", "知识库里有什么", "무엇입니까?"):
+        assert Fusion.for_question(auto, question) == Fusion("minmax", 0.3, 0.7)
+    assert Fusion.for_question(RetrievalConfig(dense_weight=0.5, bm25_weight=0.5), "北海道") == Fusion(
+        "minmax", 0.5, 0.5
+    )
+    assert Fusion.for_question(RetrievalConfig(fusion="rrf", bm25_weight=2.0), "why") == Fusion("rrf", 0.6, 2.0)
