@@ -23,8 +23,9 @@ Two interchangeable backends compute the float model's vectors:
 Exporting takes about 4 s of CPU and quantizing 1.7 s more, in every process that loads the
 model (the API, each worker process). Given a ``graph_cache`` folder (the services use
 ``models/`` in the data folder), the first process writes each graph there and the others read
-it (about 0.1 s). A graph is named by what it is made of (the model files, torch's and ONNX
-Runtime's versions, ``GRAPH_REVISION``), so an upgrade never reads a stale one.
+it: 0.4 s of CPU, and torch is never imported (a process then holds 303 MB instead of 772 MB).
+A graph is named by what it is made of (the model files, torch's and ONNX Runtime's versions,
+``GRAPH_REVISION``), so an upgrade never reads a stale one.
 """
 
 from __future__ import annotations
@@ -191,11 +192,13 @@ _CPU = ["CPUExecutionProvider"]
 
 
 def _graph_key(folder: str, int8: bool) -> str:
-    """What a graph is made of: the model's files (name, size, modification time), the libraries, the revision."""
-    import onnxruntime
-    import torch
+    """What a graph is made of: the model's files (name, size, modification time), the libraries, the revision.
 
-    digest = hashlib.sha256(f"{GRAPH_REVISION} {torch.__version__} {onnxruntime.__version__} {int8}".encode())
+    The versions come from the packages' metadata: a process that finds its graph never imports torch.
+    """
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"{GRAPH_REVISION} {version('torch')} {version('onnxruntime')} {int8}".encode())
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file():
             stat = path.stat()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from core import embedding
 from core.config import DEFAULT_EMBEDDING_MODEL, INT8_EMBEDDING_MODEL
 from core.embedding import Embedder
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, TESTS
 
 TEXTS = [
     "a",
@@ -120,3 +122,19 @@ def test_graphs_are_exported_once_per_data_folder_and_read_by_every_later_proces
     monkeypatch.setattr(embedding, "GRAPH_REVISION", embedding.GRAPH_REVISION + 1)  # a changed export: a new file
     Embedder(graph_cache=tmp_path).embed(texts[:1])
     assert len(list(tmp_path.glob("*float*.onnx"))) == 2
+
+
+def test_a_process_that_finds_its_graph_never_imports_torch(tmp_path: Path) -> None:
+    """torch (about 470 MB of a process's memory) was imported by every process, to export the graph."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from core.embedding import Embedder\n"
+        f"Embedder(graph_cache=Path({str(tmp_path)!r})).embed(['warm'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], cwd=TESTS.parent, capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    assert [run.stdout.split()[-1] for run in runs] == ["True", "False"]  # exported once, then only read
