@@ -181,6 +181,13 @@ def _prepare(settings: Settings) -> None:
         create_schema(db.engine)
     finally:
         db.dispose()
+    if settings.embedding_backend == "onnx":
+        # The model's graph, exported once here (in a child: this process never imports torch) rather
+        # than by each API and worker process at once as they start (core.embedding).
+        exported = subprocess.run([sys.executable, "-m", "core.embedding", str(settings.model_cache_dir)])
+        if exported.returncode != 0:
+            typer.echo("ragkeep could not load its embedding model (see the error above)", err=True)
+            raise typer.Exit(code=1)
 
 
 def _bootstrap_admin_key(settings: Settings, console_url: str) -> None:

@@ -385,3 +385,21 @@ class Embedder:
         self.texts_embedded += texts
         if self._on_embed is not None:
             self._on_embed(texts, time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m core.embedding FOLDER``: the default model's graph in ``FOLDER`` (exported if missing).
+
+    ``ragkeep up``, ``api`` and ``worker`` run this in a child process before they start their parts:
+    one export per data folder, and the supervisor never imports torch.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    onnx_graph(model_path(DEFAULT_EMBEDDING_MODEL), False, args.folder)
+
+
+if __name__ == "__main__":
+    main()

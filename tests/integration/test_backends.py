@@ -49,6 +49,11 @@ def test_postgresql_catalog_behaves_like_sqlite(postgres_stack: Stack) -> None:
     _upload_and_replace(postgres_stack, "pg-kb")
 
 
+def _loads_the_model(process: psutil.Process) -> bool:
+    command = " ".join(process.cmdline())
+    return "uvicorn" in command or ("celery" in command and " worker" in command)
+
+
 def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) -> None:
     """`ragkeep up`: SQLite catalog, SQLite broker, Chroma child process, worker, beat, API; Ctrl-C stops all."""
     with ragkeep_up(tmp_path) as up:
@@ -68,7 +73,12 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
         assert len(psutil.Process(up.process.pid).children(recursive=True)) >= 4  # chroma, worker (+ pool), beat, api
         assert (up.data / "broker.sqlite").exists() and (up.data / "catalog.sqlite").exists()
         assert any((up.data / "chroma").iterdir())
-        # The API and the worker processes loaded the model from one shared graph file (no partial file left).
+        # `ragkeep up` exported the model's graph once; the API and the workers (Celery's processes) read it,
+        # so none of them imports torch. (The parse helpers do: Unstructured imports it.)
         assert [p.name.split("-")[-2] for p in (up.data / "models").iterdir()] == ["float"]
+        embedding = [p for p in psutil.Process(up.process.pid).children(recursive=True) if _loads_the_model(p)]
+        assert len(embedding) >= 3  # the API, the worker's processes
+        for part in embedding:
+            assert not any("libtorch" in m.path for m in part.memory_maps()), part.cmdline()
     assert not (tmp_path / "netguard.log").exists(), (tmp_path / "netguard.log").read_text()
     assert "Traceback" not in (tmp_path / "up.log").read_text()
