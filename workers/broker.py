@@ -28,6 +28,7 @@ from typing import Any
 
 from kombu.transport import sqlalchemy
 from sqlalchemy import Engine, delete, event
+from sqlalchemy.exc import IntegrityError
 
 from core.db import sqlite_pragmas
 
@@ -49,6 +50,16 @@ class Channel(sqlalchemy.Channel):
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", sqlite_pragmas)
         return engine
+
+    def _get_or_create(self, queue: str) -> Any:
+        """Kombu's, safe across processes: its lock is per process, so two processes (a worker and the
+        API starting together) could both insert a new queue's row, and the second died on the name's
+        unique constraint. The loser now reads the winner's row."""
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return super()._get_or_create(queue)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         payload = super()._get(queue)  # raises Empty when there is nothing (Kombu's takes no timeout)

@@ -115,3 +115,30 @@ def test_delivered_messages_are_deleted_so_the_file_and_each_poll_stay_small(
     with Connection(f"sqlite:///{tmp_path / 'broker.sqlite'}", transport="workers.broker:Transport") as other:
         other.channel()  # a channel opening (a worker starting) deletes what was delivered
         assert rows() == (1, 0)  # the queued message stays
+
+
+def test_a_queue_another_process_created_meanwhile_is_read_not_a_crash(tmp_path: Path) -> None:
+    """Kombu's lock around creating a queue's row is per process: a worker that lost the race to another
+    process died on `UNIQUE constraint failed: kombu_queue.name` (CI, a worker and the API starting together)."""
+    url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
+    with (
+        Connection(url, transport="workers.broker:Transport") as first,
+        Connection(url, transport="workers.broker:Transport") as second,
+    ):
+        late, early = first.channel(), second.channel()
+        real_query = late.session.query
+        looks = []
+
+        def query_missing_the_other_insert(*args: Any) -> Any:
+            looks.append(1)
+            if len(looks) == 2:  # the other process inserts after this one's last look, before its insert
+                early._get_or_create("ingest")
+            if len(looks) <= 2:
+                return real_query(*args).filter(late.queue_cls.name != "ingest")
+            return real_query(*args)
+
+        late.session.query = query_missing_the_other_insert  # type: ignore[method-assign]
+        assert late._get_or_create("ingest").name == "ingest"
+        assert len(looks) == 3  # looked twice, lost the insert, read the winner's row
+    with sqlite3.connect(tmp_path / "broker.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM kombu_queue WHERE name = 'ingest'").fetchone()[0] == 1
