@@ -56,10 +56,10 @@ class Channel(sqlalchemy.Channel):
         API starting together) could both insert a new queue's row, and the second died on the name's
         unique constraint. The loser now reads the winner's row."""
         try:
-            return super()._get_or_create(queue)
+            return super()._get_or_create(queue)  # type: ignore[misc]  # Kombu's stubs omit it
         except IntegrityError:
             self.session.rollback()
-            return super()._get_or_create(queue)
+            return super()._get_or_create(queue)  # type: ignore[misc]
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         payload = super()._get(queue)  # raises Empty when there is nothing (Kombu's takes no timeout)
