@@ -206,11 +206,13 @@ def _graph_key(folder: str, int8: bool) -> str:
     return digest.hexdigest()[:32]
 
 
+def _graph_path(folder: str, int8: bool, cache: Path) -> Path:
+    return cache / f"{Path(folder).name}-{'int8' if int8 else 'float'}-{_graph_key(folder, int8)}.onnx"
+
+
 def onnx_graph(folder: str, int8: bool, cache: Path | None, rebuild: bool = False) -> bytes:
     """The model's ONNX graph (int8-quantized if ``int8``): from ``cache`` when it holds it, else built (and stored)."""
-    path = (
-        cache / f"{Path(folder).name}-{'int8' if int8 else 'float'}-{_graph_key(folder, int8)}.onnx" if cache else None
-    )
+    path = _graph_path(folder, int8, cache) if cache else None
     if path is not None and not rebuild:
         try:
             return path.read_bytes()
@@ -398,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
-    onnx_graph(model_path(DEFAULT_EMBEDDING_MODEL), False, args.folder)
+    folder = model_path(DEFAULT_EMBEDDING_MODEL)
+    if not _graph_path(folder, False, args.folder).is_file():  # present: nothing to read (90 MB) or do
+        onnx_graph(folder, False, args.folder)
 
 
 if __name__ == "__main__":
