@@ -99,6 +99,24 @@ def test_japanese_text_is_chunked() -> None:
     assert chunks[0].text[:20].replace("\n", "") in original.replace("\n", "")
 
 
+def test_document_languages_are_langdetects_own_from_the_rust_port() -> None:
+    """Chunks carry langdetect's languages, computed by langdetect-rs with the same probabilities."""
+    import langdetect
+    import langdetect_rs
+    import unstructured.partition.common.lang as lang
+
+    japanese = sorted((DATASETS / "jsquad-v1.3-valid" / "source_files").glob("*.txt"))[0]
+    english = DATASETS / "llamaindex-blockchain-solana" / "README.md"
+    assert _parse(japanese)[0].metadata["languages"] == "jpn"
+    assert _parse(english)[0].metadata["languages"] == "eng"
+    assert lang.detect_langs is langdetect_rs.detect_langs  # type: ignore[attr-defined] # partition_document switched unstructured to it
+    for path in (japanese, english, EXAMPLE_DOCS / "fake-text.txt"):
+        text = path.read_text(encoding="utf-8")[:3000]
+        langdetect.DetectorFactory.seed = langdetect_rs.DetectorFactory.seed = 0
+        expected = [(str(x.lang), x.prob) for x in langdetect.detect_langs(text)]
+        assert [(str(x.lang), x.prob) for x in langdetect_rs.detect_langs(text)] == expected
+
+
 def test_japanese_pdf_keeps_its_script() -> None:
     text = "".join(c.text for c in _parse(DATASETS / "pdfminer-samples-subset" / "jo.pdf")).replace(" ", "")
     assert "宮澤賢治" in text
