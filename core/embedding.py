@@ -390,19 +390,22 @@ class Embedder:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m core.embedding FOLDER``: the default model's graph in ``FOLDER`` (exported if missing).
+    """``python -m core.embedding FOLDER``: both models' graphs in ``FOLDER`` (built where missing).
 
     ``ragkeep up``, ``api`` and ``worker`` run this in a child process before they start their parts:
-    one export per data folder, and the supervisor never imports torch.
+    one export (about 5 s of CPU) and one quantization (2 s) per data folder, and the supervisor
+    never imports torch. Without it, the first ingestion into an int8 collection quantized the
+    graph in every worker process at once, in the middle of its tasks.
     """
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
-    folder = model_path(DEFAULT_EMBEDDING_MODEL)
-    if not _graph_path(folder, False, args.folder).is_file():  # present: nothing to read (90 MB) or do
-        onnx_graph(folder, False, args.folder)
+    for model_id in EMBEDDING_MODELS:  # the float graph first: the int8 one is quantized from it
+        folder, int8 = model_path(model_id), model_id.endswith(INT8_SUFFIX)
+        if not _graph_path(folder, int8, args.folder).is_file():  # present: nothing to read (90 MB) or do
+            onnx_graph(folder, int8, args.folder)
 
 
 if __name__ == "__main__":

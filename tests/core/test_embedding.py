@@ -138,3 +138,19 @@ def test_a_process_that_finds_its_graph_never_imports_torch(tmp_path: Path) -> N
         for _ in range(2)
     ]
     assert [run.stdout.split()[-1] for run in runs] == ["True", "False"]  # exported once, then only read
+
+
+def test_the_start_up_step_builds_both_models_graphs(tmp_path: Path) -> None:
+    """The int8 graph was quantized by every worker process at once, in the first int8 collection's tasks."""
+    subprocess.run([sys.executable, "-m", "core.embedding", str(tmp_path)], cwd=TESTS.parent, check=True)
+    assert sorted(p.name.split("-")[-2] for p in tmp_path.glob("*.onnx")) == ["float", "int8"]
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from core.config import INT8_EMBEDDING_MODEL\n"
+        "from core.embedding import Embedder\n"
+        f"Embedder(INT8_EMBEDDING_MODEL, graph_cache=Path({str(tmp_path)!r})).embed(['warm'])\n"
+        "print('torch' in sys.modules, 'onnxruntime.quantization' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=TESTS.parent, capture_output=True, text=True, check=True)
+    assert run.stdout.split()[-2:] == ["False", "False"]
