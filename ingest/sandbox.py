@@ -136,15 +136,24 @@ class ParseSandbox:
         self._recv: Connection | None = None
         self.peak_rss_mb = 0.0  # of the last document, as polled
         self.resting_rss_mb = 0.0
+        self._ready = False  # the running helper has said it is ready (its resting memory is known)
 
     def start(self) -> float:
         """Start the helper unless it runs; returns its resting memory in MiB."""
         self._start()
         return self.resting_rss_mb
 
-    def _start(self) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
-        if self._process is not None and self._send and self._recv and self._process.poll() is None:
-            return self._process, self._send, self._recv
+    def spawn(self) -> None:
+        """Start the helper without waiting for it: it loads its libraries while this process goes on.
+
+        A worker process does this as it starts, so that its first document does not wait for
+        the parsers to load (several seconds of CPU); the first document then waits at most
+        for what is left of it.
+        """
+        if self._process is None or self._process.poll() is not None:
+            self._spawn()
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
         self.close()
         to_child, from_parent = os.pipe()
         from_child, to_parent = os.pipe()
@@ -156,17 +165,27 @@ class ParseSandbox:
             os.close(to_parent)
         self._send = Connection(from_parent, readable=False)
         self._recv = Connection(from_child, writable=False)
-        try:
-            if not self._recv.poll(START_TIMEOUT_S):
-                raise DocumentParseError(f"the parser process did not start within {START_TIMEOUT_S:.0f} s")
-            _, self.resting_rss_mb = self._recv.recv()
-        except (EOFError, OSError) as exc:
-            self.close()
-            raise DocumentParseError(f"the parser process could not start ({type(exc).__name__})") from exc
-        except BaseException:
-            self.close()
-            raise
+        self._ready = False
         return self._process, self._send, self._recv
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+        """The running helper, started (or waited for, if spawned) until it says it is ready."""
+        process, send, recv = self._process, self._send, self._recv
+        if process is None or send is None or recv is None or process.poll() is not None:
+            process, send, recv = self._spawn()
+        if not self._ready:
+            try:
+                if not recv.poll(START_TIMEOUT_S):
+                    raise DocumentParseError(f"the parser process did not start within {START_TIMEOUT_S:.0f} s")
+                _, self.resting_rss_mb = recv.recv()
+            except (EOFError, OSError) as exc:
+                self.close()
+                raise DocumentParseError(f"the parser process could not start ({type(exc).__name__})") from exc
+            except BaseException:
+                self.close()
+                raise
+            self._ready = True
+        return process, send, recv
 
     def __call__(
         self,
@@ -239,6 +258,7 @@ class ParseSandbox:
             if conn is not None:
                 conn.close()
         self._send = self._recv = None
+        self._ready = False
         if self._process is not None:
             if self._process.poll() is None:
                 self._process.kill()

@@ -48,7 +48,7 @@ class Resources:
 
     @cached_property
     def parser(self) -> ParseSandbox:
-        """Documents are parsed in a helper process under the memory limit (started on first use)."""
+        """Documents are parsed in a helper process under the memory limit (a worker process starts it as it starts)."""
         limits = self.settings.limits
         return ParseSandbox(limits.max_parse_memory_mb, limits.max_pdf_pages)
 
@@ -90,7 +90,8 @@ def init_resources(settings: Settings | None = None, warm: bool = True) -> Resou
         blobs=open_blob_store(settings),
         tasks=TaskClient(settings),
     )
-    if warm:
+    if warm:  # a worker process: its parse helper loads while its model does
+        _resources.parser.spawn()
         _resources.embedder(DEFAULT_EMBEDDING_MODEL).warm_up()
     return _resources
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,26 @@ def test_the_helper_parses_like_the_worker_would_and_is_reused(sandbox: ParseSan
     with pytest.raises(DocumentParseError, match="PDF"):
         sandbox(data[:3000], "cut.pdf", kind, CONFIG)
     assert sandbox.pid == pid, "a parse error is an answer, not a crash"
+
+
+def test_a_spawned_helper_loads_in_the_background_and_serves_the_first_document(sandbox: ParseSandbox) -> None:
+    """A worker process spawns its helper as it starts; its first document no longer starts one."""
+    sandbox.spawn()
+    pid = sandbox.pid
+    assert pid is not None and sandbox.resting_rss_mb == 0.0  # running, not waited for
+    sandbox.spawn()
+    assert sandbox.pid == pid, "spawning a running helper keeps it"
+    text, name = _args(EXAMPLE_DOCS / "fake-text.txt")
+    assert sandbox(text, name, detect_file_kind(text, name), CONFIG)
+    assert sandbox.pid == pid and sandbox.resting_rss_mb > 50
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):  # until the kernel has reaped it
+        if sandbox.pid is None:
+            break
+        time.sleep(0.05)
+    sandbox.spawn()  # a dead helper is replaced
+    assert sandbox.pid not in (None, pid)
+    assert sandbox(text, name, detect_file_kind(text, name), CONFIG)
 
 
 def test_a_document_over_the_memory_limit_fails_and_the_next_one_is_parsed(sandbox: ParseSandbox) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +55,26 @@ def _loads_the_model(process: psutil.Process) -> bool:
     return "uvicorn" in command or ("celery" in command and " worker" in command)
 
 
+def _wait_for_parse_helpers(root: int) -> None:
+    """Every worker task process starts its parse helper as it starts, before any document arrives."""
+    deadline = time.monotonic() + 120
+    while True:
+        tasks = [
+            p
+            for p in psutil.Process(root).children(recursive=True)
+            if _loads_the_model(p) and "celery" in " ".join(p.parent().cmdline())
+        ]
+        helpers = [[c for c in p.children() if "ingest.sandbox" in " ".join(c.cmdline())] for p in tasks]
+        if len(tasks) >= 3 and all(len(h) == 1 for h in helpers):  # the ingest worker's two, the OCR worker's one
+            return
+        assert time.monotonic() < deadline, f"task processes {len(tasks)}, their helpers {helpers}"
+        time.sleep(0.5)
+
+
 def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) -> None:
     """`ragkeep up`: SQLite catalog, SQLite broker, Chroma child process, worker, beat, API; Ctrl-C stops all."""
     with ragkeep_up(tmp_path) as up:
+        _wait_for_parse_helpers(up.process.pid)
         key = up.admin_key()
         with httpx.Client(base_url=up.url, timeout=30) as anonymous:
             assert anonymous.get("/collections").status_code == 401
@@ -75,7 +93,7 @@ def test_ragkeep_up_runs_the_embedded_default_and_stops_cleanly(tmp_path: Path) 
         assert any((up.data / "chroma").iterdir())
         # `ragkeep up` exported the model's graph once; the API and the workers (Celery's processes) read it,
         # so none of them imports torch. (The parse helpers do: Unstructured imports it.)
-        assert [p.name.split("-")[-2] for p in (up.data / "models").iterdir()] == ["float"]
+        assert sorted(p.name.split("-")[-2] for p in (up.data / "models").iterdir()) == ["float", "int8"]
         embedding = [p for p in psutil.Process(up.process.pid).children(recursive=True) if _loads_the_model(p)]
         assert len(embedding) >= 3  # the API, the worker's processes
         for part in embedding:
