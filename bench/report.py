@@ -324,7 +324,9 @@ def _floor_section(results: dict[str, Any]) -> list[str]:
     floor = results["floor"]
     return [
         f"**Embedding floors** ({results['model']} alone, {floor['threads']} threads, a sample of "
-        f"{floor['sample_chunks']} SciFact chunks; chunks/s by batch size):",
+        f"{floor['sample_chunks']} SciFact chunks"
+        + (", as the workers embed them: each with its document's context header" if "bare_chunks" in floor else "")
+        + "; chunks/s by batch size):",
         "",
         *(
             f"- {floor[b]['name']}: **{floor[b]['chunks_per_s']}** at batch size {floor[b]['best_batch_size']} ("
@@ -332,6 +334,15 @@ def _floor_section(results: dict[str, Any]) -> list[str]:
             + ")"
             for b in FLOOR_KEYS
             if b in floor
+        ),
+        *(
+            [
+                f"- for comparison with runs before 2026-12-01c, which embedded the chunks' own text (about a fifth "
+                f"fewer tokens): {floor['bare_chunks']['name']} **{floor['bare_chunks']['chunks_per_s']}**, "
+                f"{floor['bare_chunks']['cpu_ms_per_chunk']} ms of CPU a chunk"
+            ]
+            if "bare_chunks" in floor
+            else []
         ),
         "",
     ]

@@ -63,3 +63,21 @@ def test_the_embedded_default_against_redis_from_the_full_rows() -> None:
     }
     [line, _] = _embedded_lines({"embedded": comparison})
     assert "**0.90x**" in line and "float model 0.90x, int8 model 0.70x" in line and ": met" in line
+
+
+def test_the_floor_section_names_the_texts_it_embedded_and_the_bare_chunks_for_comparison() -> None:
+    from bench.report import _floor_section
+
+    floor = {
+        "threads": 2,
+        "sample_chunks": 300,
+        "onnx": {"name": "onnx", "chunks_per_s": 47.6, "best_batch_size": 32, "by_batch_size": {"32": 47.6}},
+        "bare_chunks": {"name": "onnx", "chunks_per_s": 55.1, "cpu_ms_per_chunk": 32.2},
+    }
+    lines = _floor_section({"model": "m", "floor": floor})
+    assert "as the workers embed them: each with its document's context header" in lines[0]
+    assert any("**55.1**, 32.2 ms of CPU a chunk" in line for line in lines)
+    del floor["bare_chunks"]  # a run from before: its floor embedded the chunks' own text and says nothing of it
+    assert not any(
+        "context header" in line or "comparison" in line for line in _floor_section({"model": "m", "floor": floor})
+    )
