@@ -337,7 +337,7 @@ def _floor_section(results: dict[str, Any]) -> list[str]:
         ),
         *(
             [
-                f"- for comparison with runs before 2026-12-01c, which embedded the chunks' own text (about a fifth "
+                f"- for comparison with runs before 2026-12-01d, which embedded the chunks' own text (about a fifth "
                 f"fewer tokens): {floor['bare_chunks']['name']} **{floor['bare_chunks']['chunks_per_s']}**, "
                 f"{floor['bare_chunks']['cpu_ms_per_chunk']} ms of CPU a chunk"
             ]

@@ -48,7 +48,7 @@ class Resources:
 
     @cached_property
     def parser(self) -> ParseSandbox:
-        """Documents are parsed in a helper process under the memory limit (a worker process starts it as it starts)."""
+        """Documents are parsed in a helper process under the memory limit (spawned at start, or on first use)."""
         limits = self.settings.limits
         return ParseSandbox(limits.max_parse_memory_mb, limits.max_pdf_pages)
 
@@ -81,7 +81,8 @@ class Resources:
 _resources: Resources | None = None
 
 
-def init_resources(settings: Settings | None = None, warm: bool = True) -> Resources:
+def init_resources(settings: Settings | None = None, warm: bool = True, parse_helper: bool = False) -> Resources:
+    """This process's resources; ``warm``: the default model loaded; ``parse_helper``: its helper spawned first."""
     global _resources
     settings = settings or get_settings()
     _resources = Resources(
@@ -90,8 +91,9 @@ def init_resources(settings: Settings | None = None, warm: bool = True) -> Resou
         blobs=open_blob_store(settings),
         tasks=TaskClient(settings),
     )
-    if warm:  # a worker process: its parse helper loads while its model does
+    if parse_helper:  # it loads while the model does
         _resources.parser.spawn()
+    if warm:
         _resources.embedder(DEFAULT_EMBEDDING_MODEL).warm_up()
     return _resources
 

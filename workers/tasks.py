@@ -35,12 +35,13 @@ from core.models import (
     Version,
     VersionState,
 )
+from core.settings import get_settings
 from ingest import pipeline
 from ingest.ocr import OcrOptions
 from release import batches, builds, evaluations, gate, intake, reports
 from release.dispatch import Step, dispatch_parses, open_job, reason
 from workers.app import app
-from workers.names import TaskName
+from workers.names import Queue, TaskName, queue_name
 from workers.observe import BUILD_SECONDS, BUILDS, DOCUMENTS
 from workers.resources import Resources, close_resources, init_resources, resources
 
@@ -53,7 +54,16 @@ MAX_RETRIES = 5
 
 @worker_process_init.connect
 def _init_worker_process(**_: Any) -> None:
-    init_resources()
+    init_resources(parse_helper=_consumes(Queue.ingest))
+
+
+def _consumes(queue: Queue) -> bool:
+    """Whether this worker takes ``queue``'s messages: its ``-Q``, selected before Celery forked its processes.
+
+    A worker of the ingest queue starts each process's parse helper with it. The OCR worker's
+    starts with its first scan: it would hold a few hundred MiB idle where scans are rare.
+    """
+    return queue_name(queue, get_settings().queue_prefix) in app.amqp.queues.consume_from
 
 
 @worker_process_shutdown.connect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,18 +57,19 @@ def _loads_the_model(process: psutil.Process) -> bool:
 
 
 def _wait_for_parse_helpers(root: int) -> None:
-    """Every worker task process starts its parse helper as it starts, before any document arrives."""
+    """The ingest worker's task processes start their parse helpers as they start, before any document
+    arrives; the OCR worker's process starts its own with its first scan (no idle memory where scans are rare)."""
     deadline = time.monotonic() + 120
     while True:
-        tasks = [
-            p
-            for p in psutil.Process(root).children(recursive=True)
-            if _loads_the_model(p) and "celery" in " ".join(p.parent().cmdline())
-        ]
-        helpers = [[c for c in p.children() if "ingest.sandbox" in " ".join(c.cmdline())] for p in tasks]
-        if len(tasks) >= 3 and all(len(h) == 1 for h in helpers):  # the ingest worker's two, the OCR worker's one
+        helpers: dict[bool, list[int]] = {True: [], False: []}  # by OCR worker or not: helpers of each process
+        for process in psutil.Process(root).children(recursive=True):
+            parent = " ".join(process.parent().cmdline()) + " "
+            if _loads_the_model(process) and "celery" in parent:
+                count = sum("ingest.sandbox" in " ".join(c.cmdline()) for c in process.children())
+                helpers[bool(re.search(r" -Q \S*ocr ", parent))].append(count)
+        if helpers[False] == [1, 1] and helpers[True] == [0]:
             return
-        assert time.monotonic() < deadline, f"task processes {len(tasks)}, their helpers {helpers}"
+        assert time.monotonic() < deadline, f"parse helpers of the task processes (OCR worker or not): {helpers}"
         time.sleep(0.5)
 
 
