@@ -144,12 +144,12 @@ def change_one(stack: Stack, collection: str, name: str, data: bytes) -> dict[st
 # ----------------------------------------------------------------------------- the floor
 
 
-def chunk_texts(stack: Stack, collection: str, version: int, *, as_embedded: bool = True) -> list[str]:
-    """The chunks of a built version, read back from its Chroma collection.
+def chunk_texts(stack: Stack, collection: str, version: int) -> tuple[list[str], list[str]]:
+    """The chunks of a built version, read back from its Chroma collection once: as cited, and as embedded.
 
-    ``as_embedded``: as the workers embedded them, each with its document's context header (the
+    As embedded: as the workers embedded them, each with its document's context header (the
     version's ``ingestion.context``: title and section, on by default since issue 16), which
-    adds about a fifth to a SciFact chunk's tokens. Else the chunks' own text, as cited.
+    adds about a fifth to a SciFact chunk's tokens. The two lists are in the same order.
     """
     import chromadb
 
@@ -161,12 +161,11 @@ def chunk_texts(stack: Stack, collection: str, version: int, *, as_embedded: boo
     client = chromadb.HttpClient(host=host, port=int(port))
     found = client.get_collection(read["chroma_collection"]).get(include=["documents", "metadatas"])
     documents, metadatas = found["documents"] or [], found["metadatas"] or []
-    pairs = [(text, dict(meta or {})) for text, meta in zip(documents, metadatas, strict=True)]
-    if not as_embedded:
-        return [text for text, _ in pairs if text]
+    pairs = [(text, dict(meta or {})) for text, meta in zip(documents, metadatas, strict=True) if text]
     config = read["ingestion_config"]
     mode, keys = config.get("context", "off"), config.get("context_metadata") or ()
-    return [indexed_text(text, meta, str(meta["filename"]), mode, keys) for text, meta in pairs if text]
+    embedded = [indexed_text(text, meta, str(meta["filename"]), mode, keys) for text, meta in pairs]
+    return [text for text, _ in pairs], embedded
 
 
 FLOORS = (  # key, what it is, model, backend

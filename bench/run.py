@@ -400,10 +400,9 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
         checkpoint(results)
 
         log("floor: the bare embedding model on a sample of the same chunks, as the workers embedded them")
-        texts = ingestion.chunk_texts(stack, "scifact", full.version)
+        bare, texts = ingestion.chunk_texts(stack, "scifact", full.version)
         floor = ingestion.embedding_floor(texts, plan.floor_sample, plan.batch_sizes)
         # Runs before 2026-12-01d embedded the chunks' own text, without their context header: for comparison.
-        bare = ingestion.chunk_texts(stack, "scifact", full.version, as_embedded=False)
         floor["bare_chunks"] = ingestion.embedding_floor(bare, plan.floor_sample, plan.batch_sizes, ["onnx"])["onnx"]
         log(f"  {floor}")
         results["floor"] = floor

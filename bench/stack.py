@@ -250,7 +250,7 @@ def settle(process: subprocess.Popen[bytes]) -> dict[str, float]:
     """Wait until a started stack is done starting: its processes together below ``SETTLED_CPU_PER_S`` for 3 s.
 
     Ready answers come before every part has loaded: the worker processes load their model and
-    start their parse helpers, the OCR worker too, while the API already answers. Measured from
+    start their parse helpers, the OCR worker loads its model, while the API already answers. Measured from
     there, the first ingestion after a start carried 6-14 s of that start-up CPU (about 1 ms a
     chunk of SciFact), and only the first row of each stack did. Returns the seconds waited and
     the CPU seconds the stack spent meanwhile (logged, so that the start-up is not hidden).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import httpx
 import psutil
 import pytest
 
+from bench.stack import OCR_QUEUE
 from tests.conftest import EXAMPLE_DOCS, REDIS_URL
 from tests.integration.conftest import Stack, run_stack
 from tests.processes import ragkeep_up
@@ -66,7 +66,7 @@ def _wait_for_parse_helpers(root: int) -> None:
             parent = " ".join(process.parent().cmdline()) + " "
             if _loads_the_model(process) and "celery" in parent:
                 count = sum("ingest.sandbox" in " ".join(c.cmdline()) for c in process.children())
-                helpers[bool(re.search(r" -Q \S*ocr ", parent))].append(count)
+                helpers[bool(OCR_QUEUE.search(parent))].append(count)
         if helpers[False] == [1, 1] and helpers[True] == [0]:
             return
         assert time.monotonic() < deadline, f"parse helpers of the task processes (OCR worker or not): {helpers}"
