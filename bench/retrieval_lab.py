@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.retrieval_lab --datasets scifact,aragog,financebench,jsquad --tune
     .venv/bin/python -m bench.retrieval_lab --prepare --datasets financebench --hooks plain,title  # fill caches
 
-Configurations are named ``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K]`` (see ``parse_config``):
+Configurations are named ``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W]`` (see ``parse_config``):
 ``dense``, ``bm25``, ``rrf`` (today's hybrid), ``wrrf:<w_dense>``, ``minmax:<w_dense>``,
 ``zscore:<w_dense>``. Hooks decide the text that is embedded and BM25-indexed: ``plain``,
 ``title``, ``title_section`` (the lab's own) and ``ingest_title``, ``ingest_title_section``
@@ -433,7 +433,9 @@ def normalised_scores(ranked: Ranked, method: Literal["minmax", "zscore"]) -> di
     return {chunk: float(s) for (chunk, _), s in zip(ranked, scaled, strict=True)}
 
 
-def score_fusion(lists: Sequence[Ranked], weights: Sequence[float], method: Literal["minmax", "zscore"]) -> list[int]:
+def fused_scores(
+    lists: Sequence[Ranked], weights: Sequence[float], method: Literal["minmax", "zscore"]
+) -> dict[int, float]:
     """Weighted sum of per-list normalised scores over the union of candidates.
 
     A candidate missing from a list gets that list's lowest normalised score (0 for min-max),
@@ -444,7 +446,30 @@ def score_fusion(lists: Sequence[Ranked], weights: Sequence[float], method: Lite
     floors = [min(s.values()) if s else 0.0 for s in scaled]
     for chunk in dict.fromkeys(chunk for ranked in lists for chunk, _ in ranked):
         totals[chunk] = sum(w * s.get(chunk, floor) for s, w, floor in zip(scaled, weights, floors, strict=True))
+    return totals
+
+
+def score_fusion(lists: Sequence[Ranked], weights: Sequence[float], method: Literal["minmax", "zscore"]) -> list[int]:
+    """The candidates of ``fused_scores``, best first."""
+    totals = fused_scores(lists, weights, method)
     return sorted(totals, key=lambda chunk: -totals[chunk])
+
+
+_TITLE_INDEXES: dict[int, Any] = {}
+
+
+def title_match(corpus: Corpus, question: str) -> np.ndarray:
+    """Per document: the question's BM25 score against the document titles alone, divided by the best (0-1)."""
+    from core.bm25 import BM25Index
+
+    key = id(corpus)
+    if key not in _TITLE_INDEXES:
+        _TITLE_INDEXES[key] = BM25Index.build([str(i) for i in range(len(corpus.titles))], corpus.titles)
+    scores = np.zeros(len(corpus.titles), dtype=np.float64)
+    for doc, score in _TITLE_INDEXES[key].search(question, len(corpus.titles)):
+        scores[int(doc)] = score
+    top = scores.max(initial=0.0)
+    return scores / top if top > 0 else scores
 
 
 def cap_per_document(ranked: Sequence[int], doc_of: Sequence[int] | np.ndarray, cap: int, k: int) -> list[int]:
@@ -502,13 +527,14 @@ class LabConfig:
     per_doc_cap: int | None = None
     mmr_lambda: float | None = None
     hook: str = "plain"
+    title_weight: float | None = None  # + W x the question's BM25 match with the chunk's document title (max 1)
 
     def pool_for(self, depth: int) -> int:
         return min(self.pool or max(depth * 4, 20), MAX_POOL)
 
 
 def parse_config(spec: str) -> LabConfig:
-    """``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K]``; bases ``dense``, ``bm25``, ``rrf`` (= ``hybrid``),
+    """``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W]``; bases ``dense``, ``bm25``, ``rrf`` (= ``hybrid``),
     ``wrrf:<w_dense>``, ``minmax:<w_dense>`` and ``zscore:<w_dense>`` (``w_bm25 = 1 - w_dense``).
     """
     base, *modifiers = spec.split("+")
@@ -546,6 +572,7 @@ _MODIFIERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "mmr": ("mmr_lambda", float),
     "pool": ("pool", int),
     "k": ("rrf_k", int),
+    "title": ("title_weight", float),
 }
 
 
@@ -924,7 +951,7 @@ def _ranked(ids: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, 
     return list(zip(ids[:limit][valid].tolist(), scores[:limit][valid].tolist(), strict=True))
 
 
-def select(config: LabConfig, found: Candidates, row: int, corpus: Corpus, depth: int) -> list[int]:
+def select(config: LabConfig, found: Candidates, row: int, corpus: Corpus, depth: int, question: str = "") -> list[int]:
     """The ``depth`` chunks ``config`` returns for one question, from its cached candidates."""
     pool = config.pool_for(depth)
     if config.mode == "dense":
@@ -940,6 +967,11 @@ def select(config: LabConfig, found: Candidates, row: int, corpus: Corpus, depth
         weights = (config.w_dense, config.w_bm25)
         if config.fusion == "rrf":
             ranked = rrf([[c for c, _ in dense], [c for c, _ in lexical]], weights, config.rrf_k)
+        elif config.title_weight:
+            totals = fused_scores([dense, lexical], weights, config.fusion)
+            match = title_match(corpus, question)
+            totals = {c: t + config.title_weight * match[corpus.chunk_doc[c]] for c, t in totals.items()}
+            ranked = sorted(totals, key=lambda chunk: -totals[chunk])
         else:
             ranked = score_fusion([dense, lexical], weights, config.fusion)
     if config.mmr_lambda is not None:
@@ -995,7 +1027,7 @@ def evaluate(config: LabConfig, loaded: Loaded, split: str) -> dict[str, Any]:
     for question in questions:
         row = loaded.found.row(question.id)
         started = time.perf_counter()
-        chunks = select(config, loaded.found, row, loaded.corpus, loaded.dataset.depth)
+        chunks = select(config, loaded.found, row, loaded.corpus, loaded.dataset.depth, question.text)
         ms = (time.perf_counter() - started) * 1000
         ms += loaded.found.dense_ms[row] if config.mode != "bm25" else 0.0
         ms += loaded.found.bm25_ms[row] if config.mode != "dense" else 0.0

@@ -116,6 +116,7 @@ def test_config_names_parse_into_settings() -> None:
     assert (weighted.fusion, weighted.w_dense, weighted.w_bm25) == ("minmax", 0.7, 0.3)
     assert (weighted.hook, weighted.per_doc_cap, weighted.pool) == ("title_section", 2, 50)
     assert parse_config("wrrf:0.6+k=20").rrf_k == 20
+    assert parse_config("minmax:0.6+title=0.2").title_weight == 0.2
     with pytest.raises(ValueError):
         parse_config("dense@nope")
     with pytest.raises(ValueError):
@@ -193,3 +194,28 @@ def test_rrf_orders_like_the_service_fusion() -> None:
         lists = [rng.permutation(30)[:20].tolist() for _ in range(2)]
         dense, bm25 = ([(str(c), 0.0) for c in ranking] for ranking in lists)
         assert [int(c) for c in Fusion("rrf").order(dense, bm25)[:10]] == rrf(lists)[:10]
+
+
+def test_a_title_weight_lifts_the_chunks_of_the_document_whose_title_the_question_names() -> None:
+    corpus = Corpus(
+        doc_names=["acme-2022.pdf", "acme-2023.pdf"],
+        chunk_doc=np.array([0, 1], dtype=np.int32),
+        chunk_texts=["revenue 10", "revenue 12"],
+        index_texts=["revenue 10", "revenue 12"],
+        vectors=np.eye(2, dtype=np.float32),
+        titles=["ACME 2022 10K", "ACME 2023 10K"],
+    )
+    found = Candidates(
+        ["q"],
+        dense_ids=np.array([[0, 1]]),
+        dense_scores=np.array([[0.9, 0.8]]),
+        bm25_ids=np.array([[0, 1]]),
+        bm25_scores=np.array([[2.0, 1.9]]),
+        dense_ms=np.array([1.0]),
+        bm25_ms=np.array([1.0]),
+    )
+    dataset = Dataset("toy", list, dict, "tune", "report", "hit@5", depth=1)
+    question = Question("q", "What was ACME's revenue in 2023?", frozenset({"acme-2023.pdf"}))
+    loaded = Loaded(dataset, corpus, found, {"tune": [question]})
+    assert evaluate(parse_config("minmax:0.6"), loaded, "tune")["hit@5"] == 0.0
+    assert evaluate(parse_config("minmax:0.6+title=1.5"), loaded, "tune")["hit@5"] == 1.0
