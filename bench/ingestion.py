@@ -222,7 +222,53 @@ def embedding_floor(
             "by_batch_size": {str(b): round(r, 2) for b, r in rates.items()},
             "cpu_ms_per_chunk": round(1000 * cpu[best], 2),  # this process's CPU (all its threads)
         }
+        if backend == "onnx":
+            floors[key]["one_thread_processes"] = parallel_floor(model, picked, best, os.cpu_count() or 1)
     return floors
+
+
+def _embed_share(model: str, texts: Sequence[str], batch_size: int, start: Any, results: Any) -> None:
+    """One process of ``parallel_floor``: load the model on one thread, wait for the others, embed its share."""
+    from core.embedding import Embedder
+
+    embedder = Embedder(model, backend="onnx", threads=1)
+    embedder.warm_up()
+    embedder.batch_size = batch_size
+    start.wait()
+    began, cpu_began = time.perf_counter(), time.process_time()
+    embedder.embed(list(texts))
+    results.put((began, time.perf_counter(), time.process_time() - cpu_began))
+
+
+def parallel_floor(model: str, texts: Sequence[str], batch_size: int, processes: int) -> dict[str, Any]:
+    """The bare model as the workers run it: ``processes`` processes of one ONNX thread, each embedding a share.
+
+    A stricter floor than one process using every core: ONNX Runtime's threads split each
+    batch's matrix products and wait for each other, where separate processes never wait.
+    The workers' prefork processes run one thread each, so this is what they could reach.
+    Wall time is from the first process's start to the last one's end (model loads excluded).
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_embed_share, args=(model, texts[i::processes], batch_size, start, results))
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    timings = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    wall = max(end for _, end, _ in timings) - min(began for began, _, _ in timings)
+    return {
+        "processes": processes,
+        "threads_each": 1,
+        "batch_size": batch_size,
+        "chunks_per_s": round(len(texts) / wall, 2),
+        "cpu_ms_per_chunk": round(1000 * sum(cpu for _, _, cpu in timings) / len(texts), 2),
+    }
 
 
 # -------------------------------------------------------------------------- the baseline

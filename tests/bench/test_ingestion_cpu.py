@@ -25,7 +25,12 @@ def _results() -> dict[str, Any]:
     return {
         "floor": {
             "onnx": {"name": "onnx", "chunks_per_s": 50.0, "cpu_ms_per_chunk": 20.0},
-            "onnx_int8": {"name": "onnx int8", "chunks_per_s": 100.0, "cpu_ms_per_chunk": 10.0},
+            "onnx_int8": {
+                "name": "onnx int8",
+                "chunks_per_s": 100.0,
+                "cpu_ms_per_chunk": 10.0,
+                "one_thread_processes": {"processes": 2, "chunks_per_s": 125.0, "cpu_ms_per_chunk": 8.0},
+            },
         },
         "ingestion": {
             "scifact": {
@@ -41,8 +46,8 @@ def _results() -> dict[str, Any]:
 def test_cpu_per_chunk_by_process_with_the_ratio_to_its_models_floor() -> None:
     _, _, redis, int8, embedded = ingestion_cpu_table(_results())
     # (0.4 + 0.2 + 5.0 + 0.6) s over 200 chunks = 31.0 ms; embed 4.0 s of 6.2 s.
-    assert "| 31.0 | 20.0 | 65% | 0.90x |" in redis and "[Redis broker]" in redis
-    assert "| 10.0 | 65% | 0.80x |" in int8
+    assert "| 31.0 | 20.0 | 65% | 0.90x | - |" in redis and "[Redis broker]" in redis
+    assert "| 10.0 | 65% | 0.80x | 0.64x |" in int8, "the stricter floor: two processes of one thread"
     assert "| 0.80x |" in embedded and "embedded default (SQLite broker) |" in embedded  # named once
     assert "| 2.0 | 1.0 | 25.0 | 3.0 |" in redis  # API, worker main, worker tasks, parse helpers (ms per chunk)
 
@@ -77,6 +82,14 @@ def test_the_floor_section_names_the_texts_it_embedded_and_the_bare_chunks_for_c
     lines = _floor_section({"model": "m", "floor": floor})
     assert "as the workers embed them: each with its document's context header" in lines[0]
     assert any("**55.1**, 32.2 ms of CPU a chunk" in line for line in lines)
+    floor["onnx"] |= {
+        "cpu_ms_per_chunk": 40.0,
+        "one_thread_processes": {"processes": 2, "chunks_per_s": 60.5, "cpu_ms_per_chunk": 33.0},
+    }
+    assert any(
+        "2 processes of one thread: **60.5** (33.0 ms of CPU a chunk, against 40.0)" in line
+        for line in _floor_section({"model": "m", "floor": floor})
+    )
     del floor["bare_chunks"]  # a run from before: its floor embedded the chunks' own text and says nothing of it
     assert not any(
         "context header" in line or "comparison" in line for line in _floor_section({"model": "m", "floor": floor})
