@@ -455,18 +455,14 @@ def score_fusion(lists: Sequence[Ranked], weights: Sequence[float], method: Lite
     return sorted(totals, key=lambda chunk: -totals[chunk])
 
 
-_TITLE_INDEXES: dict[int, Any] = {}
-
-
 def title_match(corpus: Corpus, question: str) -> np.ndarray:
     """Per document: the question's BM25 score against the document titles alone, divided by the best (0-1)."""
     from core.bm25 import BM25Index
 
-    key = id(corpus)
-    if key not in _TITLE_INDEXES:
-        _TITLE_INDEXES[key] = BM25Index.build([str(i) for i in range(len(corpus.titles))], corpus.titles)
+    if corpus.title_index is None:
+        corpus.title_index = BM25Index.build([str(i) for i in range(len(corpus.titles))], corpus.titles)
     scores = np.zeros(len(corpus.titles), dtype=np.float64)
-    for doc, score in _TITLE_INDEXES[key].search(question, len(corpus.titles)):
+    for doc, score in corpus.title_index.search(question, len(corpus.titles)):
         scores[int(doc)] = score
     top = scores.max(initial=0.0)
     return scores / top if top > 0 else scores
@@ -564,6 +560,8 @@ def parse_config(spec: str) -> LabConfig:
         field_name, convert = _MODIFIERS[key]
         changes: dict[str, Any] = {field_name: convert(value)}
         config = replace(config, **changes)
+    if config.title_weight and (config.mode != "hybrid" or config.fusion == "rrf"):
+        raise ValueError(f"{spec}: +title adds to fused scores: use it with minmax or zscore")
     return config
 
 
@@ -598,6 +596,7 @@ class Corpus:
     vectors: np.ndarray
     titles: list[str]
     failures: dict[str, str] = field(default_factory=dict)
+    title_index: Any = field(default=None, repr=False)  # BM25 over ``titles``, built by ``title_match``
 
 
 def _sha(text: str) -> str:

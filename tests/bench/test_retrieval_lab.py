@@ -118,6 +118,8 @@ def test_config_names_parse_into_settings() -> None:
     assert parse_config("wrrf:0.6+k=20").rrf_k == 20
     assert parse_config("minmax:0.6+title=0.2").title_weight == 0.2
     with pytest.raises(ValueError):
+        parse_config("rrf+title=0.2")
+    with pytest.raises(ValueError):
         parse_config("dense@nope")
     with pytest.raises(ValueError):
         parse_config("cosine")
