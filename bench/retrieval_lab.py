@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.retrieval_lab --datasets scifact,aragog --configs dense,hybrid,minmax:0.5@title
     .venv/bin/python -m bench.retrieval_lab --datasets scifact,aragog,financebench,jsquad --tune
     .venv/bin/python -m bench.retrieval_lab --prepare --datasets financebench --hooks plain,title  # fill caches
+    .venv/bin/python -m bench.retrieval_lab --prepare --workers 2 ...  # parse two files at a time
 
 Configurations are named ``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W]`` (see ``parse_config``):
 ``dense``, ``bm25``, ``rrf`` (today's hybrid), ``wrrf:<w_dense>``, ``minmax:<w_dense>``,
@@ -631,10 +632,26 @@ def imported_chunk_texts(dataset: Dataset, config: IngestionConfig, folder: Path
     return {"documents": documents, "failures": failures, "parse_seconds": None, "imported_from": str(folder)}
 
 
+def _parse_one(name: str, data: bytes, config: IngestionConfig, max_pages: int) -> dict[str, Any]:
+    """One file through ``partition_document``, as the worker parses it: its chunks, or the error it fails with."""
+    from core.filetypes import detect_file_kind
+    from ingest.partition import partition_document
+
+    try:
+        chunks = partition_document(data, name, detect_file_kind(data, name), config, max_pages)
+    except Exception as exc:  # a document the service would fail: recorded, as the service does
+        return {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+    pieces = [[c.text, c.metadata] for c in chunks]
+    return {"name": name, "metadata_title": _metadata_title(data, name), "chunks": pieces}
+
+
 def parsed_chunks(
-    dataset: Dataset, config: IngestionConfig, cache: Path, import_from: Path | None = None
+    dataset: Dataset, config: IngestionConfig, cache: Path, import_from: Path | None = None, workers: int = 1
 ) -> dict[str, Any]:
-    """Every document's chunks (text, metadata) and title, parsed once per ingestion config."""
+    """Every document's chunks (text, metadata) and title, parsed once per ingestion config.
+
+    ``workers`` processes parse files side by side (the order of the results stays the files' order).
+    """
     suffix = "-imported" if import_from else ""
     path = cache / "chunks" / f"{dataset.name}-{config.parse_hash()}{suffix}.json"
     if path.exists():
@@ -645,24 +662,26 @@ def parsed_chunks(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(imported, ensure_ascii=False))
         return imported
-    from core.filetypes import detect_file_kind
-    from core.settings import LimitSettings
-    from ingest.partition import partition_document
+    import functools
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    max_pages = LimitSettings().max_pdf_pages
+    from core.settings import LimitSettings
+
+    parse = functools.partial(_parse_one, config=config, max_pages=LimitSettings().max_pdf_pages)
     documents, failures = [], {}
     started = time.perf_counter()
     files = dataset.files()
-    for number, (name, data) in enumerate(files, start=1):
-        try:
-            chunks = partition_document(data, name, detect_file_kind(data, name), config, max_pages)
-        except Exception as exc:  # a document the service would fail: recorded, as the service does
-            failures[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        pieces = [[c.text, c.metadata] for c in chunks]
-        documents.append({"name": name, "metadata_title": _metadata_title(data, name), "chunks": pieces})
-        if number % 500 == 0 or (len(files) < 100 and number % 5 == 0):
-            log(f"  {dataset.name}: parsed {number}/{len(files)} in {time.perf_counter() - started:.0f} s")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else _InProcess() as pool:
+        outcomes = pool.map(parse, [name for name, _ in files], [data for _, data in files])
+        for number, outcome in enumerate(outcomes, start=1):
+            if "error" in outcome:
+                failures[outcome["name"]] = outcome["error"]
+            else:
+                documents.append(outcome)
+            if number % 500 == 0 or (len(files) < 100 and number % 5 == 0):
+                log(f"  {dataset.name}: parsed {number}/{len(files)} in {time.perf_counter() - started:.0f} s")
     result = {
         "documents": documents,
         "failures": failures,
@@ -672,6 +691,19 @@ def parsed_chunks(
     path.write_text(json.dumps(result, ensure_ascii=False))
     log(f"  {dataset.name}: parsed {len(files)} documents in {result['parse_seconds']} s ({len(failures)} failed)")
     return result
+
+
+class _InProcess:
+    """``ProcessPoolExecutor``'s ``map`` in this process (one worker: no process to start)."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def map(self, function: Callable[..., Any], *iterables: Iterable[Any]) -> Iterable[Any]:
+        return map(function, *iterables)
 
 
 class _Embedders:
@@ -748,9 +780,10 @@ def load_corpus(
     cache: Path,
     import_from: Path | None = None,
     lexical_only: bool = False,
+    workers: int = 1,
 ) -> Corpus:
     """The dataset's chunks under ``hook``, embedded unless ``lexical_only`` (then every vector is zero)."""
-    parsed = parsed_chunks(dataset, config, cache, import_from)
+    parsed = parsed_chunks(dataset, config, cache, import_from, workers)
     make = HOOKS[hook]
     if any("metadata_title" not in document for document in parsed["documents"]):  # parsed by an earlier lab
         metadata_titles = {name: _metadata_title(data, name) for name, data in dataset.files()}
@@ -1051,6 +1084,7 @@ class Lab:
     imports: dict[str, Path] = field(default_factory=dict)  # dataset -> injection_fp cache to take texts from
     lexical_only: frozenset[str] = frozenset()  # datasets evaluated by BM25 alone (nothing embedded)
     cached_only: bool = False  # skip (dataset, hook) pairs whose vectors are not cached instead of embedding
+    workers: int = 1  # processes that parse documents side by side
     skipped: set[tuple[str, str]] = field(default_factory=set)
     _loaded: dict[tuple[str, str], Loaded] = field(default_factory=dict)
 
@@ -1068,7 +1102,9 @@ class Lab:
             dataset = DATASETS[name]
             started = time.perf_counter()
             lexical = self.lexical(name, hook)
-            corpus = load_corpus(dataset, hook, self.ingestion, self.model, self.cache, self.imports.get(name), lexical)
+            corpus = load_corpus(
+                dataset, hook, self.ingestion, self.model, self.cache, self.imports.get(name), lexical, self.workers
+            )
             found = candidates(dataset, corpus, hook, self.ingestion, self.model, self.cache, lexical)
             retime(dataset, corpus, found, self.model, self.cache, lexical)
             self._loaded[(name, hook)] = Loaded(dataset, corpus, found, dataset.splits(), lexical)
@@ -1265,6 +1301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--cached-only", action="store_true", help="never embed: what is not embedded yet gets BM25 only"
     )
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
+    parser.add_argument("--workers", type=int, default=1, help="processes that parse documents side by side")
     parser.add_argument(
         "--lexical-only", default="", help="datasets to evaluate with BM25 alone (nothing is embedded for them)"
     )
@@ -1282,7 +1319,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown datasets {unknown}; known: {', '.join(DATASETS)}")
     imports = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.import_texts)
     lexical = frozenset(n.strip() for n in args.lexical_only.split(",") if n.strip())
-    lab = Lab(IngestionConfig(**json.loads(args.ingestion)), args.model, args.cache, imports, lexical, args.cached_only)
+    lab = Lab(
+        IngestionConfig(**json.loads(args.ingestion)),
+        args.model,
+        args.cache,
+        imports,
+        lexical,
+        args.cached_only,
+        workers=max(1, args.workers),
+    )
     configs = [parse_config(spec.strip()) for spec in args.configs.split(",") if spec.strip()]
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()]
     started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,12 +29,14 @@ from bench.retrieval_lab import (
     normalise,
     normalised_scores,
     parse_config,
+    parsed_chunks,
     rrf,
     score_fusion,
     summary_table,
     title_hook,
     title_section_hook,
 )
+from core.config import IngestionConfig
 
 
 def test_ndcg_counts_each_relevant_document_once_at_its_best_rank() -> None:
@@ -221,3 +224,17 @@ def test_a_title_weight_lifts_the_chunks_of_the_document_whose_title_the_questio
     loaded = Loaded(dataset, corpus, found, {"tune": [question]})
     assert evaluate(parse_config("minmax:0.6"), loaded, "tune")["hit@5"] == 0.0
     assert evaluate(parse_config("minmax:0.6+title=1.5"), loaded, "tune")["hit@5"] == 1.0
+
+
+def test_parsing_in_worker_processes_gives_the_same_chunks_in_the_files_order(tmp_path: Path) -> None:
+    files = [
+        ("alpha.txt", b"Alpha results\n\nThe alpha trial enrolled 120 patients and met its endpoint."),
+        ("beta.txt", b"Beta methods\n\nBeta cells were counted by flow cytometry in 40 samples."),
+        ("blank.txt", b"   \n"),
+    ]
+    dataset = Dataset("toy", lambda: files, dict, "tune", "report", "hit@5", depth=5)
+    alone = parsed_chunks(dataset, IngestionConfig(), tmp_path / "one")
+    side_by_side = parsed_chunks(dataset, IngestionConfig(), tmp_path / "two", workers=2)
+    assert [d["name"] for d in side_by_side["documents"]] == ["alpha.txt", "beta.txt"]
+    assert side_by_side["documents"] == alone["documents"]
+    assert side_by_side["failures"] == alone["failures"] and "blank.txt" in alone["failures"]
