@@ -186,7 +186,11 @@ FLOORS = (  # key, what it is, model, backend
 
 
 def embedding_floor(
-    texts: Sequence[str], sample: int, batch_sizes: Sequence[int], keys: Sequence[str] | None = None
+    texts: Sequence[str],
+    sample: int,
+    batch_sizes: Sequence[int],
+    keys: Sequence[str] | None = None,
+    one_thread_processes: bool = True,
 ) -> dict[str, Any]:
     """Chunks per second of the bare model at its best batch size, on a random sample of the chunks.
 
@@ -222,7 +226,7 @@ def embedding_floor(
             "by_batch_size": {str(b): round(r, 2) for b, r in rates.items()},
             "cpu_ms_per_chunk": round(1000 * cpu[best], 2),  # this process's CPU (all its threads)
         }
-        if backend == "onnx":
+        if backend == "onnx" and one_thread_processes:
             floors[key]["one_thread_processes"] = parallel_floor(model, picked, best, os.cpu_count() or 1)
     return floors
 

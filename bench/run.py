@@ -403,7 +403,9 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
         bare, texts = ingestion.chunk_texts(stack, "scifact", full.version)
         floor = ingestion.embedding_floor(texts, plan.floor_sample, plan.batch_sizes)
         # Runs before 2026-12-01d embedded the chunks' own text, without their context header: for comparison.
-        floor["bare_chunks"] = ingestion.embedding_floor(bare, plan.floor_sample, plan.batch_sizes, ["onnx"])["onnx"]
+        floor["bare_chunks"] = ingestion.embedding_floor(
+            bare, plan.floor_sample, plan.batch_sizes, ["onnx"], one_thread_processes=False
+        )["onnx"]
         log(f"  {floor}")
         results["floor"] = floor
 
