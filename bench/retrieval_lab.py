@@ -66,6 +66,7 @@ if str(ROOT) not in sys.path:
 
 from bench import datasets  # noqa: E402
 from core.config import DEFAULT_EMBEDDING_MODEL, IngestionConfig  # noqa: E402
+from ingest import context  # noqa: E402
 
 RRF_K = 60  # as query.retrieval.RRF_K
 NDCG_DEPTH = 100  # chunks read for document nDCG@10, as bench/quality.py asks /query for
@@ -203,8 +204,6 @@ def _ingest_context(mode: str) -> IndexHook:
     """
 
     def hook(chunk_text: str, chunk_metadata: Metadata, document_title: str) -> str:
-        from ingest import context  # imported late: the module is newer than the lab
-
         filename = str(chunk_metadata.get("filename") or "")
         text: str = context.indexed_text(chunk_text, chunk_metadata, filename, mode)  # type: ignore[arg-type]
         return text
@@ -457,16 +456,15 @@ def score_fusion(lists: Sequence[Ranked], weights: Sequence[float], method: Lite
 
 
 def title_match(corpus: Corpus, question: str) -> np.ndarray:
-    """Per document: the question's BM25 score against the document titles alone, divided by the best (0-1)."""
+    """Per document: the question's match with its title (``BM25Index.title_match``, 0-1), as /query computes it."""
     from core.bm25 import BM25Index
 
-    if corpus.title_index is None:
-        corpus.title_index = BM25Index.build([str(i) for i in range(len(corpus.titles))], corpus.titles)
+    if corpus.title_index is None:  # the service's title match (an index of titles alone)
+        corpus.title_index = BM25Index.build([], [], {str(i): title for i, title in enumerate(corpus.titles)})
     scores = np.zeros(len(corpus.titles), dtype=np.float64)
-    for doc, score in corpus.title_index.search(question, len(corpus.titles)):
+    for doc, score in corpus.title_index.title_match(question).items():
         scores[int(doc)] = score
-    top = scores.max(initial=0.0)
-    return scores / top if top > 0 else scores
+    return scores
 
 
 def cap_per_document(ranked: Sequence[int], doc_of: Sequence[int] | np.ndarray, cap: int, k: int) -> list[int]:
@@ -793,6 +791,8 @@ def load_corpus(
     for number, document in enumerate(parsed["documents"]):
         chunks = [Chunk(text, metadata) for text, metadata in document["chunks"]]
         title = resolve_title(document["metadata_title"], document["name"], chunks)
+        if hook.startswith("ingest_") and chunks:  # the title in ingest's chunk headers, which +title matches
+            title = context.header(chunks[0].metadata, document["name"], "title").removeprefix("Document: ")
         doc_names.append(document["name"])
         titles.append(title)
         for chunk in chunks:

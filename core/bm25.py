@@ -9,11 +9,13 @@ tokenizer would see a whole Japanese sentence as one token.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import re
+import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import bm25s
@@ -108,6 +110,21 @@ def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
     return tokens
 
 
+_LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
+
+
+def title_tokens(text: str, query: bool = False) -> list[str]:
+    """``tokenize``'s tokens for matching titles, with letters and digits apart ("FY2022" -> fy, 2022;
+    "2024Q2" -> 2024, q, 2), as file names run them together. For a ``query``, adjacent words joined
+    too ("Best Buy" -> bestbuy), as file names squash them ("BESTBUY_2023_10K.pdf")."""
+    spaced = _LETTER_DIGIT.sub(" ", text.lower())
+    tokens = tokenize(spaced)
+    if query:
+        words = [w for w in _TOKEN.findall(spaced) if w not in STOPWORDS]
+        tokens += [_stem(a + b) for a, b in itertools.pairwise(words) if (a + b).isascii() and (a + b).isalpha()]
+    return tokens
+
+
 class BM25Index:
     """BM25 over a version's chunks, scored by bm25s (sparse matrices, numpy) with this module's tokenizer.
 
@@ -118,13 +135,20 @@ class BM25Index:
 
     FORMAT = 2
 
-    def __init__(self, ids: Sequence[str], model: bm25s.BM25) -> None:
+    def __init__(self, ids: Sequence[str], model: bm25s.BM25, titles: Mapping[str, str] | None = None) -> None:
         self.ids = list(ids)
         self.model = model
+        # Each document's title, keyed as the document part of its chunks' ids (``<revision id>:<position>``),
+        # for ``title_match``; empty for versions built before titles were stored, or with ``ingestion.context: off``.
+        self.titles = dict(titles or {})
+        self._title_index: BM25Index | None = None
+        self._title_lock = threading.Lock()
 
     @classmethod
-    def build(cls, ids: Sequence[str], texts: Sequence[str]) -> BM25Index:
-        return cls.from_tokens(ids, [tokenize(text) for text in texts])
+    def build(cls, ids: Sequence[str], texts: Sequence[str], titles: Mapping[str, str] | None = None) -> BM25Index:
+        index = cls.from_tokens(ids, [tokenize(text) for text in texts])
+        index.titles = dict(titles or {})
+        return index
 
     @classmethod
     def from_tokens(cls, ids: Sequence[str], tokens: Sequence[list[str]]) -> BM25Index:
@@ -133,11 +157,34 @@ class BM25Index:
             model.index([list(t) for t in tokens], show_progress=False)
         return cls(ids, model)
 
+    def title_match(self, query: str) -> dict[str, float]:
+        """Per document: ``query``'s BM25 score against the documents' titles alone, over the best one's (0-1].
+
+        Documents whose title shares no term with the query are left out. A collection of
+        near-identical filings ("3M 2018 10-K", "3M 2022 10-K") is told apart by its titles,
+        which carry the company and the year the question names, where the chunks do not.
+        """
+        if not self.titles:
+            return {}
+        with self._title_lock:
+            if self._title_index is None:
+                documents = list(self.titles)
+                self._title_index = BM25Index.from_tokens(documents, [title_tokens(self.titles[d]) for d in documents])
+        found = self._title_index.search_tokens(title_tokens(query, query=True), len(self._title_index.ids))
+        if not found:
+            return {}
+        best = found[0][1]
+        return {document: score / best for document, score in found}
+
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""
+        return self.search_tokens(tokenize(query), limit)
+
+    def search_tokens(self, tokens: Sequence[str], limit: int) -> list[tuple[str, float]]:
+        """``search`` for a query already tokenized."""
         if not self.ids or limit <= 0:
             return []
-        token_ids = self.model.get_tokens_ids(tokenize(query))
+        token_ids = self.model.get_tokens_ids(list(tokens))
         if not token_ids:
             return []
         scores = self.model.get_scores_from_ids(token_ids)
@@ -169,6 +216,7 @@ class BM25Index:
             "ids": self.ids,
             "vocab": self.model.vocab_dict if self.ids else {},
             "num_docs": int(scores.get("num_docs", 0)),
+            "titles": self.titles,
         }
         buffer = io.BytesIO()
         np.savez(
@@ -199,4 +247,4 @@ class BM25Index:
                 model.vocab_dict = header["vocab"]
                 model.unique_token_ids_set = set(model.vocab_dict.values())
                 model.nonoccurrence_array = None  # Lucene's BM25 has no score for absent terms
-        return cls(header["ids"], model)
+        return cls(header["ids"], model, header.get("titles"))

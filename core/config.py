@@ -156,6 +156,13 @@ class RetrievalConfig(BaseModel):
         le=10.0,
         description="Weight of the BM25 ranking in hybrid; null: 1 - the automatic dense weight.",
     )
+    title_weight: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=10.0,
+        description="minmax fusion only: added, times the question's BM25 match with the chunk's document "
+        "title (0-1; the title is the chunk header's `Document:` line), to the fused score; null: automatic.",
+    )
     max_chunks_per_document: int | None = Field(
         default=2, ge=1, le=50, description="At most this many of the top_k chunks from one document (null: no cap)."
     )

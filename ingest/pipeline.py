@@ -41,7 +41,7 @@ from core.models import (
     utcnow,
 )
 from ingest import injection, pii
-from ingest.context import indexed_text
+from ingest.context import header, indexed_text
 from ingest.ocr import OcrNeeded
 from ingest.partition import Chunk, partition_document
 from ingest.sandbox import Parser
@@ -230,6 +230,23 @@ def _indexed(row: ChunkCache, revision: DocumentRevision, config: IngestionConfi
     """The text embedded and BM25-indexed for a cached chunk: with its document's context (config.context)."""
     metadata = {**revision.upload_metadata, **row.chunk_metadata}
     return indexed_text(row.text, metadata, revision.document.filename, config.context, config.context_metadata)
+
+
+def _titles(planned: Planned, config: IngestionConfig) -> dict[str, str]:
+    """Each revision's title line (``ingest.context.header`` in ``title`` mode: title, file name and the upload
+    metadata marked as context), keyed by revision id, for hybrid's title match; none with ``context: off``."""
+    if config.context == "off":
+        return {}
+    return {
+        revision.id: header(
+            {**revision.upload_metadata, **rows[0].chunk_metadata},
+            revision.document.filename,
+            "title",
+            config.context_metadata,
+        )
+        for _, revision, rows in planned
+        if rows
+    }
 
 
 def prepare_revision(
@@ -580,6 +597,7 @@ def build_version(
         lexical = BM25Index.build(
             [chunk_id(revision, row.position) for revision, row in chunks],
             [indexed[revision.id, row.position] for revision, row in chunks],
+            _titles(plan.planned, config),
         )
         version.bm25_sha256 = blobs.put(collection.id, lexical.dumps())
     _record_contents(session, collection, version, plan, embedded.embedded)

@@ -464,3 +464,33 @@ def test_dropped_chunks_are_not_embedded(
     chunks, embedded, _ = prepare_revision(session, blobs, embedder, collection, revision, config)
     assert (chunks, embedded, embedder.texts_embedded - before) == (0, 0, 0)
     assert revision.injection_counts == {"chunks": 1, "dropped": 1, "patterns": {p: 1 for p in PATTERNS_HIT}}
+
+
+@pytest.mark.parametrize("context", ["title_section", "off"])
+def test_the_bm25_index_keeps_each_documents_title_line_for_the_title_match(
+    env: tuple[Session, BlobStore, ClientAPI], embedder: Embedder, tmp_path: Path, context: str
+) -> None:
+    """Near-identical filings differ in their titles (and in the upload metadata marked as context)."""
+    session, blobs, client = env
+    config = {"ingestion": {"context": context, "context_metadata": ["company"]}}
+    collection = catalog.create_collection(
+        session, f"filings-{context.replace('_', '-')}", "", [], CollectionConfig.model_validate(config)
+    )
+    body = "Consolidated results of operations for the year: total revenue and operating income by segment.\n" * 3
+    revisions = []
+    for year in (2018, 2022):
+        path = tmp_path / f"ACME_{year}_10K.txt"
+        path.write_text(body)
+        revisions.append(_upload(session, blobs, collection, path, metadata={"company": "Acme Corp"}))
+        _prepare(session, blobs, embedder, collection, revisions[-1])
+    version = _build(session, client, blobs, embedder, collection)
+    index = BM25Index.loads(blobs.get(collection.id, version.bm25_sha256 or ""))
+    if context == "off":
+        assert index.titles == {} and index.title_match("Acme 2022") == {}
+        return
+    old, new = (revision.id for revision in revisions)
+    assert index.titles[new].startswith("Document: ") and "ACME 2022 10K" in index.titles[new]
+    assert index.titles[new].endswith("company: Acme Corp")
+    match = index.title_match("What was Acme's total revenue in 2022?")
+    assert match[new] == 1.0 > match[old] > 0
+    assert index.ids[0].startswith(f"{old}:"), "titles are keyed as the document part of chunk ids"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from core.bm25 import BM25Index, tokenize
+from core.bm25 import BM25Index, title_tokens, tokenize
 
 
 def test_latin_words_are_lowercased_stemmed_and_stopwords_dropped() -> None:
@@ -53,3 +53,32 @@ def test_an_index_written_before_bm25s_still_loads_and_ranks_the_same() -> None:
     current = BM25Index.build(ids, texts)
     for query in ("beta delta", "gamma", "日本の梅雨"):
         assert restored.search(query, 3) == current.search(query, 3)
+
+
+def test_title_match_scores_documents_by_their_titles_over_the_best_and_survives_the_round_trip() -> None:
+    titles = {"r1": "Document: 3M 2018 10K", "r2": "Document: 3M 2022 10K", "r3": "Document: Boeing 2022 10K"}
+    index = BM25Index.build(["r1:0", "r2:0", "r3:0"], ["Total revenue 32,765", "Total revenue 34,229", "x"], titles)
+    match = index.title_match("What was 3M's revenue in 2022?")
+    assert match["r2"] == 1.0 and 0 < match["r1"] < 1 and 0 < match["r3"] < 1, "3M and 2022 both count"
+    assert BM25Index.loads(index.dumps()).title_match("What was 3M's revenue in 2022?") == match
+    assert index.title_match("dividends of Pepsico") == {}, "no title shares a term"
+
+
+def test_an_index_without_titles_matches_no_title() -> None:
+    """Versions built before titles were stored (and collections with ``ingestion.context: off``)."""
+    index = BM25Index.loads(BM25Index.build(["a:0"], ["3M 2022 revenue"]).dumps())
+    assert index.titles == {} and index.title_match("3M 2022") == {}
+
+
+def test_titles_match_the_way_file_names_write_them() -> None:
+    """File names run words and numbers together ("BESTBUY_2019_10K.pdf"); questions do not ("Best Buy", "FY2019")."""
+    assert title_tokens("Document: BESTBUY 2024Q2 10Q") == ["document", "bestbuy", "2024", "q", "2", "10", "q"]
+    assert "bestbuy" in title_tokens("inventories of Best Buy in FY2019", query=True)
+    assert "2019" in title_tokens("inventories of Best Buy in FY2019", query=True)
+    titles = {
+        "bb19": "Document: BESTBUY 2019 10K",
+        "bb23": "Document: BESTBUY 2023 10K",
+        "ax": "Document: AMCOR 2019 10K",
+    }
+    match = BM25Index.build([], [], titles).title_match("What were Best Buy's inventories at the end of FY2019?")
+    assert match["bb19"] == 1.0 > match["bb23"] > 0 and match["bb19"] > match["ax"] > 0
