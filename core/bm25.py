@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import bm25s
@@ -142,6 +142,7 @@ class BM25Index:
         # for ``title_match``; empty for versions built before titles were stored, or with ``ingestion.context: off``.
         self.titles = dict(titles or {})
         self._title_index: BM25Index | None = None
+        self._title_positions: dict[str, int] = {}
         self._title_lock = threading.Lock()
 
     @classmethod
@@ -157,24 +158,35 @@ class BM25Index:
             model.index([list(t) for t in tokens], show_progress=False)
         return cls(ids, model)
 
-    def title_match(self, query: str) -> dict[str, float]:
+    def title_match(self, query: str, documents: Iterable[str] | None = None) -> dict[str, float]:
         """Per document: ``query``'s BM25 score against the documents' titles alone, over the best one's (0-1].
 
-        Documents whose title shares no term with the query are left out. A collection of
-        near-identical filings ("3M 2018 10-K", "3M 2022 10-K") is told apart by its titles,
-        which carry the company and the year the question names, where the chunks do not.
+        Only ``documents`` (all when None) are returned, and only those whose title shares a term
+        with the query. A collection of near-identical filings ("3M 2018 10-K", "3M 2022 10-K") is
+        told apart by its titles, which carry the company and the year the question names.
         """
         if not self.titles:
             return {}
         with self._title_lock:
             if self._title_index is None:
-                documents = list(self.titles)
-                self._title_index = BM25Index.from_tokens(documents, [title_tokens(self.titles[d]) for d in documents])
-        found = self._title_index.search_tokens(title_tokens(query, query=True), len(self._title_index.ids))
-        if not found:
+                names = list(self.titles)
+                self._title_index = BM25Index.from_tokens(names, [title_tokens(self.titles[n]) for n in names])
+                self._title_positions = {name: position for position, name in enumerate(names)}
+        model = self._title_index.model
+        token_ids = model.get_tokens_ids(title_tokens(query, query=True))
+        if not token_ids:
             return {}
-        best = found[0][1]
-        return {document: score / best for document, score in found}
+        scores = model.get_scores_from_ids(token_ids)
+        best = float(scores.max())
+        if best <= 0:
+            return {}
+        positions = self._title_positions
+        wanted = self._title_index.ids if documents is None else documents
+        return {
+            document: float(scores[position]) / best
+            for document in wanted
+            if (position := positions.get(document)) is not None and scores[position] > 0
+        }
 
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""

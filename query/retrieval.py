@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -364,10 +364,11 @@ class VersionIndex:
             ranked = [(chunk, score) for chunk, score in ranked if chunk in admitted]
         return ranked[:limit]
 
-    def title_match(self, question: str) -> dict[str, float]:
-        """Per document, ``question``'s match with its title (``BM25Index.title_match``); empty without titles."""
+    def title_match(self, question: str, documents: Iterable[str]) -> dict[str, float]:
+        """Per one of ``documents``, ``question``'s match with its title (``BM25Index.title_match``); empty
+        without titles."""
         index = self.bm25()
-        return index.title_match(question) if index is not None else {}
+        return index.title_match(question, documents) if index is not None else {}
 
     def hits(self, ids: list[str], vector: np.ndarray) -> dict[str, Hit]:
         """Hits for chunks found by id (lexical matches), scored by cosine to the question's vector."""
@@ -532,8 +533,11 @@ def retrieve(
         kept = set(capped([candidate.chunk_id for candidate in dense], top_k, per_document))
         return index.fetch([candidate for candidate in dense if candidate.chunk_id in kept])
     lexical = index.lexical(question, pool, filters)
-    titles = index.title_match(question) if fusion.title_weight else None
-    order = fusion.order([(candidate.chunk_id, candidate.score) for candidate in dense], lexical, titles)
+    pairs = [(candidate.chunk_id, candidate.score) for candidate in dense]
+    titles = None
+    if fusion.title_weight:  # the candidates' documents only: a collection may hold many
+        titles = index.title_match(question, {chunk_document(chunk) for chunk, _ in [*pairs, *lexical]})
+    order = fusion.order(pairs, lexical, titles)
     chosen = capped(order, top_k, per_document)
     ranked = {candidate.chunk_id: candidate for candidate in dense}
     found = {hit.chunk_id: hit for hit in index.fetch([ranked[chunk] for chunk in chosen if chunk in ranked])}

@@ -82,3 +82,11 @@ def test_titles_match_the_way_file_names_write_them() -> None:
     }
     match = BM25Index.build([], [], titles).title_match("What were Best Buy's inventories at the end of FY2019?")
     assert match["bb19"] == 1.0 > match["bb23"] > 0 and match["bb19"] > match["ax"] > 0
+
+
+def test_title_match_can_be_asked_for_some_documents_and_still_scales_by_the_best_of_all() -> None:
+    titles = {"a": "Document: ACME 2022 10K", "b": "Document: ACME 2018 10K", "c": "Document: Globex 2022 10K"}
+    index = BM25Index.build([], [], titles)
+    every = index.title_match("Acme 2022")
+    assert index.title_match("Acme 2022", ["b", "c", "unknown"]) == {"b": every["b"], "c": every["c"]}
+    assert every["a"] == 1.0 and index.title_match("Acme 2022", ["b"])["b"] < 1.0
