@@ -121,7 +121,11 @@ def title_tokens(text: str, query: bool = False) -> list[str]:
     tokens = tokenize(spaced)
     if query:
         words = [w for w in _TOKEN.findall(spaced) if w not in STOPWORDS]
-        tokens += [_stem(a + b) for a, b in itertools.pairwise(words) if (a + b).isascii() and (a + b).isalpha()]
+        tokens += [
+            _stem(a + b)
+            for a, b in itertools.pairwise(words)
+            if len(a) > 1 and len(b) > 1 and (a + b).isascii() and (a + b).isalpha()  # not "ACME's" -> acmes
+        ]
     return tokens
 
 
