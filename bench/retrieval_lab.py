@@ -791,8 +791,8 @@ def load_corpus(
     for number, document in enumerate(parsed["documents"]):
         chunks = [Chunk(text, metadata) for text, metadata in document["chunks"]]
         title = resolve_title(document["metadata_title"], document["name"], chunks)
-        if hook.startswith("ingest_") and chunks:  # the title in ingest's chunk headers, which +title matches
-            title = context.header(chunks[0].metadata, document["name"], "title").removeprefix("Document: ")
+        if hook.startswith("ingest_") and chunks:  # the title line ingest's headers carry, as /query's title match
+            title = context.header(chunks[0].metadata, document["name"], "title")
         doc_names.append(document["name"])
         titles.append(title)
         for chunk in chunks:

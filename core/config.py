@@ -167,6 +167,12 @@ class RetrievalConfig(BaseModel):
         default=2, ge=1, le=50, description="At most this many of the top_k chunks from one document (null: no cap)."
     )
 
+    @model_validator(mode="after")
+    def _title_weight_needs_scores(self) -> RetrievalConfig:
+        if self.title_weight and self.fusion == "rrf":
+            raise ValueError("title_weight applies to fusion: minmax only (reciprocal-rank fusion adds no scores)")
+        return self
+
 
 METRICS = (
     "context_precision",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from core.config import RetrievalConfig
 from query.retrieval import AUTO_TITLE_WEIGHT, Fusion, capped, fuse_ids
 
@@ -68,4 +71,6 @@ def test_the_title_weight_is_automatic_for_minmax_set_when_given_and_never_for_r
     assert Fusion.for_question(RetrievalConfig(), "3M 2018").title_weight == AUTO_TITLE_WEIGHT == 0.1
     assert Fusion.for_question(RetrievalConfig(title_weight=0.5), "3M 2018").title_weight == 0.5
     assert Fusion.for_question(RetrievalConfig(title_weight=0.0), "3M 2018").title_weight == 0.0
-    assert Fusion.for_question(RetrievalConfig(fusion="rrf", title_weight=0.5), "3M 2018").title_weight == 0.0
+    assert Fusion.for_question(RetrievalConfig(fusion="rrf"), "3M 2018").title_weight == 0.0
+    with pytest.raises(ValidationError, match="minmax only"):
+        RetrievalConfig(fusion="rrf", title_weight=0.5)
