@@ -217,6 +217,10 @@ def test_patch_merges_a_partial_config(client: TestClient) -> None:
     assert bad.status_code == 422 and "retrieval.top_k" in bad.json()["detail"]
     unknown = client.patch("/collections/hr-policies", json={"config": {"nonsense": 1}})
     assert unknown.status_code == 422
+    ignored = client.patch(
+        "/collections/hr-policies", json={"config": {"retrieval": {"fusion": "rrf", "title_weight": 1}}}
+    )
+    assert ignored.status_code == 422 and "minmax only" in ignored.json()["detail"]
 
 
 def test_prompt_revisions_are_stored_and_validated(client: TestClient) -> None:
