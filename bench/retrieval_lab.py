@@ -790,9 +790,10 @@ def load_corpus(
     doc_names, titles, chunk_doc, chunk_texts, index_texts = [], [], [], [], []
     for number, document in enumerate(parsed["documents"]):
         chunks = [Chunk(text, metadata) for text, metadata in document["chunks"]]
-        title = resolve_title(document["metadata_title"], document["name"], chunks)
         if hook.startswith("ingest_") and chunks:  # the title line ingest's headers carry, as /query's title match
             title = context.header(chunks[0].metadata, document["name"], "title")
+        else:
+            title = resolve_title(document["metadata_title"], document["name"], chunks)
         doc_names.append(document["name"])
         titles.append(title)
         for chunk in chunks:

@@ -151,16 +151,16 @@ class BM25Index:
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str], titles: Mapping[str, str] | None = None) -> BM25Index:
-        index = cls.from_tokens(ids, [tokenize(text) for text in texts])
-        index.titles = dict(titles or {})
-        return index
+        return cls.from_tokens(ids, [tokenize(text) for text in texts], titles)
 
     @classmethod
-    def from_tokens(cls, ids: Sequence[str], tokens: Sequence[list[str]]) -> BM25Index:
+    def from_tokens(
+        cls, ids: Sequence[str], tokens: Sequence[list[str]], titles: Mapping[str, str] | None = None
+    ) -> BM25Index:
         model = bm25s.BM25(k1=K1, b=B, method="lucene")
         if ids:
             model.index([list(t) for t in tokens], show_progress=False)
-        return cls(ids, model)
+        return cls(ids, model, titles)
 
     def title_match(self, query: str, documents: Iterable[str] | None = None) -> dict[str, float]:
         """Per document: ``query``'s BM25 score against the documents' titles alone, over the best one's (0-1].
