@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.retrieval_lab --prepare --datasets financebench --hooks plain,title  # fill caches
     .venv/bin/python -m bench.retrieval_lab --prepare --workers 2 ...  # parse two files at a time
 
-Configurations are named ``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W]`` (see ``parse_config``):
+Configurations are named ``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title[n]=W]`` (``parse_config``):
 ``dense``, ``bm25``, ``rrf`` (today's hybrid), ``wrrf:<w_dense>``, ``minmax:<w_dense>``,
 ``zscore:<w_dense>``. Hooks decide the text that is embedded and BM25-indexed: ``plain``,
 ``title``, ``title_section`` (the lab's own) and ``ingest_title``, ``ingest_title_section``
@@ -523,14 +523,17 @@ class LabConfig:
     mmr_lambda: float | None = None
     hook: str = "plain"
     title_weight: float | None = None  # + W x the question's BM25 match with the chunk's document title (max 1)
+    title_by_length: bool = False  # ``+titlen=W``: W x (1 - 1/n) for a document of n chunks
 
     def pool_for(self, depth: int) -> int:
         return min(self.pool or max(depth * 4, 20), MAX_POOL)
 
 
 def parse_config(spec: str) -> LabConfig:
-    """``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W]``; bases ``dense``, ``bm25``, ``rrf`` (= ``hybrid``),
-    ``wrrf:<w_dense>``, ``minmax:<w_dense>`` and ``zscore:<w_dense>`` (``w_bm25 = 1 - w_dense``).
+    """``<base>[@hook][+cap=N][+mmr=L][+pool=P][+k=K][+title=W][+titlen=W]``; bases ``dense``, ``bm25``,
+    ``rrf`` (= ``hybrid``), ``wrrf:<w_dense>``, ``minmax:<w_dense>`` and ``zscore:<w_dense>``
+    (``w_bm25 = 1 - w_dense``). ``+title=W`` adds W x the title match; ``+titlen=W`` does it as
+    /query does, W x (1 - 1/n) for a document of n chunks.
     """
     base, *modifiers = spec.split("+")
     base, _, hook = base.partition("@")
@@ -556,20 +559,20 @@ def parse_config(spec: str) -> LabConfig:
         key, _, value = modifier.partition("=")
         if key not in _MODIFIERS:
             raise ValueError(f"{spec}: unknown modifier {key!r}")
-        field_name, convert = _MODIFIERS[key]
-        changes: dict[str, Any] = {field_name: convert(value)}
-        config = replace(config, **changes)
+        config = replace(config, **_MODIFIERS[key](value))
     if config.title_weight and (config.mode != "hybrid" or config.fusion == "rrf"):
         raise ValueError(f"{spec}: +title adds to fused scores: use it with minmax or zscore")
     return config
 
 
-_MODIFIERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
-    "cap": ("per_doc_cap", int),
-    "mmr": ("mmr_lambda", float),
-    "pool": ("pool", int),
-    "k": ("rrf_k", int),
-    "title": ("title_weight", float),
+_MODIFIERS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "cap": lambda value: {"per_doc_cap": int(value)},
+    "mmr": lambda value: {"mmr_lambda": float(value)},
+    "pool": lambda value: {"pool": int(value)},
+    "k": lambda value: {"rrf_k": int(value)},
+    "title": lambda value: {"title_weight": float(value)},
+    # as /query weighs the title match: W x (1 - 1/n) for a document of n chunks
+    "titlen": lambda value: {"title_weight": float(value), "title_by_length": True},
 }
 
 
@@ -596,6 +599,11 @@ class Corpus:
     titles: list[str]
     failures: dict[str, str] = field(default_factory=dict)
     title_index: Any = field(default=None, repr=False)  # BM25 over ``titles``, built by ``title_match``
+
+    @property
+    def chunks_per_document(self) -> np.ndarray:
+        """Each document's chunk count (at least 1)."""
+        return np.maximum(np.bincount(self.chunk_doc, minlength=len(self.doc_names)), 1).astype(np.float64)
 
 
 def _sha(text: str) -> str:
@@ -1002,8 +1010,10 @@ def select(config: LabConfig, found: Candidates, row: int, corpus: Corpus, depth
             ranked = rrf([[c for c, _ in dense], [c for c, _ in lexical]], weights, config.rrf_k)
         elif config.title_weight:
             totals = fused_scores([dense, lexical], weights, config.fusion)
-            match = title_match(corpus, question)
-            totals = {c: t + config.title_weight * match[corpus.chunk_doc[c]] for c, t in totals.items()}
+            match = config.title_weight * title_match(corpus, question)
+            if config.title_by_length:
+                match *= 1.0 - 1.0 / corpus.chunks_per_document
+            totals = {c: t + match[corpus.chunk_doc[c]] for c, t in totals.items()}
             ranked = sorted(totals, key=lambda chunk: -totals[chunk])
         else:
             ranked = score_fusion([dense, lexical], weights, config.fusion)

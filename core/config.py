@@ -161,7 +161,8 @@ class RetrievalConfig(BaseModel):
         ge=0.0,
         le=10.0,
         description="minmax fusion only: added, times the question's BM25 match with the chunk's document "
-        "title (0-1; the title is the chunk header's `Document:` line), to the fused score; null: automatic.",
+        "title (0-1; the title is the chunk header's `Document:` line) times 1 - 1/n for a document of n chunks, "
+        "to the fused score; null: automatic (0.2).",
     )
     max_chunks_per_document: int | None = Field(
         default=2, ge=1, le=50, description="At most this many of the top_k chunks from one document (null: no cap)."

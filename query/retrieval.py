@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -283,6 +283,7 @@ class VersionIndex:
         self.base_store = _Store.load(_collection(client, base.chroma_name), embed_model) if base else None
         self._load_bm25 = load_bm25
         self._bm25: BM25Index | None = None
+        self._document_chunks: Counter[str] | None = None  # chunks per document, for ``title_match``
         self._bm25_lock = threading.Lock()
 
     def bm25(self) -> BM25Index | None:
@@ -365,10 +366,24 @@ class VersionIndex:
         return ranked[:limit]
 
     def title_match(self, question: str, documents: Iterable[str]) -> dict[str, float]:
-        """Per one of ``documents``, ``question``'s match with its title (``BM25Index.title_match``); empty
-        without titles."""
+        """Per one of ``documents``, ``question``'s match with its title (``BM25Index.title_match``) times
+        ``1 - 1/n`` for a document of ``n`` chunks; empty without titles.
+
+        A one-chunk document's chunk already holds its title line (``ingestion.context``), so a
+        title match would count the title twice; the title of a document of many chunks speaks
+        for all of them, while each chunk's own text rarely says which document it is.
+        """
         index = self.bm25()
-        return index.title_match(question, documents) if index is not None else {}
+        if index is None:
+            return {}
+        match = index.title_match(question, documents)
+        if not match:
+            return match
+        with self._bm25_lock:
+            if self._document_chunks is None:
+                self._document_chunks = Counter(chunk_document(chunk) for chunk in index.ids)
+            sizes = self._document_chunks
+        return {document: score * (1.0 - 1.0 / max(sizes[document], 1)) for document, score in match.items()}
 
     def hits(self, ids: list[str], vector: np.ndarray) -> dict[str, Hit]:
         """Hits for chunks found by id (lexical matches), scored by cosine to the question's vector."""
@@ -387,9 +402,10 @@ class VersionIndex:
 
 AUTO_DENSE_WEIGHT = 0.6  # hybrid's automatic weights: see Fusion.for_question
 AUTO_DENSE_WEIGHT_CJK = 0.3
-# minmax's automatic title weight (Fusion.title_weight), chosen on the tuning splits: the largest FinanceBench
-# gain while no other set's tuning split loses over 0.01 (SciFact: -0.005 at 0.1, -0.012 at 0.2), ties to the smaller.
-AUTO_TITLE_WEIGHT = 0.1
+# minmax's automatic title weight (Fusion.title_weight; a document of n chunks gets it x (1 - 1/n), see
+# VersionIndex.title_match), chosen on the tuning splits: the largest FinanceBench gain while no other set's
+# tuning split loses over 0.01 (SciFact: -0.005 at 0.2, -0.012 at 0.3), ties to the smaller.
+AUTO_TITLE_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -439,7 +455,8 @@ class Fusion:
         """Chunk ids of both rankings, best first (ties in the order first seen, dense first).
 
         ``title_match``: per document (the document part of a chunk id), the question's match with its
-        title, added times ``title_weight`` to a minmax total.
+        title (``VersionIndex.title_match``: weighed by the document's length), added times
+        ``title_weight`` to a minmax total.
         """
         if self.method == "rrf":
             ids = [[chunk for chunk, _ in dense], [chunk for chunk, _ in bm25]]

@@ -120,6 +120,9 @@ def test_config_names_parse_into_settings() -> None:
     assert (weighted.hook, weighted.per_doc_cap, weighted.pool) == ("title_section", 2, 50)
     assert parse_config("wrrf:0.6+k=20").rrf_k == 20
     assert parse_config("minmax:0.6+title=0.2").title_weight == 0.2
+    assert not parse_config("minmax:0.6+title=0.2").title_by_length
+    by_length = parse_config("minmax:0.6+titlen=0.3")
+    assert (by_length.title_weight, by_length.title_by_length) == (0.3, True)
     with pytest.raises(ValueError):
         parse_config("rrf+title=0.2")
     with pytest.raises(ValueError):
@@ -224,6 +227,8 @@ def test_a_title_weight_lifts_the_chunks_of_the_document_whose_title_the_questio
     loaded = Loaded(dataset, corpus, found, {"tune": [question]})
     assert evaluate(parse_config("minmax:0.6"), loaded, "tune")["hit@5"] == 0.0
     assert evaluate(parse_config("minmax:0.6+title=1.5"), loaded, "tune")["hit@5"] == 1.0
+    # As /query weighs it (1 - 1/n for a document of n chunks), one-chunk documents' titles count for nothing.
+    assert evaluate(parse_config("minmax:0.6+titlen=1.5"), loaded, "tune")["hit@5"] == 0.0
 
 
 def test_parsing_in_worker_processes_gives_the_same_chunks_in_the_files_order(tmp_path: Path) -> None:

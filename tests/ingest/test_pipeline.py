@@ -478,9 +478,9 @@ def test_the_bm25_index_keeps_each_documents_title_line_for_the_title_match(
     )
     body = "Consolidated results of operations for the year: total revenue and operating income by segment.\n" * 3
     revisions = []
-    for year in (2018, 2022):
+    for year, repeat in ((2018, 1), (2022, 60)):  # one chunk, then several
         path = tmp_path / f"ACME_{year}_10K.txt"
-        path.write_text(body)
+        path.write_text(body * repeat)
         revisions.append(_upload(session, blobs, collection, path, metadata={"company": "Acme Corp"}))
         _prepare(session, blobs, embedder, collection, revisions[-1])
     version = _build(session, client, blobs, embedder, collection)
@@ -494,3 +494,8 @@ def test_the_bm25_index_keeps_each_documents_title_line_for_the_title_match(
     match = index.title_match("What was Acme's total revenue in 2022?")
     assert match[new] == 1.0 > match[old] > 0
     assert index.ids[0].startswith(f"{old}:"), "titles are keyed as the document part of chunk ids"
+    # /query weighs it by 1 - 1/n for a document of n chunks: a one-chunk document's chunk holds its title already.
+    chunks = sum(chunk.startswith(f"{new}:") for chunk in index.ids)
+    assert chunks > 1 and sum(chunk.startswith(f"{old}:") for chunk in index.ids) == 1
+    weighed = _version_index(client, blobs, embedder, version).title_match("Acme's revenue in 2022?", [old, new])
+    assert weighed == {old: 0.0, new: pytest.approx(1.0 - 1.0 / chunks)}

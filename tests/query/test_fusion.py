@@ -68,7 +68,7 @@ def test_the_title_match_lifts_the_chunks_of_the_document_the_question_names() -
 
 
 def test_the_title_weight_is_automatic_for_minmax_set_when_given_and_never_for_rrf() -> None:
-    assert Fusion.for_question(RetrievalConfig(), "3M 2018").title_weight == AUTO_TITLE_WEIGHT == 0.1
+    assert Fusion.for_question(RetrievalConfig(), "3M 2018").title_weight == AUTO_TITLE_WEIGHT == 0.2
     assert Fusion.for_question(RetrievalConfig(title_weight=0.5), "3M 2018").title_weight == 0.5
     assert Fusion.for_question(RetrievalConfig(title_weight=0.0), "3M 2018").title_weight == 0.0
     assert Fusion.for_question(RetrievalConfig(fusion="rrf"), "3M 2018").title_weight == 0.0
