@@ -55,6 +55,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -600,7 +601,7 @@ class Corpus:
     failures: dict[str, str] = field(default_factory=dict)
     title_index: Any = field(default=None, repr=False)  # BM25 over ``titles``, built by ``title_match``
 
-    @property
+    @cached_property
     def chunks_per_document(self) -> np.ndarray:
         """Each document's chunk count (at least 1)."""
         return np.maximum(np.bincount(self.chunk_doc, minlength=len(self.doc_names)), 1).astype(np.float64)
@@ -1012,7 +1013,9 @@ def select(config: LabConfig, found: Candidates, row: int, corpus: Corpus, depth
             totals = fused_scores([dense, lexical], weights, config.fusion)
             match = config.title_weight * title_match(corpus, question)
             if config.title_by_length:
-                match *= 1.0 - 1.0 / corpus.chunks_per_document
+                from query.retrieval import title_length_factor
+
+                match *= title_length_factor(corpus.chunks_per_document)
             totals = {c: t + match[corpus.chunk_doc[c]] for c, t in totals.items()}
             ranked = sorted(totals, key=lambda chunk: -totals[chunk])
         else:

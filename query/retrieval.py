@@ -383,7 +383,7 @@ class VersionIndex:
             if self._document_chunks is None:
                 self._document_chunks = Counter(chunk_document(chunk) for chunk in index.ids)
             sizes = self._document_chunks
-        return {document: score * (1.0 - 1.0 / max(sizes[document], 1)) for document, score in match.items()}
+        return {document: score * title_length_factor(max(sizes[document], 1)) for document, score in match.items()}
 
     def hits(self, ids: list[str], vector: np.ndarray) -> dict[str, Hit]:
         """Hits for chunks found by id (lexical matches), scored by cosine to the question's vector."""
@@ -398,6 +398,15 @@ class VersionIndex:
             metadata = {k: _none_if_blank(v) for k, v in (meta or {}).items() if not k.startswith("_node")}
             found[chunk] = Hit(chunk, text or "", round(cosine, 6), metadata)
         return found
+
+
+Chunks = TypeVar("Chunks", float, np.ndarray)
+
+
+def title_length_factor(chunks: Chunks) -> Chunks:
+    """What a document of ``chunks`` chunks (at least 1) gets of the title weight: ``1 - 1/n``
+    (``VersionIndex.title_match``; the retrieval lab weighs its ``+titlen`` with it too)."""
+    return 1.0 - 1.0 / chunks
 
 
 AUTO_DENSE_WEIGHT = 0.6  # hybrid's automatic weights: see Fusion.for_question
