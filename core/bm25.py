@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import re
 import threading
 import zlib
@@ -129,6 +130,32 @@ def title_tokens(text: str, query: bool = False) -> list[str]:
     return tokens
 
 
+def idf(df: int, documents: int) -> float:
+    """Lucene's BM25 inverse document frequency; a term no document holds weighs the most."""
+    return math.log(1 + (documents - df + 0.5) / (df + 0.5))
+
+
+class _TitleTerms:
+    """The version's titles as weighted term sets, and which titles hold each term (``BM25Index.named``)."""
+
+    def __init__(self, titles: Sequence[str]) -> None:
+        terms = [frozenset(title_tokens(title)) for title in titles]
+        holders: dict[str, list[int]] = {}
+        for position, held in enumerate(terms):
+            for term in held:
+                holders.setdefault(term, []).append(position)
+        self.weights = {term: idf(len(positions), len(terms)) for term, positions in holders.items()}
+        self.holders = holders
+        self.totals = [sum(self.weights[t] for t in held) for held in terms]
+
+    def named(self, asked: set[str]) -> float:
+        shared: dict[int, float] = {}
+        for term in asked:
+            for position in self.holders.get(term, ()):
+                shared[position] = shared.get(position, 0.0) + self.weights[term]
+        return max((weight / self.totals[p] for p, weight in shared.items() if self.totals[p] > 0), default=0.0)
+
+
 class BM25Index:
     """BM25 over a version's chunks, scored by bm25s (sparse matrices, numpy) with this module's tokenizer.
 
@@ -147,6 +174,7 @@ class BM25Index:
         self.titles = dict(titles or {})
         self._title_index: BM25Index | None = None
         self._title_positions: dict[str, int] = {}
+        self._title_terms: _TitleTerms | None = None
         self._title_lock = threading.Lock()
 
     @classmethod
@@ -191,6 +219,21 @@ class BM25Index:
             for document in wanted
             if (position := positions.get(document)) is not None and scores[position] > 0
         }
+
+    def named(self, query: str) -> float:
+        """How fully ``query`` names one of the documents, 0-1 (0 when the version has no titles).
+
+        Of each title sharing a term with the query: the share of its terms (``title_tokens``,
+        weighted by ``idf`` among the version's titles, so "Document" or "10-K" in every title
+        weighs little) that the query holds; the best title's share. "Boeing's FY2022 revenue"
+        names "BOEING_2022_10K" fully, "BOEING_2018_10K" in part and "3M_2018_10K" hardly at all.
+        """
+        if not self.titles:
+            return 0.0
+        with self._title_lock:
+            if self._title_terms is None:
+                self._title_terms = _TitleTerms(list(self.titles.values()))
+        return self._title_terms.named(set(title_tokens(query, query=True)))
 
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""

@@ -18,6 +18,11 @@ need nothing but the retrieval itself:
   three short files no second passage can agree;
 - ``phrase``: the weighted share of question terms that one passage holds next to their
   neighbour in the question ("comes home under the sun"), not merely somewhere in a long chunk;
+- ``named``: how fully the question names one of the version's documents by its title
+  (``BM25Index.named``: "Boeing's FY2022 revenue" and "BOEING_2022_10K"; "How does BERT mask
+  tokens?" and "bert.pdf"). A question about a company or a paper the collection has no document
+  of names none, however close its passages read; 0 for versions without titles (built with
+  ``ingestion.context: off``);
 - ``small``: how small the version is (``size_weight`` of its chunk count).
 
 ``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
@@ -37,7 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.bm25 import BM25Index, tokenize
+from core.bm25 import BM25Index, idf, tokenize
 
 # The LLM is told to answer exactly this when the passages do not contain the answer.
 SENTINEL = "NOT_IN_CONTEXT"
@@ -101,16 +106,12 @@ class Evidence:
     agreement: float
     held: float
     phrase: float
+    named: float
     small: float
     confidence: float
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.__dict__.items()}
-
-
-def idf(df: int, documents: int) -> float:
-    """Lucene's BM25 inverse document frequency; a term no chunk holds weighs the most."""
-    return math.log(1 + (documents - df + 0.5) / (df + 0.5))
 
 
 def _frequencies(question: str, index: BM25Index | None, passages: Sequence[str]) -> tuple[dict[str, int], int]:
@@ -215,7 +216,7 @@ def evidence(
     ``chunks``: the version's chunk count (else the BM25 index's, else the passages').
     """
     if not passages:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     ranked = sorted(scores, reverse=True)
     top = float(scores[0])
     gap = float(ranked[0] - ranked[1]) if len(ranked) > 1 else float(ranked[0])
@@ -231,6 +232,7 @@ def evidence(
         "agreement": agreement,
         "held": held,
         "phrase": phrase,
+        "named": index.named(question) if index is not None else 0.0,
         "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
     }
     return Evidence(**signals, confidence=confidence(signals))

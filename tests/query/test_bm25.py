@@ -90,3 +90,26 @@ def test_title_match_can_be_asked_for_some_documents_and_still_scales_by_the_bes
     every = index.title_match("Acme 2022")
     assert index.title_match("Acme 2022", ["b", "c", "unknown"]) == {"b": every["b"], "c": every["c"]}
     assert every["a"] == 1.0 and index.title_match("Acme 2022", ["b"])["b"] < 1.0
+
+
+def test_named_is_the_share_of_a_title_the_question_holds_weighed_by_rarity_among_titles() -> None:
+    """The abstention signal ``named``: whether the question names a document of the version at all."""
+    titles = {
+        "b18": "Document: BOEING 2018 10K",
+        "b22": "Document: BOEING 2022 10K",
+        "m18": "Document: 3M 2018 10K",
+        "p22": "Document: PEPSICO 2022 10K",
+    }
+    index = BM25Index.loads(BM25Index.build([], [], titles).dumps())
+    full = index.named("What was Boeing's revenue in FY2022?")
+    sibling = BM25Index.build([], [], {k: v for k, v in titles.items() if k != "b22"}).named(
+        "What was Boeing's revenue in FY2022?"
+    )
+    absent = BM25Index.build([], [], {k: v for k, v in titles.items() if k not in ("b18", "b22")}).named(
+        "What was Boeing's revenue in FY2022?"
+    )
+    assert full > 0.8, "company and year: all but the terms every title has (Document, 10, K)"
+    assert full > sibling > absent, "another year of the company names it in part; another company hardly"
+    assert absent < 0.5
+    assert index.named("How do plants fix nitrogen?") == 0.0
+    assert BM25Index.build(["a:0"], ["Boeing 2022"]).named("Boeing 2022") == 0.0, "no titles: nothing named"

@@ -140,7 +140,7 @@ def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
 
 
 def test_declines_below_the_threshold_only() -> None:
-    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.01, confidence=0.4)
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 0.01, confidence=0.4)
     assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
 
 
