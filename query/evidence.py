@@ -65,35 +65,41 @@ QUESTION_WORDS = frozenset(
 
 SMALL_CHUNKS = 10  # size_weight is 0.5 at this many chunks (by hand; 30, 50, 100 moved TEST by <= 0.04)
 # Bump when COEFFICIENTS change: an evaluation's calibration records the model it calibrated.
-MODEL_VERSION = "2026-12-01b"
+MODEL_VERSION = "2026-12-02"
 # Logistic model over the signals and each signal times ``small``, fitted with `python -m bench.abstention
-# --fit bench/results/2026-12-01.abstention-small.json --corpora aragog+solana,small` (Newton's method, L2
+# --fit bench/results/2026-12-02.abstention-named.json --corpora aragog+solana,small` (Newton's method, L2
 # 0.1 on standardised terms, un-standardised here) on the TRAIN half (sha256 of the question id, first byte
 # even) of ARAGOG + Solana (150 rows, collections of 834-1,051 chunks) and of the small-collection set
 # (202 rows, 1-16 chunks; bench/abstention.py small_groups). The TEST halves fitted nothing. JSQuAD is
 # left out: all-MiniLM-L6-v2 does not read Japanese (its top_score separates nothing there, AUC 0.49), so
-# it would teach the model to ignore the cosine everywhere. The model of 2026-12-01a (four signals, ARAGOG
-# + Solana only) answered 33-53% of the small set's answerable questions and declined the day-one case.
+# it would teach the model to ignore the cosine everywhere; financebench-subset too (fitted with its TRAIN
+# rows as well, the model declines 0.45 of its TEST unanswerable questions at 0.88 answered, and ARAGOG +
+# Solana's 0.78 at 1.00: its sibling filings teach "the company is named" to mean little). The model of
+# 2026-12-01b had no ``named``; fitted the same way on the same rows it separated less on every corpus but
+# the small one, in both directions of the TRAIN/TEST split (README, "Declining what the knowledge base
+# does not cover").
 COEFFICIENTS: dict[str, float] = {
-    "intercept": -10.833,
-    "top_score": 14.661,
-    "gap": 3.122,
-    "coverage": -0.016,
-    "agreement": 2.716,
-    "held": 3.668,
-    "phrase": 3.317,
-    "small": 9.463,
-    "top_score*small": -12.497,
-    "gap*small": -9.279,
-    "coverage*small": 5.944,
-    "agreement*small": -28.5,
-    "held*small": 2.743,
-    "phrase*small": 13.306,
+    "intercept": -10.042,
+    "top_score": 11.448,
+    "gap": -3.595,
+    "coverage": 2.451,
+    "agreement": 0.104,
+    "held": 4.281,
+    "phrase": 3.414,
+    "named": 2.719,
+    "small": 8.984,
+    "top_score*small": -9.577,
+    "gap*small": -1.015,
+    "coverage*small": 3.879,
+    "agreement*small": -24.346,
+    "held*small": 1.218,
+    "phrase*small": 13.027,
+    "named*small": -3.413,
 }
 # The confidence below which ``abstain: auto`` declines when the version has no calibrated
 # threshold: on the same TRAIN rows, the largest threshold (0.01 steps) that still answers at
 # least 92% of the answerable questions (2 points of margin over the issue's 90% floor).
-DEFAULT_ABSTAIN_THRESHOLD = 0.34
+DEFAULT_ABSTAIN_THRESHOLD = 0.28
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,16 @@ def test_no_passages_mean_no_confidence() -> None:
     assert evidence.evidence("anything", [], [], None).confidence == 0.0
 
 
-BASE = {"top_score": 0.5, "gap": 0.05, "coverage": 0.5, "agreement": 0.2, "held": 0.3, "phrase": 0.2, "small": 0.01}
+BASE = {
+    "top_score": 0.5,
+    "gap": 0.05,
+    "coverage": 0.5,
+    "agreement": 0.2,
+    "held": 0.3,
+    "phrase": 0.2,
+    "named": 0.0,
+    "small": 0.01,
+}
 
 
 def test_confidence_grows_with_the_evidence() -> None:
@@ -76,6 +85,19 @@ def test_confidence_grows_with_the_evidence() -> None:
     assert evidence.confidence(BASE | {"top_score": 0.7}) > base
     stronger = BASE | {"coverage": 0.9, "agreement": 0.6, "held": 0.9, "phrase": 0.8}
     assert evidence.confidence(stronger) > base
+    assert evidence.confidence(BASE | {"named": 0.8}) > base, "a question that names a document of the version"
+
+
+def test_named_comes_from_the_versions_titles() -> None:
+    titles = {
+        "bert": "Document: BERT: Pre-training of Deep Bidirectional Transformers (bert)",
+        "hs": "Document: hellaswag",
+    }
+    index = BM25Index.build(["bert:0", "hs:0"], PASSAGES[2:] + CORPUS[4:], titles)
+    named = evidence.evidence("How is BERT pre-trained?", [0.6, 0.3], [PASSAGES[2], CORPUS[4]], index)
+    unnamed = evidence.evidence("How is GLM-130B pre-trained?", [0.6, 0.3], [PASSAGES[2], CORPUS[4]], index)
+    assert named.named > 0.3 and unnamed.named < named.named
+    assert evidence.evidence("How is BERT pre-trained?", [0.6], [PASSAGES[2]], None).named == 0.0
 
 
 def test_the_model_weighs_signals_the_service_computes() -> None:
