@@ -21,6 +21,7 @@ stored run without asking again.
     .venv/bin/python -m bench.run --only abstention                 # ARAGOG + Solana, small, JSQuAD (~30 min)
     .venv/bin/python -m bench.run --only abstention-financebench    # financebench-subset (slow: 4,806 pages)
     .venv/bin/python -m bench.abstention --fit bench/results/<date>.abstention.json   # coefficients from TRAIN
+    .venv/bin/python -m bench.abstention --fit --cross bench/results/<date>.abstention.json   # scored both ways
     .venv/bin/python -m bench.abstention bench/results/<date>.abstention.json         # tables
 """
 
@@ -350,6 +351,42 @@ def fit(
     }
 
 
+def cross_fit(
+    rows: Sequence[dict[str, Any]], corpora: set[str], signals: Sequence[str] = MODEL_TERMS
+) -> dict[str, list[dict[str, float]]]:
+    """A fitting procedure scored both ways: fitted (and thresholded by ``choose_threshold``) on the TRAIN
+    rows of ``corpora`` and scored on every corpus's TEST rows, then the other way round. Per corpus, one
+    entry per direction: the threshold, the shares declined and answered there, and the AUC of confidence.
+    Compares procedures (which signals, which corpora) on more than one half; leaves ``COEFFICIENTS`` as
+    they were."""
+    saved = dict(evidence_model.COEFFICIENTS)
+    full = [completed(r) for r in rows]
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        for fitted, scored in (("train", "test"), ("test", "train")):
+            part = [r for r in full if r["split"] == fitted and r["corpus"] in corpora]
+            evidence_model.COEFFICIENTS.clear()
+            evidence_model.COEFFICIENTS.update(fit(part, signals))
+            threshold = choose_threshold(rescored(part), [bool(r["answerable"]) for r in part])
+            for corpus in sorted({r["corpus"] for r in full}):
+                held_out = [r for r in full if r["split"] == scored and r["corpus"] == corpus]
+                scores, answerable = rescored(held_out), [bool(r["answerable"]) for r in held_out]
+                declined, answered = rates(scores, answerable, threshold)
+                results.setdefault(corpus, []).append(
+                    {
+                        "fitted_on": fitted,
+                        "threshold": threshold,
+                        "declined": round(declined, 3),
+                        "answered": round(answered, 3),
+                        "auc": round(auc(*_sides(scores, answerable)) or math.nan, 3),
+                    }
+                )
+    finally:
+        evidence_model.COEFFICIENTS.clear()
+        evidence_model.COEFFICIENTS.update(saved)
+    return results
+
+
 def _sides(values: Sequence[float], answerable: Sequence[bool]) -> tuple[list[float], list[float]]:
     """``values`` of the answerable questions, and of the unanswerable ones."""
     pairs = list(zip(values, answerable, strict=True))
@@ -475,6 +512,11 @@ def main() -> None:
         default=",".join(MODEL_TERMS),
         help=f"with --fit: the terms to weigh: signals of {', '.join(SIGNALS)} or products a*b",
     )
+    parser.add_argument(
+        "--cross",
+        action="store_true",
+        help="with --fit: score the procedure both ways (fit on TRAIN, score TEST; fit on TEST, score TRAIN)",
+    )
     parser.add_argument("--corpora", help="with --fit: fit on these corpora's TRAIN rows only (comma-separated)")
     args = parser.parse_args()
     rows = [row for path in args.results for row in json.loads(path.read_text())["abstention"]["rows"]]
@@ -486,6 +528,10 @@ def main() -> None:
             parser.error(f"unknown signals: {', '.join(sorted(unknown))}")
         if lacking := [r for r in train if not all(p in r for s in signals for p in s.split("*"))]:
             parser.error(f"{len(lacking)} TRAIN rows lack some of {', '.join(signals)}: recorded by an older run")
+        if args.cross:
+            for corpus, directions in cross_fit(rows, chosen, signals).items():
+                print(corpus, " | ".join(json.dumps(d) for d in directions))
+            return
         coefficients = fit(train, signals)
         print("COEFFICIENTS =", json.dumps(coefficients))
         evidence_model.COEFFICIENTS.clear()

@@ -37,3 +37,18 @@ def test_small_is_derived_from_the_recorded_chunk_count() -> None:
     assert abstention.completed(row)["small"] == evidence.size_weight(3) == pytest.approx(1 / 1.3)
     (score,) = abstention.rescored([row])
     assert score == pytest.approx(evidence.confidence(abstention.completed(row)))
+
+
+def test_cross_fit_scores_a_procedure_both_ways_and_leaves_the_served_model_alone() -> None:
+    rows = [
+        ROW
+        | SIGNALS
+        | {"id": f"q{i}", "split": ("train", "test")[i % 2], "answerable": i % 4 < 2, "chunks": 500}
+        | {"top_score": (0.7 if i % 4 < 2 else 0.4) + (i % 7) / 100}
+        for i in range(80)
+    ]
+    served = dict(evidence.COEFFICIENTS)
+    result = abstention.cross_fit(rows, {"x"}, ["top_score"])
+    assert served == evidence.COEFFICIENTS
+    assert [d["fitted_on"] for d in result["x"]] == ["train", "test"]
+    assert all(d["auc"] == 1.0 and d["answered"] >= 0.92 and d["declined"] == 1.0 for d in result["x"])
