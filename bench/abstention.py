@@ -353,7 +353,7 @@ def fit(
 
 def cross_fit(
     rows: Sequence[dict[str, Any]], corpora: set[str], signals: Sequence[str] = MODEL_TERMS
-) -> dict[str, list[dict[str, float]]]:
+) -> dict[str, list[dict[str, Any]]]:
     """A fitting procedure scored both ways: fitted (and thresholded by ``choose_threshold``) on the TRAIN
     rows of ``corpora`` and scored on every corpus's TEST rows, then the other way round. Per corpus, one
     entry per direction: the threshold, the shares declined and answered there, and the AUC of confidence.
@@ -361,7 +361,7 @@ def cross_fit(
     they were."""
     saved = dict(evidence_model.COEFFICIENTS)
     full = [completed(r) for r in rows]
-    results: dict[str, list[dict[str, float]]] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     try:
         for fitted, scored in (("train", "test"), ("test", "train")):
             part = [r for r in full if r["split"] == fitted and r["corpus"] in corpora]
