@@ -62,8 +62,30 @@ class S3Server:
         }
 
 
+class PortTaken(RuntimeError):
+    """A port chosen free was taken by another process before weed bound it."""
+
+
+START_ATTEMPTS = 3
+
+
 def start_seaweedfs(folder: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], S3Server]:
-    """`weed server` with its S3 gateway; every port it opens is a free one on 127.0.0.1."""
+    """`weed server` with its S3 gateway; every port it opens is a free one on 127.0.0.1.
+
+    Its eight ports are chosen free and then bound by weed a moment later; a process started in
+    between (a Chroma server, a worker) may take one, so a start that fails on a taken port is
+    tried again with new ports.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_seaweedfs(folder / f"attempt-{attempt}", timeout)
+        except PortTaken:
+            if attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_seaweedfs(folder: Path, timeout: float) -> tuple[subprocess.Popen[bytes], S3Server]:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     identities = {
         "identities": [
@@ -114,7 +136,9 @@ def start_seaweedfs(folder: Path, timeout: float = 60.0) -> tuple[subprocess.Pop
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"weed exited with {process.returncode}: {(folder / 'weed.log').read_text()[-3000:]}")
+            output = (folder / "weed.log").read_text()[-3000:]
+            kind = PortTaken if "address already in use" in output else RuntimeError
+            raise kind(f"weed exited with {process.returncode}: {output}")
         try:
             # Unsigned: the gateway answers 403 once it serves S3, and the filer behind it is up.
             if httpx.get(endpoint, timeout=1).status_code == 403:

@@ -167,3 +167,28 @@ def test_an_unreachable_store_is_a_clear_error(s3_server: S3Server) -> None:
     with pytest.raises(BlobStoreUnavailable, match="unreachable") as raised:
         store.get("c1", "a" * 64)
     assert raised.value.retry_after > 0
+
+
+def test_the_test_store_starts_again_when_a_port_it_chose_was_taken_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its ports are chosen free and bound a moment later; another process may take one in between."""
+    import socket
+
+    import tests.s3server as s3server
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    calls = iter(range(1000))
+    monkeypatch.setattr(s3server, "free_port", lambda: taken.getsockname()[1] if next(calls) == 6 else free_port())
+    try:
+        process, server = s3server.start_seaweedfs(tmp_path)
+        try:
+            assert server.client().list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+            assert "address already in use" in (tmp_path / "attempt-1" / "weed.log").read_text()
+        finally:
+            process.kill()
+            process.wait()
+    finally:
+        taken.close()
