@@ -135,24 +135,42 @@ def idf(df: int, documents: int) -> float:
     return math.log(1 + (documents - df + 0.5) / (df + 0.5))
 
 
+# A title line names its document more than once: its own title, then its file name in parentheses
+# ("Document: 10-K - 02/07/2019 - 3M Company (3M 2018 10K)"), then one line per upload metadata field.
+_TITLE_PARTS = re.compile(r"[()\n]")
+
+
 class _TitleTerms:
-    """The version's titles as weighted term sets, and which titles hold each term (``BM25Index.named``)."""
+    """The version's titles as weighted term sets, and which titles hold each term (``BM25Index.named``).
+
+    Each part of a title line (``_TITLE_PARTS``) is a name of its own: a question that names a
+    filing by its file name's company and year is not held back by the accession number in the
+    PDF's own title. A term weighs by how many documents' titles hold it.
+    """
 
     def __init__(self, titles: Sequence[str]) -> None:
-        terms = [frozenset(title_tokens(title)) for title in titles]
-        holders: dict[str, list[int]] = {}
-        for position, held in enumerate(terms):
-            for term in held:
-                holders.setdefault(term, []).append(position)
-        self.weights = {term: idf(len(positions), len(terms)) for term, positions in holders.items()}
-        self.holders = holders
-        self.totals = [sum(self.weights[t] for t in held) for held in terms]
+        parts = [
+            [terms for piece in _TITLE_PARTS.split(title) if (terms := frozenset(title_tokens(piece)))]
+            for title in titles
+        ]
+        documents: dict[str, int] = {}
+        for names in parts:
+            for term in frozenset().union(*names):
+                documents[term] = documents.get(term, 0) + 1
+        self.weights = {term: idf(count, len(titles)) for term, count in documents.items()}
+        self.holders: dict[str, list[int]] = {}
+        self.totals: list[float] = []
+        for names in parts:
+            for held in names:
+                for term in held:
+                    self.holders.setdefault(term, []).append(len(self.totals))
+                self.totals.append(sum(self.weights[t] for t in held))
 
     def named(self, asked: set[str]) -> float:
         shared: dict[int, float] = {}
         for term in asked:
-            for position in self.holders.get(term, ()):
-                shared[position] = shared.get(position, 0.0) + self.weights[term]
+            for part in self.holders.get(term, ()):
+                shared[part] = shared.get(part, 0.0) + self.weights[term]
         return max((weight / self.totals[p] for p, weight in shared.items() if self.totals[p] > 0), default=0.0)
 
 
@@ -223,10 +241,11 @@ class BM25Index:
     def named(self, query: str) -> float:
         """How fully ``query`` names one of the documents, 0-1 (0 when the version has no titles).
 
-        Of each title sharing a term with the query: the share of its terms (``title_tokens``,
-        weighted by ``idf`` among the version's titles, so "Document" or "10-K" in every title
-        weighs little) that the query holds; the best title's share. "Boeing's FY2022 revenue"
-        names "BOEING_2022_10K" fully, "BOEING_2018_10K" in part and "3M_2018_10K" hardly at all.
+        Of each title (each of its parts: ``_TitleTerms``) sharing a term with the query: the share
+        of its terms (``title_tokens``, weighted by ``idf`` among the version's titles, so
+        "Document" or "10-K" in every title weighs little) that the query holds; the best share.
+        "Boeing's FY2022 revenue" names "BOEING_2022_10K" most, "BOEING_2018_10K" in part and
+        "3M_2018_10K" hardly at all.
         """
         if not self.titles:
             return 0.0
