@@ -113,3 +113,16 @@ def test_named_is_the_share_of_a_title_the_question_holds_weighed_by_rarity_amon
     assert absent < 0.5
     assert index.named("How do plants fix nitrogen?") == 0.0
     assert BM25Index.build(["a:0"], ["Boeing 2022"]).named("Boeing 2022") == 0.0, "no titles: nothing named"
+
+
+def test_each_part_of_a_title_line_names_the_document_on_its_own() -> None:
+    """A PDF's own title is often an accession number; its file name (in parentheses) carries company and year."""
+    titles = {
+        "b22": "Document: 0000012927-23-000007 (BOEING 2022 10K)",
+        "p22": "Document: 0000077476-23-000007 (PEPSICO 2022 10K)",
+        "m18": "Document: 10-K - 02/07/2019 - 3M Company (3M 2018 10K)",
+    }
+    index = BM25Index.build([], [], titles)
+    assert index.named("What was Boeing's revenue in FY2022?") > 0.8
+    assert index.named("What did 3M Company report?") > index.named("What did Pepsico report?") > 0
+    assert index.named("What was Pfizer's revenue?") == 0.0
