@@ -141,7 +141,7 @@ _TITLE_PARTS = re.compile(r"[()\n]")
 
 
 class _TitleTerms:
-    """The version's titles as weighted term sets, and which titles hold each term (``BM25Index.named``).
+    """The parts of the version's titles as weighted term sets, and which parts hold each term (``BM25Index.named``).
 
     Each part of a title line (``_TITLE_PARTS``) is a name of its own: a question that names a
     filing by its file name's company and year is not held back by the accession number in the
