@@ -22,7 +22,7 @@ need nothing but the retrieval itself:
   (``BM25Index.named``: "Boeing's FY2022 revenue" and "BOEING_2022_10K"; "How does BERT mask
   tokens?" and "bert.pdf"). A question about a company or a paper the collection has no document
   of names none, however close its passages read; 0 for versions without titles (built with
-  ``ingestion.context: off``);
+  ``ingestion.context: off``, or before 2026-12-01);
 - ``small``: how small the version is (``size_weight`` of its chunk count).
 
 ``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
