@@ -138,10 +138,13 @@ def idf(df: int, documents: int) -> float:
 # A title line names its document more than once: its own title, then its file name in parentheses
 # ("Document: 10-K - 02/07/2019 - 3M Company (3M 2018 10K)"), then one line per upload metadata field.
 _TITLE_PARTS = re.compile(r"[()\n]")
+# A year as ``title_tokens`` leaves it ("FY2022" -> 2022; "Q2'2023" -> 2023).
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 
 
 class _TitleTerms:
-    """The parts of the version's titles as weighted term sets, and which parts hold each term (``BM25Index.named``).
+    """The parts of the version's titles as weighted term sets, and which parts hold each term (``BM25Index.named``,
+    ``BM25Index.period``).
 
     Each part of a title line (``_TITLE_PARTS``) is a name of its own: a question that names a
     filing by its file name's company and year is not held back by the accession number in the
@@ -158,6 +161,8 @@ class _TitleTerms:
             for term in frozenset().union(*names):
                 documents[term] = documents.get(term, 0) + 1
         self.weights = {term: idf(count, len(titles)) for term, count in documents.items()}
+        self.documents = documents  # how many titles hold each term
+        self.lines = [frozenset().union(*names) for names in parts]  # each title line's terms
         self.holders: dict[str, list[int]] = {}
         self.totals: list[float] = []
         for names in parts:
@@ -172,6 +177,21 @@ class _TitleTerms:
             for part in self.holders.get(term, ()):
                 shared[part] = shared.get(part, 0.0) + self.weights[term]
         return max((weight / self.totals[p] for p, weight in shared.items() if self.totals[p] > 0), default=0.0)
+
+    def period(self, asked: set[str]) -> float:
+        years = {t for t in asked if _YEAR.fullmatch(t)}
+        if not years:
+            return 1.0
+        # A name: a term with a letter ("3M" is 3, m) that at most half the titles hold (any, among one or two).
+        names = {
+            t
+            for t in asked
+            if not t.isdigit() and (len(self.lines) <= 2 or 2 * self.documents.get(t, 0) <= len(self.lines))
+        }
+        dated = [line for line in self.lines if line & names and any(_YEAR.fullmatch(t) for t in line)]
+        if not dated:
+            return 1.0
+        return 1.0 if any(line & years for line in dated) else 0.0
 
 
 class BM25Index:
@@ -249,10 +269,28 @@ class BM25Index:
         """
         if not self.titles:
             return 0.0
+        return self._terms().named(set(title_tokens(query, query=True)))
+
+    def _terms(self) -> _TitleTerms:
         with self._title_lock:
             if self._title_terms is None:
                 self._title_terms = _TitleTerms(list(self.titles.values()))
-        return self._title_terms.named(set(title_tokens(query, query=True)))
+            return self._title_terms
+
+    def period(self, query: str) -> float:
+        """Whether the documents ``query`` names carry a year it asks about: 1 or 0 (1 when it cannot tell).
+
+        Of the title lines that share a name with the query (a term, not a number, that at most half
+        the titles hold)
+        and carry a year: 0 when none carries one of the query's years, else 1. "Boeing's FY2023
+        outlook" in a version whose only Boeing title is "BOEING_2018_10K" is 0; "Boeing's FY2018
+        revenue" there is 1. A query without a year, a version whose titles carry no year (papers,
+        manuals), or a query naming no titled document is 1: nothing to tell. A title's year is the
+        one it carries (a 10-K's file name year, a filing date), not the years its text covers.
+        """
+        if not self.titles:
+            return 1.0
+        return self._terms().period(set(title_tokens(query, query=True)))
 
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""

@@ -23,6 +23,9 @@ need nothing but the retrieval itself:
   tokens?" and "bert.pdf"). A question about a company or a paper the collection has no document
   of names none, however close its passages read; 0 for versions without titles (built with
   ``ingestion.context: off``, or before 2026-12-01);
+- ``period``: whether the documents the question names carry a year it asks about
+  (``BM25Index.period``: "Boeing's FY2023 outlook" where the only Boeing filing is
+  "BOEING_2018_10K" is 0); 1 when there is nothing to tell (no year asked, no dated title);
 - ``small``: how small the version is (``size_weight`` of its chunk count).
 
 ``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
@@ -111,6 +114,7 @@ class Evidence:
     held: float
     phrase: float
     named: float
+    period: float
     small: float
     confidence: float
 
@@ -220,7 +224,7 @@ def evidence(
     ``chunks``: the version's chunk count (else the BM25 index's, else the passages').
     """
     if not passages:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     ranked = sorted(scores, reverse=True)
     top = float(scores[0])
     gap = float(ranked[0] - ranked[1]) if len(ranked) > 1 else float(ranked[0])
@@ -237,6 +241,7 @@ def evidence(
         "held": held,
         "phrase": phrase,
         "named": index.named(question) if index is not None else 0.0,
+        "period": index.period(question) if index is not None else 1.0,
         "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
     }
     return Evidence(**signals, confidence=confidence(signals))

@@ -52,3 +52,30 @@ def test_cross_fit_scores_a_procedure_both_ways_and_leaves_the_served_model_alon
     assert served == evidence.COEFFICIENTS
     assert [d["fitted_on"] for d in result["x"]] == ["train", "test"]
     assert all(d["auc"] == 1.0 and d["answered"] >= 0.92 and d["declined"] == 1.0 for d in result["x"])
+
+
+def test_calibrated_declines_each_version_below_the_threshold_its_train_questions_support(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bench's ``auto`` after an evaluation: a version's TRAIN questions are its golden set."""
+    monkeypatch.setattr(evidence, "COEFFICIENTS", {"intercept": -5.0, "top_score": 10.0})  # 0.5 at top_score 0.5
+    monkeypatch.setattr(evidence, "DEFAULT_ABSTAIN_THRESHOLD", 0.5)
+
+    def rows(half: str, split: str, answerable: float, unanswerable: float, each: int) -> list[dict[str, object]]:
+        return [
+            ROW
+            | {"id": f"{half}{split}{i}", "half": half, "split": split, "answerable": i % 2 == 0}
+            | {"top_score": (answerable if i % 2 == 0 else unanswerable) + i / 1000}
+            for i in range(2 * each)
+        ]
+
+    # half a: its unanswerable questions read close (0.6, above the default's 0.5): calibration declines them;
+    # half b: four golden lines, too few for a threshold: the default stays, and answers what reads at 0.6.
+    train = rows("a", "train", 0.8, 0.6, 6) + rows("b", "train", 0.8, 0.6, 2)
+    test = rows("a", "test", 0.8, 0.6, 5) + rows("b", "test", 0.8, 0.6, 5)
+    result = abstention.calibrated(test, train)
+    assert result["versions"] == 2 and result["calibrated_versions"] == 1
+    assert result["declined_unanswerable"] == 0.5 and result["answered_answerable"] == 1.0
+    assert not result["met"]
+    report = abstention.analyse(train + test)["x"]["test"]
+    assert report["calibrated"] == result and report["default"]["declined_unanswerable"] == 0.0

@@ -126,3 +126,26 @@ def test_each_part_of_a_title_line_names_the_document_on_its_own() -> None:
     assert index.named("What was Boeing's revenue in FY2022?") > 0.8
     assert index.named("What did 3M Company report?") > index.named("What did Pepsico report?") > 0
     assert index.named("What was Pfizer's revenue?") == 0.0
+
+
+def test_period_says_whether_the_documents_a_question_names_carry_the_year_it_asks_about() -> None:
+    """The abstention signal ``period``: "Boeing FY2023" where Boeing's only filing is of 2018 is 0."""
+    titles = {
+        "b18": "Document: 0000012927-19-000010 (BOEING_2018_10K.pdf)",
+        "m18": "Document: 10-K - 02/07/2019 - 3M Company (3M_2018_10K.pdf)",
+        "bb17": "Document: 0000764478-17-000008 (BESTBUY_2017_10K.pdf)",
+        "bb23": "Document: 0000764478-23-000006 (BESTBUY_2023_10K.pdf)",
+    }
+    index = BM25Index.loads(BM25Index.build([], [], titles).dumps())
+    assert index.period("What production rate changes is Boeing forecasting for FY2023?") == 0.0
+    assert index.period("What was Boeing's revenue in FY2018?") == 1.0
+    assert index.period("What was 3M's capital expenditure in FY2022?") == 0.0, "3M is 3, m: still a name"
+    assert index.period("What was 3M's capital expenditure in FY2019?") == 1.0, "the filing date is a year it carries"
+    assert index.period("Best Buy's inventories at the end of FY2019?") == 0.0, "neither Best Buy filing is of 2019"
+    assert index.period("Best Buy's store count in FY2023?") == 1.0
+    assert index.period("Is Boeing's business cyclical?") == 1.0, "no year asked: nothing to tell"
+    assert index.period("What was Pfizer's revenue in 2021?") == 1.0, "no titled document named: nothing to tell"
+    assert index.period("What did the 10K filings of 2021 say?") == 1.0, "terms every title holds name nothing"
+    papers = BM25Index.build([], [], {"bert": "Document: BERT (bert.pdf)", "glm": "Document: GLM-130B (glm.pdf)"})
+    assert papers.period("What did BERT change in 2019?") == 1.0, "titles without years: nothing to tell"
+    assert BM25Index.build(["a:0"], ["Boeing 2018"]).period("Boeing FY2023") == 1.0, "no titles: nothing to tell"

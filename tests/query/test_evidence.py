@@ -75,6 +75,7 @@ BASE = {
     "held": 0.3,
     "phrase": 0.2,
     "named": 0.0,
+    "period": 1.0,
     "small": 0.01,
 }
 
@@ -98,6 +99,15 @@ def test_named_comes_from_the_versions_titles() -> None:
     unnamed = evidence.evidence("How is GLM-130B pre-trained?", [0.6, 0.3], [PASSAGES[2], CORPUS[4]], index)
     assert named.named > 0.3 and unnamed.named < named.named
     assert evidence.evidence("How is BERT pre-trained?", [0.6], [PASSAGES[2]], None).named == 0.0
+
+
+def test_period_comes_from_the_versions_titles() -> None:
+    titles = {"b18": "Document: 0000012927-19-000010 (BOEING_2018_10K.pdf)", "hs": "Document: hellaswag"}
+    index = BM25Index.build(["b18:0", "hs:0"], PASSAGES[2:] + CORPUS[4:], titles)
+    asked = [0.6, 0.3], [PASSAGES[2], CORPUS[4]], index
+    assert evidence.evidence("What will Boeing deliver in FY2023?", *asked).period == 0.0
+    assert evidence.evidence("What did Boeing deliver in FY2018?", *asked).period == 1.0
+    assert evidence.evidence("What will Boeing deliver in FY2023?", [0.6], [PASSAGES[2]], None).period == 1.0
 
 
 def test_the_model_weighs_signals_the_service_computes() -> None:
@@ -162,7 +172,7 @@ def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
 
 
 def test_declines_below_the_threshold_only() -> None:
-    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 0.01, confidence=0.4)
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 1.0, 0.01, confidence=0.4)
     assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
 
 
