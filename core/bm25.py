@@ -162,7 +162,9 @@ class _TitleTerms:
                 documents[term] = documents.get(term, 0) + 1
         self.weights = {term: idf(count, len(titles)) for term, count in documents.items()}
         self.documents = documents  # how many titles hold each term
-        self.lines = [frozenset().union(*names) for names in parts]  # each title line's terms
+        self.count = len(titles)
+        # the parts that carry a year (``period``)
+        self.dated = [held for names in parts for held in names if any(_YEAR.fullmatch(t) for t in held)]
         self.holders: dict[str, list[int]] = {}
         self.totals: list[float] = []
         for names in parts:
@@ -184,14 +186,12 @@ class _TitleTerms:
             return 1.0
         # A name: a term with a letter ("3M" is 3, m) that at most half the titles hold (any, among one or two).
         names = {
-            t
-            for t in asked
-            if not t.isdigit() and (len(self.lines) <= 2 or 2 * self.documents.get(t, 0) <= len(self.lines))
+            t for t in asked if not t.isdigit() and (self.count <= 2 or 2 * self.documents.get(t, 0) <= self.count)
         }
-        dated = [line for line in self.lines if line & names and any(_YEAR.fullmatch(t) for t in line)]
-        if not dated:
+        named = [held for held in self.dated if held & names]
+        if not named:
             return 1.0
-        return 1.0 if any(line & years for line in dated) else 0.0
+        return 1.0 if any(held & years for held in named) else 0.0
 
 
 class BM25Index:
@@ -280,9 +280,10 @@ class BM25Index:
     def period(self, query: str) -> float:
         """Whether the documents ``query`` names carry a year it asks about: 1 or 0 (1 when it cannot tell).
 
-        Of the title lines that share a name with the query (a term, not a number, that at most half
-        the titles hold)
-        and carry a year: 0 when none carries one of the query's years, else 1. "Boeing's FY2023
+        Of the parts of title lines (``_TitleTerms``) that carry a year and share a name with the query
+        (a term, not a number, that at most half the titles hold): 0 when none carries one of the
+        query's years, else 1. By part, as ``named``: a heading "Item 1. Business" is no name of the
+        year in the file name "CORNING 2022 10K" beside it. "Boeing's FY2023
         outlook" in a version whose only Boeing title is "BOEING_2018_10K" is 0; "Boeing's FY2018
         revenue" there is 1. A query without a year, a version whose titles carry no year (papers,
         manuals), or a query naming no titled document is 1: nothing to tell. A title's year is the

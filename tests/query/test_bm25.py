@@ -146,6 +146,19 @@ def test_period_says_whether_the_documents_a_question_names_carry_the_year_it_as
     assert index.period("Is Boeing's business cyclical?") == 1.0, "no year asked: nothing to tell"
     assert index.period("What was Pfizer's revenue in 2021?") == 1.0, "no titled document named: nothing to tell"
     assert index.period("What did the 10K filings of 2021 say?") == 1.0, "terms every title holds name nothing"
+    headed = BM25Index.build(
+        [],
+        [],
+        titles
+        | {
+            "c22": "Document: Item 1. Business (CORNING 2022 10K)",
+            "j23": "Document: Form 8-K for Johnson Johnson filed 08/30/2023 (JOHNSON JOHNSON 2023 8K)",
+        },
+    )
+    assert headed.period("Which business segment of JnJ is discontinued from August 30, 2023?") == 1.0, (
+        "a heading's word names no year of the file name beside it: by part"
+    )
+    assert headed.period("What did Corning's business earn in FY2019?") == 0.0
     papers = BM25Index.build([], [], {"bert": "Document: BERT (bert.pdf)", "glm": "Document: GLM-130B (glm.pdf)"})
     assert papers.period("What did BERT change in 2019?") == 1.0, "titles without years: nothing to tell"
     assert BM25Index.build(["a:0"], ["Boeing 2018"]).period("Boeing FY2023") == 1.0, "no titles: nothing to tell"
