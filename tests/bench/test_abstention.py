@@ -23,12 +23,21 @@ def test_small_groups_are_fixed_halvable_and_ask_their_own_documents() -> None:
 
 
 ROW = {"corpus": "x", "id": "q1", "split": "test", "answerable": True, "answer_mode": "extractive"}
-SIGNALS = {"top_score": 0.6, "gap": 0.1, "coverage": 0.8, "agreement": 0.4, "held": 0.6, "phrase": 0.5, "named": 0.3}
+SIGNALS = {
+    "top_score": 0.6,
+    "gap": 0.1,
+    "coverage": 0.8,
+    "agreement": 0.4,
+    "held": 0.6,
+    "phrase": 0.5,
+    "named": 0.3,
+    "period": 1.0,
+}
 
 
 def test_a_row_without_a_signal_the_model_weighs_is_refused_by_name() -> None:
     old = ROW | {k: SIGNALS[k] for k in ("top_score", "gap", "coverage", "agreement")}
-    with pytest.raises(abstention.MissingSignal, match="held, phrase, named, small"):
+    with pytest.raises(abstention.MissingSignal, match="held, phrase, named, period, small"):
         abstention.rescored([old])
 
 

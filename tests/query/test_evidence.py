@@ -87,6 +87,7 @@ def test_confidence_grows_with_the_evidence() -> None:
     stronger = BASE | {"coverage": 0.9, "agreement": 0.6, "held": 0.9, "phrase": 0.8}
     assert evidence.confidence(stronger) > base
     assert evidence.confidence(BASE | {"named": 0.8}) > base, "a question that names a document of the version"
+    assert evidence.confidence(BASE | {"period": 0.0}) < base, "the documents it names are of other years"
 
 
 def test_named_comes_from_the_versions_titles() -> None:
