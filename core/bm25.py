@@ -282,12 +282,12 @@ class BM25Index:
 
         Of the parts of title lines (``_TitleTerms``) that carry a year and share a name with the query
         (a term, not a number, that at most half the titles hold): 0 when none carries one of the
-        query's years, else 1. By part, as ``named``: a heading "Item 1. Business" is no name of the
-        year in the file name "CORNING 2022 10K" beside it. "Boeing's FY2023
-        outlook" in a version whose only Boeing title is "BOEING_2018_10K" is 0; "Boeing's FY2018
-        revenue" there is 1. A query without a year, a version whose titles carry no year (papers,
-        manuals), or a query naming no titled document is 1: nothing to tell. A title's year is the
-        one it carries (a 10-K's file name year, a filing date), not the years its text covers.
+        query's years, else 1. "Boeing's FY2023 outlook" in a version whose only Boeing title is
+        "BOEING_2018_10K" is 0; "Boeing's FY2018 revenue" there is 1. By part, as ``named``: a
+        heading "Item 1. Business" names no year of the file name "CORNING 2022 10K" beside it. A
+        query without a year, a version whose titles carry no year (papers, manuals), or a query
+        naming no dated title is 1: nothing to tell. A title's year is the one it carries (a file
+        name's, a filing date), not the years its text covers.
         """
         if not self.titles:
             return 1.0
