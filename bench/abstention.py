@@ -452,7 +452,7 @@ def calibrated(part: Sequence[dict[str, Any]], train: Sequence[dict[str, Any]]) 
     thresholds = {version: calibrate(points).threshold for version, points in golden.items()}
     scores, answerable = rescored(part), [bool(r["answerable"]) for r in part]
     declined = [
-        score < (evidence_model.DEFAULT_ABSTAIN_THRESHOLD if (t := thresholds.get(_version(r))) is None else t)
+        score < (evidence_model.abstain_threshold("auto", calibrated=thresholds.get(_version(r))) or 0.0)
         for r, score in zip(part, scores, strict=True)
     ]
     # rates() with a per-row threshold: a declined row scores 0, an answered one 1, cut at 0.5
