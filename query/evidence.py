@@ -26,6 +26,11 @@ need nothing but the retrieval itself:
 - ``period``: whether the documents the question names carry a year it asks about
   (``BM25Index.period``: "Boeing's FY2023 outlook" where the only Boeing filing is
   "BOEING_2018_10K" is 0); 1 when there is nothing to tell (no year asked, no dated title);
+- ``known``: whether every name the question capitalizes ("Verizon", "Ulta Beauty", "Chinchilla";
+  a capitalized word that does not start a sentence and is not all capitals, as acronyms a question
+  defines ("DSO") often are not) occurs somewhere in the version: 0 when one occurs in no chunk
+  (``question_names``). A question about a company or a model the collection never mentions
+  still finds passages about its neighbours; its own name is what they lack;
 - ``small``: how small the version is (``size_weight`` of its chunk count).
 
 ``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
@@ -117,6 +122,7 @@ class Evidence:
     phrase: float
     named: float
     period: float
+    known: float
     small: float
     confidence: float
 
@@ -192,6 +198,43 @@ def phrase_signal(question: str, weights: dict[str, float], passages: Sequence[s
     return best
 
 
+# A word of letters only ("GPT-3" is "GPT", "3"), as ``tokenize`` reads one.
+_WORD = re.compile(r"[^\W\d_]+")
+_SENTENCE_END = (".", "?", "!", ":", ";")
+
+
+def question_names(question: str) -> list[str]:
+    """The names a question capitalizes, as ``tokenize`` terms ("Did Verizon's debt rise?" -> ["verizon"]).
+
+    A name is a word that starts with a capital, is not all capitals (an acronym the question may
+    define itself: "CCC = DIO + DSO - DPO") and does not start a sentence. Scripts without case
+    (CJK) have none.
+    """
+    names: list[str] = []
+    for position, match in enumerate(_WORD.finditer(question)):
+        word = match.group()
+        preceding = question[: match.start()]
+        before = preceding.rstrip()
+        if position == 0 or not before or before.endswith(_SENTENCE_END) or "\n" in preceding[len(before) :]:
+            continue  # a sentence's (or a line's) first word is capitalized whatever it is
+        if word[0].isupper() and not word.isupper():
+            names.extend(tokenize(word))
+    return list(dict.fromkeys(names))
+
+
+def known_signal(question: str, index: BM25Index | None, passages: Sequence[str]) -> float:
+    """1 when every name of ``question`` occurs in some chunk of the version (or, without a BM25 index,
+    of ``passages``), or it names none; 0 when one occurs nowhere."""
+    names = question_names(question)
+    if not names:
+        return 1.0
+    if index is not None and index.ids:
+        counts = index.document_frequencies(names)[0]
+        return 0.0 if any(counts[name] == 0 for name in names) else 1.0
+    held = set().union(*(tokenize(text) for text in passages)) if passages else set()
+    return 0.0 if any(name not in held for name in names) else 1.0
+
+
 def size_weight(chunks: int) -> float:
     """How small the version is, 0-1: 1 for one chunk, 0.5 at ``SMALL_CHUNKS`` chunks, about 0.01 at a thousand."""
     return 1.0 / (1.0 + max(chunks, 1) / SMALL_CHUNKS)
@@ -226,7 +269,7 @@ def evidence(
     ``chunks``: the version's chunk count (else the BM25 index's, else the passages').
     """
     if not passages:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0)
     ranked = sorted(scores, reverse=True)
     top = float(scores[0])
     gap = float(ranked[0] - ranked[1]) if len(ranked) > 1 else float(ranked[0])
@@ -244,6 +287,7 @@ def evidence(
         "phrase": phrase,
         "named": index.named(question) if index is not None else 0.0,
         "period": index.period(question) if index is not None else 1.0,
+        "known": known_signal(question, index, passages),
         "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
     }
     return Evidence(**signals, confidence=confidence(signals))

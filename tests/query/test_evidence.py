@@ -76,6 +76,7 @@ BASE = {
     "phrase": 0.2,
     "named": 0.0,
     "period": 1.0,
+    "known": 1.0,
     "small": 0.01,
 }
 
@@ -109,6 +110,33 @@ def test_period_comes_from_the_versions_titles() -> None:
     assert evidence.evidence("What will Boeing deliver in FY2023?", *asked).period == 0.0
     assert evidence.evidence("What did Boeing deliver in FY2018?", *asked).period == 1.0
     assert evidence.evidence("What will Boeing deliver in FY2023?", [0.6], [PASSAGES[2]], None).period == 1.0
+
+
+@pytest.mark.parametrize(
+    ("question", "names"),
+    [
+        ("Did Verizon's debt rise in FY2022?", ["verizon"]),
+        ("How does DistilBERT compare to BERT?", ["distilbert"]),  # BERT: all capitals, an acronym
+        ("What is the cash conversion cycle (CCC) for General Mills? CCC = DIO + DSO - DPO", ["gener", "mill"]),
+        ('What is "Chinchilla" about? Also, Mistral.', ["chinchilla", "mistral"]),  # "Also" starts a sentence
+        # first words: of the question, of a sentence, of a line
+        ("Verizon: how much debt? The debt; Its rating\nWhat rating?", []),
+        ("東京タワーはいつ完成しましたか", []),  # no case, no names
+    ],
+)
+def test_question_names_are_capitalized_words_inside_a_sentence(question: str, names: list[str]) -> None:
+    assert evidence.question_names(question) == names
+
+
+def test_known_is_zero_when_a_name_the_question_asks_about_is_nowhere_in_the_version(index: BM25Index) -> None:
+    asked = [0.6, 0.5, 0.4], PASSAGES, index
+    assert evidence.evidence("How much smaller is DistilBERT than BERT?", *asked).known == 1.0
+    # HellaSwag is in the version (a chunk that was not retrieved): known
+    assert evidence.evidence("Does DistilBERT do well on HellaSwag?", *asked).known == 1.0
+    assert evidence.evidence("How much smaller is Chinchilla than BERT?", *asked).known == 0.0
+    assert evidence.evidence("How much smaller is it than BERT?", *asked).known == 1.0, "no name: nothing to tell"
+    # without a BM25 index, the passages stand for the version
+    assert evidence.evidence("Does DistilBERT do well on HellaSwag?", [0.6, 0.5, 0.4], PASSAGES, None).known == 0.0
 
 
 def test_the_model_weighs_signals_the_service_computes() -> None:
@@ -173,7 +201,7 @@ def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
 
 
 def test_declines_below_the_threshold_only() -> None:
-    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 1.0, 0.01, confidence=0.4)
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 1.0, 1.0, 0.01, confidence=0.4)
     assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
 
 
