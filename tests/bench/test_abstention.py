@@ -32,12 +32,13 @@ SIGNALS = {
     "phrase": 0.5,
     "named": 0.3,
     "period": 1.0,
+    "known": 1.0,
 }
 
 
 def test_a_row_without_a_signal_the_model_weighs_is_refused_by_name() -> None:
     old = ROW | {k: SIGNALS[k] for k in ("top_score", "gap", "coverage", "agreement")}
-    with pytest.raises(abstention.MissingSignal, match="held, phrase, named, period, small"):
+    with pytest.raises(abstention.MissingSignal, match="held, phrase, named, period, known, small"):
         abstention.rescored([old])
 
 
