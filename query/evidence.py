@@ -132,30 +132,9 @@ class Evidence:
         return {k: round(v, 4) for k, v in self.__dict__.items()}
 
 
-# Period notation as ``tokenize`` leaves it ("FY2022" -> fy2022; "Q2", "Q22023", "FY22", "FY"): how a question
-# names a fiscal period, which filings write out ("fiscal 2022", "second quarter"). No chunk holds such a token,
-# so as a term it would count as missing evidence in every question that uses one. Its year, when it has one,
-# stays a term ("fy2022" -> 2022); whether the documents cover the period is ``period``'s to judge.
-_PERIOD_NOTATION = re.compile(r"(?=q|fy)(?:q[1-4])?(?:fy)?(?:(?:19|20)[0-9]{2}|[0-9]{2})?")
-_YEAR_AT_END = re.compile(r"(?:19|20)[0-9]{2}$")
-
-
-def question_terms(question: str) -> list[str]:
-    """The question's terms the evidence weighs: ``tokenize``'s, without question words, period notation as its year."""
-    terms: list[str] = []
-    for token in tokenize(question):
-        term: str | None = token
-        if _PERIOD_NOTATION.fullmatch(token):
-            year = _YEAR_AT_END.search(token)
-            term = year.group() if year else None
-        if term is not None and term not in QUESTION_WORDS:
-            terms.append(term)
-    return list(dict.fromkeys(terms))
-
-
 def _frequencies(question: str, index: BM25Index | None, passages: Sequence[str]) -> tuple[dict[str, int], int]:
     """The question's terms and how many chunks of the version (or, without a BM25 index, of ``passages``) hold each."""
-    terms = question_terms(question)
+    terms = [t for t in dict.fromkeys(tokenize(question)) if t not in QUESTION_WORDS]
     if not terms:
         return {}, 0
     if index is not None and index.ids:
@@ -221,8 +200,8 @@ def phrase_signal(question: str, weights: dict[str, float], passages: Sequence[s
     return best
 
 
-# A word as ``tokenize`` reads one: letters and digits ("Arp2/3" is "Arp2", "3"; "GPT-3" is "GPT", "3").
-_WORD = re.compile(r"[^\W_]+")
+# A word of letters only ("GPT-3" is "GPT", "3"), as ``tokenize`` reads one.
+_WORD = re.compile(r"[^\W\d_]+")
 _SENTENCE_END = (".", "?", "!", ":", ";")
 
 
