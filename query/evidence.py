@@ -235,7 +235,7 @@ def known_signal(question: str, index: BM25Index | None, passages: Sequence[str]
     if index is not None and index.ids:
         counts = index.document_frequencies(names)[0]
         return 0.0 if any(counts[name] == 0 for name in names) else 1.0
-    held = set().union(*(tokenize(text) for text in passages)) if passages else set()
+    held = {term for text in passages for term in tokenize(text)}
     return 0.0 if any(name not in held for name in names) else 1.0
 
 
