@@ -50,19 +50,7 @@ from query import evidence as evidence_model  # noqa: E402
 
 # Every signal a row records (the service's ``evidence``; rows of older runs lack the newer ones); the
 # model weighs MODEL_SIGNALS (``--fit`` fits those; query.evidence.COEFFICIENTS holds the result).
-SIGNALS = (
-    "top_score",
-    "gap",
-    "coverage",
-    "agreement",
-    "held",
-    "phrase",
-    "named",
-    "period",
-    "known",
-    "present",
-    "small",
-)
+SIGNALS = ("top_score", "gap", "coverage", "agreement", "held", "phrase", "named", "period", "known", "small")
 BASE = SIGNALS[:-1]
 # The terms ``--fit`` fits by default: every signal, and every signal but ``small`` times ``small``.
 MODEL_TERMS = (*SIGNALS, *(f"{s}*small" for s in BASE))

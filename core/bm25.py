@@ -130,11 +130,6 @@ def title_tokens(text: str, query: bool = False) -> list[str]:
     return tokens
 
 
-def document_of(chunk: str) -> str:
-    """The document part of a chunk id ``<revision id>:<position>`` (a version holds one revision per document)."""
-    return chunk.rsplit(":", 1)[0]
-
-
 def idf(df: int, documents: int) -> float:
     """Lucene's BM25 inverse document frequency; a term no document holds weighs the most."""
     return math.log(1 + (documents - df + 0.5) / (df + 0.5))
@@ -219,7 +214,6 @@ class BM25Index:
         self._title_positions: dict[str, int] = {}
         self._title_terms: _TitleTerms | None = None
         self._title_lock = threading.Lock()
-        self._chunk_documents: tuple[dict[str, int], np.ndarray] | None = None  # ``held_by``'s document numbers
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str], titles: Mapping[str, str] | None = None) -> BM25Index:
@@ -330,29 +324,6 @@ class BM25Index:
             position = vocab.get(term)
             counts[term] = 0 if position is None else int(indptr[position + 1] - indptr[position])
         return counts, len(self.ids)
-
-    def held_by(self, terms: Sequence[str], documents: Iterable[str]) -> dict[str, bool]:
-        """Per term: whether a chunk of one of ``documents`` (``document_of`` a chunk id) holds it.
-
-        A term's sparse column lists the chunks that hold it; each chunk's document is numbered
-        once per index, so a check is one ``np.isin`` over the column, not a walk over chunk ids.
-        """
-        if not self.ids:
-            return {term: False for term in terms}
-        with self._title_lock:
-            if self._chunk_documents is None:
-                numbers: dict[str, int] = {}
-                rows = np.fromiter((numbers.setdefault(document_of(c), len(numbers)) for c in self.ids), np.int64)
-                self._chunk_documents = numbers, rows
-        numbers, rows = self._chunk_documents
-        wanted = np.fromiter((numbers[d] for d in documents if d in numbers), np.int64)
-        vocab, indptr, indices = self.model.vocab_dict, self.model.scores["indptr"], self.model.scores["indices"]
-        held = {}
-        for term in terms:
-            position = vocab.get(term)
-            column = indices[indptr[position] : indptr[position + 1]] if position is not None else indices[:0]
-            held[term] = bool(wanted.size) and bool(np.isin(rows[column], wanted).any())
-        return held
 
     def dumps(self) -> bytes:
         empty = np.zeros(0, dtype=np.int32)

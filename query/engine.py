@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from core import catalog
 from core.blobs import BlobStore
-from core.bm25 import BM25Index, document_of
+from core.bm25 import BM25Index
 from core.chroma import ChromaClient, FilterValue
 from core.config import CollectionConfig
 from core.db import Database
@@ -253,12 +253,7 @@ class QueryEngine:
             wanted.max_chunks_per_document,
         )
         signals = evidence_model.evidence(
-            question,
-            [h.score for h in hits],
-            [h.text for h in hits],
-            index.bm25(),
-            chunks=version.chunk_count,
-            documents=[document_of(h.chunk_id) for h in hits],
+            question, [h.score for h in hits], [h.text for h in hits], index.bm25(), chunks=version.chunk_count
         )
         return _Prepared(target, hits, tokens, started, (time.perf_counter() - started) * 1000, signals)
 

@@ -125,7 +125,6 @@ class Evidence:
     named: float
     period: float
     known: float
-    present: float
     small: float
     confidence: float
 
@@ -208,13 +207,6 @@ _WORD = re.compile(r"[^\W\d_]+")
 _SENTENCE_END = (".", "?", "!", ":", ";")
 
 
-def _starts_sentence(question: str, position: int, start: int) -> bool:
-    """Whether the ``position``-th word, at ``start``, begins the question, a sentence or a line."""
-    preceding = question[:start]
-    before = preceding.rstrip()
-    return position == 0 or not before or before.endswith(_SENTENCE_END) or "\n" in preceding[len(before) :]
-
-
 def question_names(question: str) -> list[str]:
     """The names a question capitalizes, as ``tokenize`` terms ("Did Verizon's debt rise?" -> ["verizon"]).
 
@@ -222,36 +214,16 @@ def question_names(question: str) -> list[str]:
     define itself: "CCC = DIO + DSO - DPO") and does not start a sentence. Scripts without case
     (CJK) have none.
     """
-    names = [
-        term
-        for position, match in enumerate(_WORD.finditer(question))
-        if (word := match.group())[0].isupper()
-        and not word.isupper()
-        and not _starts_sentence(question, position, match.start())
-        for term in tokenize(word)
-    ]
-    return list(dict.fromkeys(names))
-
-
-def name_runs(question: str) -> list[list[str]]:
-    """The question's names as written together: runs of capitalized words one space apart, not
-    starting a sentence, that hold a name (``question_names``); acronyms beside a name belong to it
-    ("Has CVS Health paid…" -> [["CVS", "Health"]]; "American Express's" -> [["American", "Express"]];
-    a lone acronym, "FY", makes none)."""
-    runs: list[list[str]] = []
-    current: list[str] = []
-    end = -1
+    names: list[str] = []
     for position, match in enumerate(_WORD.finditer(question)):
         word = match.group()
-        capital = word[0].isupper() and not _starts_sentence(question, position, match.start())
-        if not (capital and current and question[end : match.start()] == " "):
-            runs.append(current)
-            current = []
-        if capital:
-            current.append(word)
-        end = match.end()
-    runs.append(current)
-    return [run for run in runs if any(not word.isupper() for word in run)]
+        preceding = question[: match.start()]
+        before = preceding.rstrip()
+        if position == 0 or not before or before.endswith(_SENTENCE_END) or "\n" in preceding[len(before) :]:
+            continue  # a sentence's (or a line's) first word is capitalized whatever it is
+        if word[0].isupper() and not word.isupper():
+            names.extend(tokenize(word))
+    return list(dict.fromkeys(names))
 
 
 def known_signal(question: str, index: BM25Index | None, passages: Sequence[str]) -> float:
@@ -265,32 +237,6 @@ def known_signal(question: str, index: BM25Index | None, passages: Sequence[str]
         return 0.0 if any(counts[name] == 0 for name in names) else 1.0
     held = {term for text in passages for term in tokenize(text)}
     return 0.0 if any(name not in held for name in names) else 1.0
-
-
-def present_signal(
-    question: str, index: BM25Index | None, passages: Sequence[str], documents: Sequence[str] | None
-) -> float:
-    """1 when the documents of the best passages mention every name the question asks about; else 0.
-
-    A name is a run of ``name_runs``: held when a chunk of one of the first ``AGREEMENT_PASSAGES``
-    passages' documents (the BM25 index's chunks hold their title line too) holds each of its terms,
-    or its words squashed together as file names write them ("American Express" and
-    "AMERICANEXPRESS_2022_10K"). Without an index or the passages' documents, the passages stand
-    for their documents. 1 when the question names nothing.
-    """
-    runs = [(terms, tokenize("".join(run))) for run in name_runs(question) if (terms := tokenize(" ".join(run)))]
-    if not runs:
-        return 1.0
-    wanted = {term for terms, squashed in runs for term in (*terms, *squashed)}
-    if index is not None and index.ids and documents:
-        held = index.held_by(sorted(wanted), documents[:AGREEMENT_PASSAGES])
-    else:
-        found = {term for text in passages[:AGREEMENT_PASSAGES] for term in tokenize(text)}
-        held = {term: term in found for term in wanted}
-    named = all(
-        all(held[t] for t in terms) or (len(terms) > 1 and all(held[t] for t in squashed)) for terms, squashed in runs
-    )
-    return 1.0 if named else 0.0
 
 
 def size_weight(chunks: int) -> float:
@@ -321,20 +267,18 @@ def evidence(
     passages: Sequence[str],
     index: BM25Index | None,
     chunks: int | None = None,
-    documents: Sequence[str] | None = None,
 ) -> Evidence:
     """The signals of ``passages`` (best first, with their cosine ``scores``) for ``question``.
 
     ``chunks``: the version's chunk count (else the BM25 index's, else the passages').
-    ``documents``: each passage's document (``core.bm25.document_of`` its chunk id).
     """
     if not passages:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0)
     ranked = sorted(scores, reverse=True)
     top = float(scores[0])
     gap = float(ranked[0] - ranked[1]) if len(ranked) > 1 else float(ranked[0])
-    counts, chunk_total = _frequencies(question, index, passages)
-    weights = {term: idf(count, chunk_total) for term, count in counts.items()}
+    counts, documents = _frequencies(question, index, passages)
+    weights = {term: idf(count, documents) for term, count in counts.items()}
     coverage, agreement = coverage_signals(weights, passages)
     held = held_signal(weights, counts, passages)
     phrase = phrase_signal(question, weights, passages)
@@ -348,7 +292,6 @@ def evidence(
         "named": index.named(question) if index is not None else 0.0,
         "period": index.period(question) if index is not None else 1.0,
         "known": known_signal(question, index, passages),
-        "present": present_signal(question, index, passages, documents),
         "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
     }
     return Evidence(**signals, confidence=confidence(signals))

@@ -27,7 +27,7 @@ from llama_index.core.vector_stores.types import (
 from pydantic import PrivateAttr
 
 from core import chroma as chroma_access
-from core.bm25 import BM25Index, document_of
+from core.bm25 import BM25Index
 from core.chroma import ChromaClient, ChromaCollection, FilterValue, Rows
 from core.config import RetrievalConfig
 from core.embedding import Embedder
@@ -381,7 +381,7 @@ class VersionIndex:
             return match
         with self._bm25_lock:
             if self._document_chunks is None:
-                self._document_chunks = Counter(document_of(chunk) for chunk in index.ids)
+                self._document_chunks = Counter(chunk_document(chunk) for chunk in index.ids)
             sizes = self._document_chunks
         return {document: score * title_length_factor(max(sizes[document], 1)) for document, score in match.items()}
 
@@ -475,7 +475,7 @@ class Fusion:
         total = {c: self.dense_weight * by_dense.get(c, 0.0) + self.bm25_weight * by_bm25.get(c, 0.0) for c in union}
         if self.title_weight and title_match:
             for chunk in union:
-                total[chunk] += self.title_weight * title_match.get(document_of(chunk), 0.0)
+                total[chunk] += self.title_weight * title_match.get(chunk_document(chunk), 0.0)
         return sorted(union, key=lambda chunk: -total[chunk])
 
 
@@ -500,6 +500,11 @@ def fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int
     return sorted(scores, key=lambda chunk: -scores[chunk])
 
 
+def chunk_document(chunk: str) -> str:
+    """The document part of a chunk id ``<revision id>:<position>`` (a version holds one revision per document)."""
+    return chunk.rsplit(":", 1)[0]
+
+
 def capped(order: Sequence[str], top_k: int, per_document: int | None) -> list[str]:
     """The first ``top_k`` chunk ids of ``order``, at most ``per_document`` of one document while
     other documents have candidates; places still free then go to the chunks passed over, in
@@ -513,7 +518,7 @@ def capped(order: Sequence[str], top_k: int, per_document: int | None) -> list[s
     chosen: list[str] = []
     passed: list[str] = []
     for chunk in order:
-        document = document_of(chunk)
+        document = chunk_document(chunk)
         if taken.get(document, 0) < per_document:
             taken[document] = taken.get(document, 0) + 1
             chosen.append(chunk)
@@ -557,7 +562,7 @@ def retrieve(
     pairs = [(candidate.chunk_id, candidate.score) for candidate in dense]
     titles = None
     if fusion.title_weight:  # the candidates' documents only: a collection may hold many
-        titles = index.title_match(question, {document_of(chunk) for chunk, _ in [*pairs, *lexical]})
+        titles = index.title_match(question, {chunk_document(chunk) for chunk, _ in [*pairs, *lexical]})
     order = fusion.order(pairs, lexical, titles)
     chosen = capped(order, top_k, per_document)
     ranked = {candidate.chunk_id: candidate for candidate in dense}

@@ -77,7 +77,6 @@ BASE = {
     "named": 0.0,
     "period": 1.0,
     "known": 1.0,
-    "present": 1.0,
     "small": 0.01,
 }
 
@@ -138,63 +137,6 @@ def test_known_is_zero_when_a_name_the_question_asks_about_is_nowhere_in_the_ver
     assert evidence.evidence("How much smaller is it than BERT?", *asked).known == 1.0, "no name: nothing to tell"
     # without a BM25 index, the passages stand for the version
     assert evidence.evidence("Does DistilBERT do well on HellaSwag?", [0.6, 0.5, 0.4], PASSAGES, None).known == 0.0
-
-
-@pytest.mark.parametrize(
-    ("question", "runs"),
-    [
-        ("Has CVS Health paid dividends in Q2 of FY2022?", [["CVS", "Health"]]),  # an acronym beside a name
-        ("What was American Express's largest liability?", [["American", "Express"]]),
-        ("What is Boeing's FY2023 outlook? Also, 3M's.", [["Boeing"]]),  # "FY": a lone acronym; "Also" starts one
-        ("How does BERT mask tokens?", []),
-        ("東京タワーはいつ完成しましたか", []),
-    ],
-)
-def test_name_runs_are_capitalized_words_written_together(question: str, runs: list[list[str]]) -> None:
-    assert evidence.name_runs(question) == runs
-
-
-FILINGS = {
-    "amex": "Document: 0000004962-23-000006 (AMERICANEXPRESS 2022 10K)\n\nCard Member loans and receivables.",
-    "amex2": "The largest liability is customer deposits.",
-    "bby": "Document: 0000764478-23-000006 (BESTBUY 2023 10K)\n\nOur stores sell consumer electronics.",
-    "bby2": "Express delivery of appliances; customer deposits are a liability.",
-}
-
-
-@pytest.fixture(scope="module")
-def filings() -> BM25Index:
-    # chunk ids are <document>:<position>: "amex:0" and "amex:1" are chunks of one document
-    ids = ["amex:0", "amex:1", "bby:0", "bby:1"]
-    return BM25Index.build(ids, [FILINGS[k] for k in ("amex", "amex2", "bby", "bby2")])
-
-
-def test_held_by_tells_whether_a_chunk_of_the_given_documents_holds_a_term(filings: BM25Index) -> None:
-    held = filings.held_by(["deposit", "americanexpress", "applianc", "nowher"], ["amex"])
-    assert held == {"deposit": True, "americanexpress": True, "applianc": False, "nowher": False}
-    assert filings.held_by(["deposit"], ["unknown"]) == {"deposit": False}
-    assert BM25Index.build([], []).held_by(["deposit"], ["amex"]) == {"deposit": False}
-
-
-def test_present_is_zero_when_the_best_passages_documents_never_mention_a_name(filings: BM25Index) -> None:
-    question = "What was the largest liability in American Express's filing?"
-    # the passage itself does not name American Express: its document does (the file name, squashed)
-    amex = evidence.evidence(question, [0.6], [FILINGS["amex2"]], filings, documents=["amex"])
-    assert amex.present == 1.0
-    # Best Buy's filing holds "express" but not "American": the name is not there
-    other = evidence.evidence(
-        question, [0.6, 0.5], [FILINGS["bby2"], FILINGS["bby"]], filings, documents=["bby", "bby"]
-    )
-    assert other.present == 0.0
-    asked = "Do Best Buy stores sell appliances?"
-    assert evidence.evidence(asked, [0.6], [FILINGS["bby2"]], filings, documents=["bby"]).present == 1.0
-    assert (
-        evidence.evidence("Do stores sell appliances?", [0.6], [FILINGS["amex2"]], filings, documents=["amex"]).present
-        == 1.0
-    ), "no name"
-    # without the passages' documents, the passages stand for them
-    assert evidence.evidence(question, [0.6], [FILINGS["amex2"]], filings).present == 0.0
-    assert evidence.evidence(asked, [0.6], ["Best Buy stores sell appliances."], None).present == 1.0
 
 
 def test_the_model_weighs_signals_the_service_computes() -> None:
@@ -259,7 +201,7 @@ def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
 
 
 def test_declines_below_the_threshold_only() -> None:
-    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 1.0, 1.0, 1.0, 0.01, confidence=0.4)
+    signals = Evidence(0.5, 0.1, 0.5, 0.1, 0.2, 0.1, 0.0, 1.0, 1.0, 0.01, confidence=0.4)
     assert declines(signals, 0.5) and not declines(signals, 0.4) and not declines(signals, None)
 
 
