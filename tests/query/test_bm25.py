@@ -12,6 +12,12 @@ def test_japanese_runs_become_character_bigrams() -> None:
     assert tokenize("雨") == ["雨"], "a single CJK character stays a unigram"
 
 
+def test_digits_and_latin_letters_do_not_swallow_the_cjk_text_after_them() -> None:
+    assert tokenize("2014年現在の面積は") == ["2014", "年現", "現在", "在の", "の面", "面積", "積は"]
+    assert tokenize("GPT3は2020年") == ["gpt3", "は", "2020", "年"]
+    assert tokenize("2014년 현재") == ["2014", "년", "현재"]
+
+
 def test_cjk_punctuation_separates_runs() -> None:
     tokens = tokenize("雨季です。東京")
     assert "す東" not in tokens and "東京" in tokens
