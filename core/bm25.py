@@ -23,12 +23,14 @@ import bm25s
 import numpy as np
 from nltk.stem.porter import PorterStemmer
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
+# Scripts read as character runs (kana, CJK ideographs, half-width katakana, hangul). Python counts them as word
+# characters (\w), so a pattern meant for Latin words must leave them out explicitly.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
 # A CJK run, or a run of other letters and digits: CJK characters are word characters too, so
 # without the exclusion a run that starts with a digit or a Latin letter swallows the CJK text
 # after it ("2014年現在の面積" was one token, not "2014" and the bigrams of 年現在の面積).
-_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
-_CJK_RUN = re.compile(rf"^[{_CJK}]+$")
+_TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+", re.UNICODE)
+_CJK_RUN = re.compile(rf"^[{CJK}]+$")
 _STEMMER = PorterStemmer()
 K1, B = 1.2, 0.75
 logging.getLogger("bm25s").setLevel(logging.WARNING)

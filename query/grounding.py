@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.bm25 import tokenize
+from core.bm25 import CJK, tokenize
 
 # A paraphrase keeps most content words or most meaning; thresholds set by hand on the unit
 # examples (tests/query/test_grounding.py): a faithful paraphrase scores 0.6+ on either, an
@@ -42,8 +42,11 @@ _MARKER_AFTER_STOP = re.compile(r"([.!?\u3002])((?:\s*\[\d{1,3}\])+)")
 # Numbers, with thousands separators, decimals, and a trailing percent sign.
 _NUMBER = re.compile(r"(?<![\d.,])\d+(?:[,.]\d+)*")
 # Proper names and identifiers: a capital inside or at the end (BERT, DistilBERT, GPT-4, iPhone),
-# or a capitalised word that does not start the sentence.
-_CAPITALISED = re.compile(r"\b[A-Za-z][\w\-]*\b")
+# or a capitalised word that does not start the sentence. ``\b`` would not do: CJK characters are
+# word characters, so "はDistilBERTは" has no boundary and the name inside a Japanese sentence was
+# never checked; a Latin word ends where CJK text starts, as in ``core.bm25.tokenize``.
+_LATIN_WORD = rf"[^\W{CJK}]"
+_CAPITALISED = re.compile(rf"(?<!{_LATIN_WORD})[A-Za-z](?:{_LATIN_WORD}|-)*(?<!-)(?!{_LATIN_WORD})")
 _GENERIC = frozenset(
     (
         "I",

@@ -64,6 +64,14 @@ def test_a_proper_name_not_in_the_passages_is_unsupported() -> None:
     assert invented_tokens("It was built at Google by Hinton.", PASSAGES[0]) == ["Google", "Hinton"]
     assert invented_tokens("DistilBERT keeps 97% of BERT.", PASSAGES[0]) == []
     assert names("The model beat GPT-4 and XLNet on GLUE.") == ["GPT-4", "XLNet", "GLUE"]
+    assert names("A state-of-the-art X- model, by Hinton_2.") == ["X", "Hinton_2"]
+
+
+def test_a_name_written_against_japanese_text_is_checked() -> None:
+    assert names("この論文ではDistilBERTは2019年にGPT-4と比べられた") == ["DistilBERT", "GPT-4"]
+    passages = "DistilBERTは2019年に発表された。"
+    assert invented_tokens("DistilBERTは2019年に発表された。", passages) == []
+    assert invented_tokens("この論文ではRoBERTaは2019年に発表された。", passages) == ["RoBERTa"]
 
 
 def test_numbers_match_whatever_their_thousands_separator() -> None:
