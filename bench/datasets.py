@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
-DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+# ``../shared/datasets`` beside the checkout; RAGKEEP_DATASETS points elsewhere (a clone made outside that
+# folder). The tests read the same path (tests/conftest.py).
+DATASETS = Path(
+    os.environ.get("RAGKEEP_DATASETS", Path(__file__).resolve().parent.parent.parent / "shared" / "datasets")
+).resolve()
 SCIFACT = DATASETS / "beir-scifact"
 ARAGOG = DATASETS / "aragog-arxiv-qa" / "source_files"
 FINANCEBENCH = DATASETS / "financebench-subset"

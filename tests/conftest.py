@@ -21,7 +21,8 @@ import sitecustomize  # noqa: E402  (installs the guard in this process too)
 
 sitecustomize.install()
 
-DATASETS = Path(os.environ.get("RAGKEEP_DATASETS", TESTS.parent.parent / "shared" / "datasets")).resolve()
+from bench.datasets import DATASETS  # noqa: E402  (one place resolves the datasets, RAGKEEP_DATASETS included)
+
 EXAMPLE_DOCS = DATASETS / "unstructured-example-docs" / "files"
 PG_ADMIN_URL = os.environ.get("RAGKEEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RAGKEEP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
