@@ -32,7 +32,7 @@ import hashlib
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from eval.abstention import calibrate  # noqa: E402
 from query import evidence as evidence_model  # noqa: E402
 
 # Every signal a row records (the service's ``evidence``; rows of older runs lack the newer ones); the
-# model weighs MODEL_SIGNALS (``--fit`` fits those; query.evidence.COEFFICIENTS holds the result).
+# models weigh MODEL_TERMS (``--fit`` fits those; query.evidence.MODELS holds the result).
 SIGNALS = ("top_score", "gap", "coverage", "agreement", "held", "phrase", "named", "period", "known", "small")
 BASE = SIGNALS[:-1]
 # The terms ``--fit`` fits by default: every signal, and every signal but ``small`` times ``small``.
@@ -259,6 +259,7 @@ def ask(
                         "answerable": bool(probe.documents & present),
                         "chunks": ingested.chunks,
                         "words": len(probe.text.split()),
+                        "script": evidence_model.script(probe.text),
                         "answer_mode": result["answer_mode"],
                         "confidence": result["confidence"],
                         **{s: v for s in SIGNALS if (v := (result.get("evidence") or {}).get(s)) is not None},
@@ -301,13 +302,22 @@ def completed(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def rescored(rows: Sequence[dict[str, Any]]) -> list[float]:
-    """Each row's confidence under the model now in ``query.evidence``.
+def script_of(row: dict[str, Any]) -> str:
+    """The model that scores a row (``query.evidence.script``): recorded since 2026-12-02; older rows'
+    Japanese questions are JSQuAD's and the small collections' JSQuAD groups'."""
+    if "script" in row:
+        return str(row["script"])
+    return "cjk" if row["corpus"] == "jsquad" or str(row.get("group", "")).startswith("jsquad") else "latin"
+
+
+def rescored(rows: Sequence[dict[str, Any]], models: Mapping[str, Mapping[str, float]] | None = None) -> list[float]:
+    """Each row's confidence under ``models`` (by script; default: the models now in ``query.evidence``).
 
     A row recorded before a signal the model now weighs existed cannot be rescored: that is an
     error naming the signal (rescoring it as 0 would silently decline what the run answered).
     """
-    needed = evidence_model.model_signals()
+    models = evidence_model.MODELS if models is None else models
+    needed = evidence_model.model_signals(models)
     scores = []
     for row in map(completed, rows):
         missing = [name for name in needed if name not in row]
@@ -316,7 +326,7 @@ def rescored(rows: Sequence[dict[str, Any]]) -> list[float]:
                 f"row {row.get('corpus')}/{row.get('id')} was recorded without {', '.join(missing)}, which the "
                 "current confidence model weighs: run its corpus again (python -m bench.run --only abstention...)"
             )
-        scores.append(evidence_model.confidence(row))
+        scores.append(evidence_model.score(models.get(script_of(row), models["latin"]), row))
     return scores
 
 
@@ -352,40 +362,91 @@ def fit(
     }
 
 
+# The embedding's cosine signals: all-MiniLM-L6-v2 reads English, so on CJK questions they are close to noise
+# (JSQuAD top_score AUC 0.69 against ARAGOG + Solana's 0.94): the CJK model does without them.
+COSINE = frozenset({"top_score", "gap"})
+
+
+def terms_of(script: str, signals: Sequence[str]) -> list[str]:
+    """The terms ``script``'s model weighs: ``signals``, for CJK without those of ``COSINE``."""
+    if script == "latin":
+        return list(signals)
+    return [term for term in signals if not COSINE & set(term.split("*"))]
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 0.005), 0.995)
+    return math.log(p / (1 - p))
+
+
+def fit_models(
+    train: Sequence[dict[str, Any]], corpora: Mapping[str, set[str]], signals: Sequence[str] = MODEL_TERMS
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """The fitting procedure: per script named in ``corpora``, a model fitted on the ``train`` rows of its
+    corpora in that script ("latin" also on the rows of scripts without a model of their own, which it
+    scores), and its threshold, ``choose_threshold`` on those rows. "latin"'s is the default threshold;
+    every other script's intercept is moved so that its own threshold falls on the default: one threshold
+    (and one per-version calibration) then means the same in every script. Returns the models and each
+    script's threshold before the move."""
+    full = [completed(r) for r in train]
+
+    def rows_of(script: str) -> list[dict[str, Any]]:
+        def scored_by(row: dict[str, Any]) -> str:
+            return script_of(row) if script_of(row) in corpora else "latin"
+
+        return [r for r in full if r["corpus"] in corpora[script] and scored_by(r) == script]
+
+    models: dict[str, dict[str, float]] = {}
+    thresholds: dict[str, float] = {}
+    for script in corpora:
+        part = rows_of(script)
+        models[script] = fit(part, terms_of(script, signals))
+        scores = [evidence_model.score(models[script], r) for r in part]
+        thresholds[script] = choose_threshold(scores, [bool(r["answerable"]) for r in part])
+        print(f"{script}: {len(part)} TRAIN rows of {', '.join(sorted(corpora[script]))}", file=sys.stderr)
+    for script, model in models.items():
+        if script != "latin":
+            model["intercept"] = round(model["intercept"] + _logit(thresholds["latin"]) - _logit(thresholds[script]), 3)
+    return models, thresholds
+
+
 def cross_fit(
-    rows: Sequence[dict[str, Any]], corpora: set[str], signals: Sequence[str] = MODEL_TERMS
+    rows: Sequence[dict[str, Any]], corpora: Mapping[str, set[str]], signals: Sequence[str] = MODEL_TERMS
 ) -> dict[str, list[dict[str, Any]]]:
-    """A fitting procedure scored both ways: fitted (and thresholded by ``choose_threshold``) on the TRAIN
-    rows of ``corpora`` and scored on every corpus's TEST rows, then the other way round. Per corpus, one
+    """A fitting procedure (``fit_models``) scored both ways: fitted on the TRAIN rows and scored on every
+    corpus's TEST rows, then the other way round. Per corpus (the small collections also per script), one
     entry per direction: the threshold, the shares declined and answered there, and the AUC of confidence.
-    Compares procedures (which signals, which corpora) on more than one half; leaves ``COEFFICIENTS`` as
-    they were."""
-    saved = dict(evidence_model.COEFFICIENTS)
+    Compares procedures (which signals, which corpora, one model or one per script) on more than one half;
+    leaves ``query.evidence.MODELS`` as they were."""
     full = [completed(r) for r in rows]
     results: dict[str, list[dict[str, Any]]] = {}
-    try:
-        for fitted, scored in (("train", "test"), ("test", "train")):
-            part = [r for r in full if r["split"] == fitted and r["corpus"] in corpora]
-            evidence_model.COEFFICIENTS.clear()
-            evidence_model.COEFFICIENTS.update(fit(part, signals))
-            threshold = choose_threshold(rescored(part), [bool(r["answerable"]) for r in part])
-            for corpus in sorted({r["corpus"] for r in full}):
-                held_out = [r for r in full if r["split"] == scored and r["corpus"] == corpus]
-                scores, answerable = rescored(held_out), [bool(r["answerable"]) for r in held_out]
-                declined, answered = rates(scores, answerable, threshold)
-                results.setdefault(corpus, []).append(
-                    {
-                        "fitted_on": fitted,
-                        "threshold": threshold,
-                        "declined": round(declined, 3),
-                        "answered": round(answered, 3),
-                        "auc": round(auc(*_sides(scores, answerable)) or math.nan, 3),
-                    }
-                )
-    finally:
-        evidence_model.COEFFICIENTS.clear()
-        evidence_model.COEFFICIENTS.update(saved)
+    for fitted, scored in (("train", "test"), ("test", "train")):
+        models, thresholds = fit_models([r for r in full if r["split"] == fitted], corpora, signals)
+        threshold = thresholds["latin"]
+        held_out = [r for r in full if r["split"] == scored]
+        for name, part in _parts(held_out).items():
+            scores, answerable = rescored(part, models), [bool(r["answerable"]) for r in part]
+            declined, answered = rates(scores, answerable, threshold)
+            results.setdefault(name, []).append(
+                {
+                    "fitted_on": fitted,
+                    "threshold": threshold,
+                    "declined": round(declined, 3),
+                    "answered": round(answered, 3),
+                    "auc": round(auc(*_sides(scores, answerable)) or math.nan, 3),
+                }
+            )
     return results
+
+
+def _parts(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``rows`` by corpus, the small collections also by script ("small", "small/cjk", "small/latin")."""
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        parts.setdefault(row["corpus"], []).append(row)
+        if row["corpus"] == "small":
+            parts.setdefault(f"small/{script_of(row)}", []).append(row)
+    return dict(sorted(parts.items()))
 
 
 def _sides(values: Sequence[float], answerable: Sequence[bool]) -> tuple[list[float], list[float]]:
@@ -468,11 +529,11 @@ def calibrated(part: Sequence[dict[str, Any]], train: Sequence[dict[str, Any]]) 
 
 
 def analyse(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per corpus and split: the default's outcome, the curve, each signal's separation, top_score alone;
-    on TEST, also the outcome with each version calibrated on its TRAIN questions (``calibrated``)."""
+    """Per corpus (the small collections also per script: ``_parts``) and split: the default's outcome, the
+    curve, each signal's separation, top_score alone; on TEST, also the outcome with each version calibrated
+    on its TRAIN questions (``calibrated``)."""
     report: dict[str, Any] = {}
-    for corpus in sorted({r["corpus"] for r in rows}):
-        of_corpus = [r for r in rows if r["corpus"] == corpus]
+    for corpus, of_corpus in _parts(rows).items():
         train = [r for r in of_corpus if r["split"] == "train"]
         report[corpus] = {
             split: _split_report(part, train)
@@ -548,7 +609,7 @@ def section(stack: Any, corpora: Sequence[str], results: dict[str, Any], small_l
         else:
             files, probes = CORPORA[corpus]()
             rows += ask(stack, corpus, files, probes)
-        results["abstention"] = {"rows": rows, "report": analyse(rows), "coefficients": evidence_model.COEFFICIENTS}
+        results["abstention"] = {"rows": rows, "report": analyse(rows), "models": evidence_model.MODELS}
 
 
 def main() -> None:
@@ -565,27 +626,36 @@ def main() -> None:
         action="store_true",
         help="with --fit: score the procedure both ways (fit on TRAIN, score TEST; fit on TEST, score TRAIN)",
     )
-    parser.add_argument("--corpora", help="with --fit: fit on these corpora's TRAIN rows only (comma-separated)")
+    parser.add_argument(
+        "--corpora",
+        default="aragog+solana,small,financebench",
+        help="with --fit: fit the Latin-script model on these corpora's TRAIN rows (comma-separated)",
+    )
+    parser.add_argument(
+        "--cjk-corpora",
+        help="with --fit: fit a model of its own for CJK questions on these corpora's CJK TRAIN rows (else the "
+        "Latin-script model scores them too, fitted on them where they are in --corpora)",
+    )
     args = parser.parse_args()
     rows = [row for path in args.results for row in json.loads(path.read_text())["abstention"]["rows"]]
     if args.fit:
-        chosen = set(args.corpora.split(",")) if args.corpora else {r["corpus"] for r in rows}
-        train = [completed(r) for r in rows if r["split"] == "train" and r["corpus"] in chosen]
+        corpora = {"latin": set(args.corpora.split(","))}
+        if args.cjk_corpora:
+            corpora["cjk"] = set(args.cjk_corpora.split(","))
+        train = [completed(r) for r in rows if r["split"] == "train"]
         signals = args.signals.split(",")
         if unknown := {p for s in signals for p in s.split("*")} - set(SIGNALS):
             parser.error(f"unknown signals: {', '.join(sorted(unknown))}")
         if lacking := [r for r in train if not all(p in r for s in signals for p in s.split("*"))]:
             parser.error(f"{len(lacking)} TRAIN rows lack some of {', '.join(signals)}: recorded by an older run")
         if args.cross:
-            for corpus, directions in cross_fit(rows, chosen, signals).items():
-                print(corpus, " | ".join(json.dumps(d) for d in directions))
+            for name, directions in cross_fit(rows, corpora, signals).items():
+                print(name, " | ".join(json.dumps(d) for d in directions))
             return
-        coefficients = fit(train, signals)
-        print("COEFFICIENTS =", json.dumps(coefficients))
-        evidence_model.COEFFICIENTS.clear()
-        evidence_model.COEFFICIENTS.update(coefficients)  # for the threshold below
-        scores = rescored(train)
-        print("DEFAULT_ABSTAIN_THRESHOLD =", choose_threshold(scores, [bool(r["answerable"]) for r in train]))
+        models, thresholds = fit_models(train, corpora, signals)
+        for script, model in models.items():
+            print(f"{script} (own threshold {thresholds[script]}):", json.dumps(model))
+        print("DEFAULT_ABSTAIN_THRESHOLD =", thresholds["latin"])
         return
     try:
         print(markdown(analyse(rows)))

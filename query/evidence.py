@@ -33,8 +33,8 @@ need nothing but the retrieval itself:
   still finds passages about its neighbours; its own name is what they lack;
 - ``small``: how small the version is (``size_weight`` of its chunk count).
 
-``confidence`` combines them with a logistic model whose coefficients are fitted offline (see
-``COEFFICIENTS``). The signals mean different things in a version of three chunks and of a
+``confidence`` combines them with a logistic model whose coefficients are fitted offline, one per
+script of the question (see ``MODELS``). The signals mean different things in a version of three chunks and of a
 thousand (the best cosine of a short question against a short noisy file is low; a phrase match
 among a thousand chunks is often chance), so every signal also enters multiplied by ``small``:
 two linear models, blended by the version's size. An LLM answer adds one more signal: the
@@ -72,47 +72,72 @@ QUESTION_WORDS = frozenset(
 )
 
 SMALL_CHUNKS = 10  # size_weight is 0.5 at this many chunks (by hand; 30, 50, 100 moved TEST by <= 0.04)
-# Bump when COEFFICIENTS change: an evaluation's calibration records the model it calibrated.
-MODEL_VERSION = "2026-12-02e"
-# Logistic model over the signals and each signal times ``small``, fitted with `python -m bench.abstention
-# --fit bench/results/2026-12-02.abstention-cjk.json --corpora aragog+solana,small,financebench` (Newton's
-# method, L2 0.1 on standardised terms, un-standardised here) on the TRAIN half (sha256 of the question id,
-# first byte even) of ARAGOG + Solana (150 rows, collections of 834-1,051 chunks), of the small-collection set
-# (202 rows, 1-16 chunks; bench/abstention.py small_groups) and of financebench-subset (104 rows, two halves of
-# 20 filings). The TEST halves fitted nothing. financebench is fitted on since ``period`` arrived: ``period`` is
-# 1 wherever titles carry no year, so only dated collections can teach its weight (the procedure was chosen by
-# `--cross`, fitted each way, before adopting: README; so was ``known``'s). JSQuAD is left out: all-MiniLM-L6-v2
-# does not read Japanese (top_score AUC 0.69 on its TEST half, 0.94 on ARAGOG + Solana), so it would teach the
-# model to ignore the cosine everywhere. ``period*small`` only shares ``small``'s weight: no small collection has a
-# dated title.
-# 2026-12-02e: the same procedure refitted on rows recorded after the tokenizer stopped joining a number or a Latin
-# word to the CJK text after it (core.bm25._TOKEN), which changed the signals of Japanese questions.
-COEFFICIENTS: dict[str, float] = {
-    "intercept": -13.198,
-    "top_score": 8.473,
-    "gap": 1.395,
-    "coverage": 0.676,
-    "agreement": -0.404,
-    "held": 1.969,
-    "phrase": 1.928,
-    "named": 3.21,
-    "period": 2.739,
-    "known": 3.616,
-    "small": 5.474,
-    "top_score*small": -7.502,
-    "gap*small": -5.908,
-    "coverage*small": 12.713,
-    "agreement*small": -28.884,
-    "held*small": 2.476,
-    "phrase*small": 21.446,
-    "named*small": -5.272,
-    "period*small": 5.493,
-    "known*small": -6.74,
+# Bump when MODELS change: an evaluation's calibration records the model it calibrated.
+MODEL_VERSION = "2026-12-02f"
+# One logistic model per script of the question (``script``), each over the signals and each signal times
+# ``small``, fitted with `python -m bench.abstention --fit bench/results/2026-12-02.abstention-cjk.json --corpora
+# aragog+solana,small,financebench --cjk-corpora jsquad,small` (bench.abstention.fit_models: Newton's method, L2
+# 0.1 on standardised terms, un-standardised here) on TRAIN halves only (sha256 of the question id, first byte
+# even); the TEST halves fitted nothing. The procedure was chosen by `--cross`, fitted each way, against a rule
+# written before (README).
+# - "latin": the Latin-script TRAIN rows of ARAGOG + Solana (150 rows, collections of 834-1,051 chunks), of the
+#   small-collection set (102 rows, 1-16 chunks; bench/abstention.py small_groups) and of financebench-subset (104
+#   rows, two halves of 20 filings; ``period`` is 1 wherever titles carry no year, so only dated collections teach
+#   its weight). ``period*small`` only shares ``small``'s weight: no small collection has a dated title.
+# - "cjk": the Japanese TRAIN rows of JSQuAD (284 rows) and of the small collections' JSQuAD groups (100 rows),
+#   without ``top_score`` and ``gap``: all-MiniLM-L6-v2 does not read Japanese (top_score AUC 0.69 on JSQuAD's
+#   TEST half, 0.94 on ARAGOG + Solana), so the Latin model, which leans on the cosine, answered fewer than half
+#   of JSQuAD's answerable questions. Chinese and Korean questions have no rows of their own and use it too: the
+#   signals it weighs read CJK text as character bigrams whatever the language.
+# Each model's threshold is chosen by the rule below on its own rows (latin 0.44, cjk 0.71); the cjk intercept is
+# moved by logit(0.44) - logit(0.71) so that its threshold falls on the default: one threshold, and one
+# calibration per version, mean the same in both scripts.
+_LATIN: dict[str, float] = {
+    "intercept": -13.338,
+    "top_score": 8.243,
+    "gap": 1.789,
+    "coverage": 1.081,
+    "agreement": -1.084,
+    "held": 2.72,
+    "phrase": 1.672,
+    "named": 3.465,
+    "period": 2.691,
+    "known": 3.665,
+    "small": 5.097,
+    "top_score*small": -1.573,
+    "gap*small": -3.25,
+    "coverage*small": 8.778,
+    "agreement*small": -30.15,
+    "held*small": -0.374,
+    "phrase*small": 27.67,
+    "named*small": -9.412,
+    "period*small": 5.098,
+    "known*small": -6.292,
+}
+_CJK: dict[str, float] = {
+    "intercept": -13.959,
+    "coverage": 15.514,
+    "agreement": -5.474,
+    "held": 10.005,
+    "phrase": 4.678,
+    "named": 6.752,
+    "period": 2.201,
+    "known": 0.707,
+    "small": 2.219,
+    "coverage*small": 4.9,
+    "agreement*small": -28.503,
+    "held*small": 5.868,
+    "phrase*small": -5.368,
+    "named*small": -7.405,
+    "period*small": 2.284,
+    "known*small": 2.219,
 }
 # The confidence below which ``abstain: auto`` declines when the version has no calibrated
-# threshold: on the same TRAIN rows, the largest threshold (0.01 steps) that still answers at
+# threshold: on the Latin model's TRAIN rows, the largest threshold (0.01 steps) that still answers at
 # least 92% of the answerable questions (2 points of margin over the issue's 90% floor).
-DEFAULT_ABSTAIN_THRESHOLD = 0.42
+DEFAULT_ABSTAIN_THRESHOLD = 0.44
+# A script without its own model is scored by "latin".
+MODELS: dict[str, dict[str, float]] = {"latin": _LATIN, "cjk": _CJK}
 
 
 @dataclass(frozen=True)
@@ -247,10 +272,10 @@ def size_weight(chunks: int) -> float:
     return 1.0 / (1.0 + max(chunks, 1) / SMALL_CHUNKS)
 
 
-def model_signals() -> tuple[str, ...]:
-    """The signals the confidence model weighs (named in ``COEFFICIENTS``, alone or in products ``a*b``)."""
-    names = (part for key in COEFFICIENTS if key != "intercept" for part in key.split("*"))
-    return tuple(dict.fromkeys(names))
+def model_signals(models: Mapping[str, Mapping[str, float]] | None = None) -> tuple[str, ...]:
+    """The signals the confidence ``models`` (default ``MODELS``) weigh, alone or in products ``a*b``."""
+    keys = (key for model in (MODELS if models is None else models).values() for key in model if key != "intercept")
+    return tuple(dict.fromkeys(part for key in keys for part in key.split("*")))
 
 
 def feature(signals: Mapping[str, float], key: str) -> float:
@@ -258,10 +283,21 @@ def feature(signals: Mapping[str, float], key: str) -> float:
     return math.prod(float(signals[name]) for name in key.split("*"))
 
 
-def confidence(signals: Mapping[str, float]) -> float:
-    """The logistic model's probability that the passages answer the question, from its ``signals`` by name."""
-    z = COEFFICIENTS["intercept"] + sum(c * feature(signals, k) for k, c in COEFFICIENTS.items() if k != "intercept")
+def script(question: str) -> str:
+    """Which model scores ``question``: "cjk" for one in Japanese, Chinese or Korean (``language``), else "latin"."""
+    return "latin" if language(question) == "en" else "cjk"
+
+
+def score(model: Mapping[str, float], signals: Mapping[str, float]) -> float:
+    """A logistic ``model``'s output (0-1) for ``signals`` by name."""
+    z = model["intercept"] + sum(c * feature(signals, k) for k, c in model.items() if k != "intercept")
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def confidence(signals: Mapping[str, float], script: str = "latin") -> float:
+    """The confidence (0-1) that the passages answer the question, from its ``signals`` by name, by the model of
+    the question's ``script``."""
+    return score(MODELS.get(script, MODELS["latin"]), signals)
 
 
 def evidence(
@@ -297,7 +333,7 @@ def evidence(
         "known": known_signal(question, index, passages),
         "small": size_weight(chunks or (len(index.ids) if index is not None and index.ids else len(passages))),
     }
-    return Evidence(**signals, confidence=confidence(signals))
+    return Evidence(**signals, confidence=confidence(signals, script(question)))
 
 
 def abstain_threshold(config_value: str | float, calibrated: float | None) -> float | None:

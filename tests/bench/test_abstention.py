@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench import abstention
@@ -57,18 +59,51 @@ def test_cross_fit_scores_a_procedure_both_ways_and_leaves_the_served_model_alon
         | {"top_score": (0.7 if i % 4 < 2 else 0.4) + (i % 7) / 100}
         for i in range(80)
     ]
-    served = dict(evidence.COEFFICIENTS)
-    result = abstention.cross_fit(rows, {"x"}, ["top_score"])
-    assert served == evidence.COEFFICIENTS
+    served = {script: dict(model) for script, model in evidence.MODELS.items()}
+    result = abstention.cross_fit(rows, {"latin": {"x"}}, ["top_score"])
+    assert served == evidence.MODELS
     assert [d["fitted_on"] for d in result["x"]] == ["train", "test"]
     assert all(d["auc"] == 1.0 and d["answered"] >= 0.92 and d["declined"] == 1.0 for d in result["x"])
+
+
+def _overlapping(script: str, answerable_coverage: float, count: int) -> list[dict[str, object]]:
+    """TRAIN rows of ``script`` whose coverage tells answerable from unanswerable in part, top_score not."""
+    return [
+        ROW
+        | SIGNALS
+        | {"id": f"{script}{i}", "split": "train", "script": script, "answerable": i % 2 == 0, "chunks": 500}
+        | {"coverage": (answerable_coverage if i % 2 == 0 else 0.0) + (i % 10) / 10, "top_score": 0.3 + i % 5 / 10}
+        for i in range(count)
+    ]
+
+
+def test_each_script_gets_its_own_model_and_threshold_on_one_scale() -> None:
+    rows = _overlapping("latin", 0.2, 60) + _overlapping("cjk", 0.5, 60)
+    models, thresholds = abstention.fit_models(rows, {"latin": {"x"}, "cjk": {"x"}}, ["top_score", "coverage"])
+    assert set(models["latin"]) == {"intercept", "top_score", "coverage"}
+    assert set(models["cjk"]) == {"intercept", "coverage"}, "the English embedding's cosine is left out"
+    assert thresholds["latin"] != thresholds["cjk"], "the Japanese rows' answerable ones read higher"
+    # the cjk model's own threshold falls on the default: a row there scores it on the shared scale
+    unmoved = abstention.fit([r for r in rows if r["script"] == "cjk"], ["coverage"])
+    at = (math.log(thresholds["cjk"] / (1 - thresholds["cjk"])) - unmoved["intercept"]) / unmoved["coverage"]
+    assert evidence.score(models["cjk"], {"coverage": at}) == pytest.approx(thresholds["latin"], abs=0.01)
+    # without a model of its own, a script is fitted on and scored by the Latin model
+    one, _ = abstention.fit_models(rows, {"latin": {"x"}}, ["top_score", "coverage"])
+    assert set(one) == {"latin"} and one["latin"] != models["latin"]
+
+
+def test_rows_recorded_before_the_script_was_take_it_from_their_corpus() -> None:
+    assert abstention.script_of(ROW | {"corpus": "jsquad"}) == "cjk"
+    assert abstention.script_of(ROW | {"corpus": "small", "group": "jsquad-03"}) == "cjk"
+    assert abstention.script_of(ROW | {"corpus": "small", "group": "solana-01"}) == "latin"
+    assert abstention.script_of(ROW | {"corpus": "jsquad", "script": "latin"}) == "latin"
 
 
 def test_calibrated_declines_each_version_below_the_threshold_its_train_questions_support(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The bench's ``auto`` after an evaluation: a version's TRAIN questions are its golden set."""
-    monkeypatch.setattr(evidence, "COEFFICIENTS", {"intercept": -5.0, "top_score": 10.0})  # 0.5 at top_score 0.5
+    monkeypatch.setattr(evidence, "MODELS", {"latin": {"intercept": -5.0, "top_score": 10.0}})  # 0.5 at 0.5
     monkeypatch.setattr(evidence, "DEFAULT_ABSTAIN_THRESHOLD", 0.5)
 
     def rows(half: str, split: str, answerable: float, unanswerable: float, each: int) -> list[dict[str, object]]:

@@ -192,6 +192,54 @@ def test_a_short_question_answered_word_for_word_in_a_tiny_collection_is_answere
     assert missing.confidence < evidence.DEFAULT_ABSTAIN_THRESHOLD, missing
 
 
+TINY_JA = [
+    "東京タワーは1958年に完成した電波塔で、高さは333メートルである。東京都港区芝公園にある。",
+    "富士山は日本で最も高い山で、標高は3776メートルである。静岡県と山梨県にまたがる。",
+    "琵琶湖は滋賀県にある日本最大の湖である。面積は約670平方キロメートルである。",
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "answerable"),
+    [
+        ("東京タワーが完成したのは何年ですか", True),
+        ("富士山の標高は何メートルですか", True),
+        ("大阪城を建てたのは誰ですか", False),
+        ("東京スカイツリーの高さは何メートルですか", False),
+        ("日本で一番長い川は何ですか", False),
+    ],
+)
+def test_a_japanese_question_is_scored_by_the_cjk_model(question: str, answerable: bool) -> None:
+    """The English embedding finds any two Japanese texts alike (cosine 0.58-0.81 here), so the Latin model,
+    which leans on the cosine, answered all three questions the collection cannot; the CJK model weighs
+    the terms the passages hold instead."""
+    from core.embedding import Embedder
+
+    embedder = Embedder()
+    index = BM25Index.build(["tower", "fuji", "biwa"], TINY_JA)
+    vector, _ = embedder.embed_query(question)
+    scores = embedder.embed(TINY_JA) @ vector
+    order = sorted(range(3), key=lambda i: -scores[i])
+    found = evidence.evidence(question, [float(scores[i]) for i in order], [TINY_JA[i] for i in order], index)
+    assert evidence.script(question) == "cjk"
+    signals = found.as_dict()
+    assert found.confidence == pytest.approx(evidence.confidence(signals, "cjk"), abs=1e-3)
+    assert (found.confidence >= evidence.DEFAULT_ABSTAIN_THRESHOLD) is answerable, signals
+    assert evidence.confidence(signals, "latin") >= evidence.DEFAULT_ABSTAIN_THRESHOLD, "why it has its own model"
+
+
+def test_the_script_follows_the_language_and_an_unknown_one_is_scored_as_latin() -> None:
+    assert [evidence.script(q) for q in ("What is BERT?", "BERTとは", "什么是BERT", "BERT가 무엇")] == [
+        "latin",
+        "cjk",
+        "cjk",
+        "cjk",
+    ]
+    signals = {name: 0.5 for name in evidence.model_signals()}
+    assert evidence.confidence(signals, "cyrillic") == evidence.confidence(signals, "latin")
+    assert evidence.confidence(signals, "cjk") != evidence.confidence(signals, "latin")
+
+
 def test_threshold_auto_uses_the_calibrated_one_when_there_is_one() -> None:
     assert abstain_threshold("auto", 0.31) == 0.31
     assert abstain_threshold("auto", None) == evidence.DEFAULT_ABSTAIN_THRESHOLD
