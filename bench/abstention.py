@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -595,6 +596,65 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- label noise (financebench)
+
+SHINGLE = 5  # words
+HELD_ELSEWHERE = 0.5  # share of a reference passage's word 5-grams (fixed before measuring)
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+def held_elsewhere(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each unanswerable financebench row: how much of its question's reference evidence a filing present in
+    the half holds verbatim (the mean over the reference passages of the share of their word 5-grams the filing's
+    text layer holds; the best filing). At ``HELD_ELSEWHERE`` or more, a sibling filing repeats the evidence and
+    the "unanswerable" label (its own filing was removed) is doubtful. Reads every filing's text (PDFium)."""
+    from ingest.pdfium import page_texts
+
+    files = datasets.financebench_files()
+    held = {name: _shingles("\n".join(page_texts(data))) for name, data in files}
+    half_of = halves([name for name, _ in files])
+    questions = {q.id: q for split in financebench_splits().values() for q in split}
+    found = []
+    for row in rows:
+        if row["corpus"] != "financebench" or row["answerable"]:
+            continue
+        passages = [_shingles(text) for text in questions[row["id"]].evidence]
+
+        def share(name: str, passages: list[set[tuple[str, ...]]] = passages) -> float:
+            return sum(len(p & held[name]) / max(len(p), 1) for p in passages) / max(len(passages), 1)
+
+        best = max((name for name in held if half_of[name] == row["half"]), key=share)
+        found.append({**row, "held_by": best, "held_share": round(share(best), 3)})
+    return found
+
+
+def held_elsewhere_report(rows: Sequence[dict[str, Any]]) -> str:
+    """The TEST rows' outcome at the default threshold, apart for rows a present filing repeats the evidence of."""
+    checked = held_elsewhere(rows)
+    lines = [
+        f"| financebench unanswerable, by split | rows | a present filing holds >= {HELD_ELSEWHERE} of the evidence | "
+        "declined at the default: held elsewhere / not |",
+        "|---|---|---|---|",
+    ]
+    for split in ("train", "test"):
+        part = [r for r in checked if r["split"] == split]
+        if not part:
+            continue
+        scores = rescored(part)
+        threshold = evidence_model.DEFAULT_ABSTAIN_THRESHOLD
+        elsewhere = [s < threshold for r, s in zip(part, scores, strict=True) if r["held_share"] >= HELD_ELSEWHERE]
+        rest = [s < threshold for r, s in zip(part, scores, strict=True) if r["held_share"] < HELD_ELSEWHERE]
+        lines.append(
+            f"| {split} | {len(part)} | {len(elsewhere)} | {sum(elsewhere)} of {len(elsewhere)} / "
+            f"{sum(rest)} of {len(rest)} |"
+        )
+    return "\n".join(lines)
+
+
 def section(stack: Any, corpora: Sequence[str], results: dict[str, Any], small_limit: int | None = None) -> None:
     """Run the corpora through ``stack`` and put the rows and the analysis into ``results["abstention"]``.
 
@@ -636,8 +696,16 @@ def main() -> None:
         help="with --fit: fit a model of its own for CJK questions on these corpora's CJK TRAIN rows (else the "
         "Latin-script model scores them too, fitted on them where they are in --corpora)",
     )
+    parser.add_argument(
+        "--held-elsewhere",
+        action="store_true",
+        help="financebench's unanswerable rows whose reference evidence a present filing repeats (label noise)",
+    )
     args = parser.parse_args()
     rows = [row for path in args.results for row in json.loads(path.read_text())["abstention"]["rows"]]
+    if args.held_elsewhere:
+        print(held_elsewhere_report(rows))
+        return
     if args.fit:
         corpora = {"latin": set(args.corpora.split(","))}
         if args.cjk_corpora:

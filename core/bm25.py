@@ -145,6 +145,13 @@ def idf(df: int, documents: int) -> float:
 _TITLE_PARTS = re.compile(r"[()\n]")
 # A year as ``title_tokens`` leaves it ("FY2022" -> 2022; "Q2'2023" -> 2023).
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+# A full date ("filed 02/09/2023"): when a document was written or filed, not the period it is about.
+_DATE = re.compile(r"\b[0-9]{1,2}/[0-9]{1,2}/(?:19|20)[0-9]{2}\b")
+
+
+def _period_years(piece: str) -> bool:
+    """Whether a part of a title line carries a year other than a full date's ("FY2022", "2023Q1", "2018")."""
+    return any(_YEAR.fullmatch(t) for t in title_tokens(_DATE.sub(" ", piece)))
 
 
 class _TitleTerms:
@@ -157,10 +164,11 @@ class _TitleTerms:
     """
 
     def __init__(self, titles: Sequence[str]) -> None:
-        parts = [
-            [terms for piece in _TITLE_PARTS.split(title) if (terms := frozenset(title_tokens(piece)))]
+        pieces = [
+            [(piece, terms) for piece in _TITLE_PARTS.split(title) if (terms := frozenset(title_tokens(piece)))]
             for title in titles
         ]
+        parts = [[terms for _, terms in of_title] for of_title in pieces]
         documents: dict[str, int] = {}
         for names in parts:
             for term in frozenset().union(*names):
@@ -168,8 +176,13 @@ class _TitleTerms:
         self.weights = {term: idf(count, len(titles)) for term, count in documents.items()}
         self.documents = documents  # how many titles hold each term
         self.count = len(titles)
-        # the parts that carry a year (``period``)
-        self.dated = [held for names in parts for held in names if any(_YEAR.fullmatch(t) for t in held)]
+        # the parts that carry a year (``period``): of a title with a part that carries a period's year (a file
+        # name's "PEPSICO_2022_10K"), only those: "Form 10-K for Pepsico INC filed 02/09/2023" beside it is filed
+        # in 2023 about 2022. A title whose only years are full dates (an 8-K "filed 05/30/2023") keeps them.
+        self.dated: list[frozenset[str]] = []
+        for of_title in pieces:
+            periods = [terms for piece, terms in of_title if _period_years(piece)]
+            self.dated += periods or [terms for _, terms in of_title if any(_YEAR.fullmatch(t) for t in terms)]
         self.holders: dict[str, list[int]] = {}
         self.totals: list[float] = []
         for names in parts:
@@ -196,7 +209,7 @@ class _TitleTerms:
         named = [held for held in self.dated if held & names]
         if not named:
             return 1.0
-        return 1.0 if any(held & years for held in named) else 0.0
+        return 1.0 if any(max(years) in held for held in named) else 0.0
 
 
 class BM25Index:
@@ -283,16 +296,19 @@ class BM25Index:
             return self._title_terms
 
     def period(self, query: str) -> float:
-        """Whether the documents ``query`` names carry a year it asks about: 1 or 0 (1 when it cannot tell).
+        """Whether the documents ``query`` names carry the latest year it asks about: 1 or 0 (1 when it cannot tell).
 
         Of the parts of title lines (``_TitleTerms``) that carry a year and share a name with the query
-        (a term, not a number, that at most half the titles hold): 0 when none carries one of the
-        query's years, else 1. "Boeing's FY2023 outlook" in a version whose only Boeing title is
-        "BOEING_2018_10K" is 0; "Boeing's FY2018 revenue" there is 1. By part, as ``named``: a
-        heading "Item 1. Business" names no year of the file name "CORNING 2022 10K" beside it. A
-        query without a year, a version whose titles carry no year (papers, manuals), or a query
-        naming no dated title is 1: nothing to tell. A title's year is the one it carries (a file
-        name's, a filing date), not the years its text covers.
+        (a term, not a number, that at most half the titles hold): 0 when none carries the query's
+        latest year, else 1. "Boeing's FY2023 outlook" in a version whose only Boeing title is
+        "BOEING_2018_10K" is 0; "Boeing's FY2018 revenue" there is 1; "Corning's tax rate between
+        FY2021 and FY2022" with only "CORNING_2021_10K" is 0 (a filing reports the years before its
+        own, not after). By part, as ``named``: a heading "Item 1. Business" names no year of the file
+        name "CORNING 2022 10K" beside it. A query without a year, a version whose titles carry no
+        year (papers, manuals), or a query naming no dated title is 1: nothing to tell. A title's year
+        is the one it carries, not the years its text covers: a file name's, or a full date's
+        ("filed 05/30/2023") where no part of the title carries another (a 10-K "filed 02/09/2023"
+        beside "PEPSICO_2022_10K" is of 2022).
         """
         if not self.titles:
             return 1.0

@@ -124,3 +124,34 @@ def test_calibrated_declines_each_version_below_the_threshold_its_train_question
     assert not result["met"]
     report = abstention.analyse(train + test)["x"]["test"]
     assert report["calibrated"] == result and report["default"]["declined_unanswerable"] == 0.0
+
+
+def test_held_elsewhere_finds_a_present_filing_that_repeats_the_reference_evidence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Label noise: an "unanswerable" question whose evidence a sibling filing repeats word for word."""
+    from bench.retrieval_lab import Question
+    from ingest import pdfium
+
+    evidence_text = "Net sales rose 7 percent to 12,345 million dollars in the fiscal year"
+    texts = {
+        "ACME_2022_10K.pdf": f"Annual report. {evidence_text}.",
+        "ACME_2023_10K.pdf": f"Annual report. {evidence_text} and more.",  # the sibling repeats it
+        "OTHER_2023_10K.pdf": "Net sales fell in a different business altogether this year",
+    }
+    monkeypatch.setattr(abstention.datasets, "financebench_files", lambda: [(n, n.encode()) for n in texts])
+    monkeypatch.setattr(pdfium, "page_texts", lambda data: [texts[data.decode()]])
+    repeated = Question("fb-1", "ACME's net sales in FY2022?", frozenset(["ACME_2022_10K.pdf"]), (evidence_text,))
+    unique = Question("fb-2", "Why did sales fall?", frozenset(["OTHER_2023_10K.pdf"]), (texts["OTHER_2023_10K.pdf"],))
+    monkeypatch.setattr(abstention, "financebench_splits", lambda: {"tune": [repeated], "report": [unique]})
+    assert abstention.halves(list(texts)) == {
+        "ACME_2022_10K.pdf": "a",
+        "ACME_2023_10K.pdf": "b",
+        "OTHER_2023_10K.pdf": "a",
+    }
+    asked = ROW | {"corpus": "financebench", "answerable": False, "half": "b"}  # half b: ACME_2023_10K only
+    found = abstention.held_elsewhere([asked | {"id": "fb-1"}, asked | {"id": "fb-2"}, asked | {"answerable": True}])
+    assert [(r["id"], r["held_by"], r["held_share"]) for r in found] == [
+        ("fb-1", "ACME_2023_10K.pdf", 1.0),
+        ("fb-2", "ACME_2023_10K.pdf", 0.0),
+    ]
