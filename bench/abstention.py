@@ -20,9 +20,11 @@ stored run without asking again.
 
     .venv/bin/python -m bench.run --only abstention                 # ARAGOG + Solana, small, JSQuAD (~30 min)
     .venv/bin/python -m bench.run --only abstention-financebench    # financebench-subset (slow: 4,806 pages)
-    .venv/bin/python -m bench.abstention --fit bench/results/<date>.abstention.json   # coefficients from TRAIN
-    .venv/bin/python -m bench.abstention --fit --cross bench/results/<date>.abstention.json   # scored both ways
+    .venv/bin/python -m bench.abstention --fit --cjk-corpora jsquad,small bench/results/<date>.abstention.json
+                                                    # the models (Latin script, CJK) and the threshold, from TRAIN
+    .venv/bin/python -m bench.abstention --fit --cross --cjk-corpora jsquad,small <results>   # scored both ways
     .venv/bin/python -m bench.abstention bench/results/<date>.abstention.json         # tables
+    .venv/bin/python -m bench.abstention --held-elsewhere <results>   # financebench's label noise
 """
 
 from __future__ import annotations
@@ -633,7 +635,8 @@ def held_elsewhere(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def held_elsewhere_report(rows: Sequence[dict[str, Any]]) -> str:
-    """The TEST rows' outcome at the default threshold, apart for rows a present filing repeats the evidence of."""
+    """Per split, financebench's unanswerable rows declined at the default threshold: apart for the rows whose
+    evidence a present filing repeats (``held_elsewhere``) and for the rest."""
     checked = held_elsewhere(rows)
     lines = [
         f"| financebench unanswerable, by split | rows | a present filing holds >= {HELD_ELSEWHERE} of the evidence | "
