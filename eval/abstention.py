@@ -96,7 +96,7 @@ class Calibration:
 
     def as_json(self) -> dict[str, Any]:
         # The confidence model the threshold was chosen for: a threshold calibrated under an
-        # earlier model stays in force (confidences are probabilities on both) until the next run.
+        # earlier model stays in force (confidences are on one 0-1 scale under both) until the next run.
         return {**self.__dict__, "rule": RULE, "confidence_model": evidence.MODEL_VERSION}
 
 
