@@ -17,6 +17,7 @@ after each section while it runs); a full run also puts the tables into README.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -452,6 +453,20 @@ def run(plan: Plan, workdir: Path, checkpoint: Callable[[dict[str, Any]], None],
     return results
 
 
+@contextlib.contextmanager
+def working_folder(keep: Path | None) -> Iterator[Path]:
+    """The run's data folder (catalog, blobs, Chroma, logs): a temporary one removed at the end, or ``keep``
+    (created; it must not exist or must be empty), left in place to inspect after the run."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
+            yield Path(tmp)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise SystemExit(f"--keep {keep}: the folder is not empty")
+    yield keep.resolve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a small run that only checks the harness")
@@ -474,6 +489,12 @@ def main() -> None:
         "only (about 35 min): the timing comparison with an earlier run, written to <date>.core.json/.md",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="folder for the results")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the run's data folder (catalog, blobs, Chroma, logs) here instead of a temporary one, e.g. to "
+        "recompute signals from the stored indexes afterwards",
+    )
     args = parser.parse_args()
     # A terminated run still stops the ragkeep it started (the context managers unwind).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -490,12 +511,12 @@ def main() -> None:
         """What is measured so far, in case the run is stopped before the end (removed when it ends)."""
         partial_file.write_text(json.dumps(results, indent=2) + "\n")
 
-    with tempfile.TemporaryDirectory(prefix="ragkeep-bench-") as tmp:
+    with working_folder(args.keep) as workdir:
         plan = SMOKE if args.smoke else FULL
         results = (
-            run_sections(args.only, plan, Path(tmp), checkpoint)
+            run_sections(args.only, plan, workdir, checkpoint)
             if args.only
-            else run(plan, Path(tmp), checkpoint, core=args.core)
+            else run(plan, workdir, checkpoint, core=args.core)
         )
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["note"] = args.note
