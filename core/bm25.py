@@ -8,6 +8,7 @@ tokenizer would see a whole Japanese sentence as one token.
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import json
@@ -149,6 +150,12 @@ _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 _DATE = re.compile(r"\b[0-9]{1,2}/[0-9]{1,2}/(?:19|20)[0-9]{2}\b")
 
 
+# A word written with a capital letter ("MGM", "Activision"): a name, which a file name may hold squashed with the
+# rest of the company's name ("MGMRESORTS_2023Q2_10Q"). Not preceded by a letter or digit ("iPhone" is not one).
+_CAPITALIZED = re.compile(rf"(?<![^\W_{CJK}])[A-Z][^\W_{CJK}]*")
+SHORTEST_PREFIX = 3  # "MGM" names "mgmresorts"; "PE" names nothing
+
+
 def _period_years(piece: str) -> bool:
     """Whether a part of a title line carries a year other than a full date's ("FY2022", "2023Q1", "2018")."""
     return any(_YEAR.fullmatch(t) for t in title_tokens(_DATE.sub(" ", piece)))
@@ -175,6 +182,7 @@ class _TitleTerms:
                 documents[term] = documents.get(term, 0) + 1
         self.weights = {term: idf(count, len(titles)) for term, count in documents.items()}
         self.documents = documents  # how many titles hold each term
+        self.sorted_terms = sorted(documents)  # for the prefix lookup of ``asked``
         self.count = len(titles)
         # the parts that carry a year (``period``): of a title with a part that carries a period's year (a file
         # name's "PEPSICO_2022_10K"), only those: "Form 10-K for Pepsico INC filed 02/09/2023" beside it is filed
@@ -190,6 +198,29 @@ class _TitleTerms:
                 for term in held:
                     self.holders.setdefault(term, []).append(len(self.totals))
                 self.totals.append(sum(self.weights[t] for t in held))
+
+    def asked(self, query: str) -> set[str]:
+        """The title terms ``query`` names: its ``title_tokens`` (``query=True``), and the squashed names its
+        capitalized words begin.
+
+        File names squash a company's name ("MGMRESORTS_2023Q2_10Q") and questions shorten it ("MGM's
+        interest coverage"): a word written with a capital letter, of at least ``SHORTEST_PREFIX``
+        letters, not a stopword, that no title holds as a term, names every title term it begins.
+        Lowercase words never do ("best" does not name "bestbuy"); a capitalized first word does.
+        """
+        asked = set(title_tokens(query, query=True))
+        for word in _CAPITALIZED.findall(query):
+            for piece in _LETTER_DIGIT.sub(" ", word.lower()).split():
+                if len(piece) < SHORTEST_PREFIX or not piece.isalpha() or piece in STOPWORDS:
+                    continue
+                if _stem(piece) in self.documents:
+                    continue
+                start = bisect.bisect_left(self.sorted_terms, piece)
+                for term in itertools.islice(self.sorted_terms, start, None):
+                    if not term.startswith(piece):
+                        break
+                    asked.add(term)
+        return asked
 
     def named(self, asked: set[str]) -> float:
         shared: dict[int, float] = {}
@@ -283,11 +314,13 @@ class BM25Index:
         of its terms (``title_tokens``, weighted by ``idf`` among the version's titles, so
         "Document" or "10-K" in every title weighs little) that the query holds; the best share.
         "Boeing's FY2022 revenue" names "BOEING_2022_10K" most, "BOEING_2018_10K" in part and
-        "3M_2018_10K" hardly at all.
+        "3M_2018_10K" hardly at all. The query's terms are ``_TitleTerms.asked``'s: "MGM" also names
+        "MGMRESORTS_2023Q2_10Q".
         """
         if not self.titles:
             return 0.0
-        return self._terms().named(set(title_tokens(query, query=True)))
+        terms = self._terms()
+        return terms.named(terms.asked(query))
 
     def _terms(self) -> _TitleTerms:
         with self._title_lock:
@@ -308,11 +341,12 @@ class BM25Index:
         year (papers, manuals), or a query naming no dated title is 1: nothing to tell. A title's year
         is the one it carries, not the years its text covers: a file name's, or a full date's
         ("filed 05/30/2023") where no part of the title carries another (a 10-K "filed 02/09/2023"
-        beside "PEPSICO_2022_10K" is of 2022).
+        beside "PEPSICO_2022_10K" is of 2022). The query's names are ``_TitleTerms.asked``'s, as for ``named``.
         """
         if not self.titles:
             return 1.0
-        return self._terms().period(set(title_tokens(query, query=True)))
+        terms = self._terms()
+        return terms.period(terms.asked(query))
 
     def search(self, query: str, limit: int) -> list[tuple[str, float]]:
         """The ``limit`` best (chunk id, BM25 score) pairs, best first; only positive scores."""

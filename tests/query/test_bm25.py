@@ -174,3 +174,29 @@ def test_period_says_whether_the_documents_a_question_names_carry_the_year_it_as
     papers = BM25Index.build([], [], {"bert": "Document: BERT (bert.pdf)", "glm": "Document: GLM-130B (glm.pdf)"})
     assert papers.period("What did BERT change in 2019?") == 1.0, "titles without years: nothing to tell"
     assert BM25Index.build(["a:0"], ["Boeing 2018"]).period("Boeing FY2023") == 1.0, "no titles: nothing to tell"
+
+
+def test_a_capitalized_short_name_names_the_squashed_file_name_it_begins() -> None:
+    """Questions shorten the names that file names squash: "MGM" for "MGMRESORTS_2023Q2_10Q"."""
+    titles = {
+        "mgm": "Document: 0000789570-23-000010 (MGMRESORTS_2023Q2_10Q.pdf)",
+        "atvi": "Document: 0000718877-20-000012 (ACTIVISIONBLIZZARD_2019_10K.pdf)",
+        "bby": "Document: 0000764478-23-000006 (BESTBUY_2023_10K.pdf)",
+        "pep": "Document: 0000077476-23-000007 (PEPSICO_2022_10K.pdf)",
+    }
+    index = BM25Index.loads(BM25Index.build([], [], titles).dumps())
+    assert index.period("What was MGM's interest coverage ratio in FY2022?") == 0.0, "its only filing is of 2023"
+    assert index.period("What was the operating income for MGM in H1 FY2023?") == 1.0
+    assert index.named("What was the operating income for MGM in H1 FY2023?") > index.named(
+        "What was the operating income in H1 FY2023?"
+    )
+    assert index.period("What was Activision's capex in FY2022?") == 0.0
+    assert index.named("What was Activision's revenue in FY2019?") > 0.8
+    assert index.named("Which segment did Pep grow in FY2022?") > 0
+    assert index.period("Which segment did best grow in FY2022?") == 1.0, "a lowercase word names nothing"
+    assert index.period("Best segment of the year in FY2022?") == 0.0, "known limit: a capitalized first word counts"
+    assert index.named("What PE ratio did the market give in FY2022?") == index.named("What ratio in FY2022?"), (
+        "two letters are too few to name a file"
+    )
+    held = BM25Index.build([], [], titles | {"mgm22": "Document: MGM Resorts International (MGM 2022 10K)"})
+    assert held.period("What was MGM's interest coverage ratio in FY2022?") == 1.0, "a title holds mgm: it is that"
